@@ -1,0 +1,154 @@
+# polyc - a compiler for poly-attention.
+#
+#   make            build build/polyc and build/libpolyattn.a
+#   make test       unit suites, end-to-end kernel checks, generated/ freshness
+#   make run        compile examples/compose2.poly and run its program
+#   make examples   build every example program under build/examples/
+#   make bench      time the tree kernels (and PyTorch, if installed)
+#   make generated  rewrite generated/ from examples/*.poly
+#   make clean      remove build/
+
+CC      = clang
+CFLAGS  = -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra
+CPPFLAGS = -Icompiler -Iruntime -Ibuild/grammar -MMD -MP
+CHECK_LIBS = $(shell pkg-config --libs check)
+CHECK_CFLAGS = $(shell pkg-config --cflags check)
+B = build
+
+COMPILER_SRC = compiler/ast.c compiler/diag.c compiler/parse.c \
+               compiler/graph.c compiler/plan.c compiler/explain.c \
+               compiler/emit.c compiler/emit_tree.c compiler/emit_attend.c \
+               compiler/emit_dense.c \
+               compiler/driver.c
+GRAMMAR_SRC  = $(B)/grammar/parser.c $(B)/grammar/lexer.c
+RUNTIME_SRC  = runtime/pa_status.c runtime/pa_reference.c runtime/pa_kernel.c
+TEST_SRC     = tests/check_main.c tests/check_parse.c tests/check_runtime.c \
+               tests/check_graph.c
+EXAMPLES     = self_attention compose2 compose3 star
+
+COMPILER_OBJ = $(COMPILER_SRC:%.c=$(B)/%.o) $(GRAMMAR_SRC:%.c=%.o)
+RUNTIME_OBJ  = $(RUNTIME_SRC:%.c=$(B)/%.o)
+TEST_OBJ     = $(TEST_SRC:%.c=$(B)/%.o)
+POLYC        = $(B)/polyc
+LIBPA        = $(B)/libpolyattn.a
+
+# Generated kernels use OpenMP; programs linking them need it too.
+KERNEL_LDLIBS = $(LIBPA) -fopenmp -lm
+
+.PHONY: all test unit e2e check-generated generated examples run bench clean
+.SUFFIXES:
+
+all: $(POLYC) $(LIBPA)
+
+# --- grammar: flex and bison output under build/grammar/
+$(B)/grammar/parser.c $(B)/grammar/parser.h: grammar/parser.y
+	@mkdir -p $(@D)
+	bison -Wall --defines=$(B)/grammar/parser.h -o $(B)/grammar/parser.c $<
+
+$(B)/grammar/lexer.c $(B)/grammar/lexer.h: grammar/lexer.l $(B)/grammar/parser.h
+	@mkdir -p $(@D)
+	flex --header-file=$(B)/grammar/lexer.h -o $(B)/grammar/lexer.c $<
+
+$(B)/grammar/%.o: $(B)/grammar/%.c $(B)/grammar/parser.h $(B)/grammar/lexer.h
+	$(CC) $(CFLAGS) -Wno-unused-function -Wno-sign-compare $(CPPFLAGS) -c $< -o $@
+
+$(B)/compiler/parse.o $(B)/compiler/ast.o: $(B)/grammar/parser.h $(B)/grammar/lexer.h
+
+# --- objects
+$(B)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(CPPFLAGS) $(CHECK_CFLAGS) -c $< -o $@
+
+$(B)/compiler/main.o: CPPFLAGS += -DPOLYC_INCLUDE_DIR='"$(CURDIR)/runtime"'
+
+$(B)/libpolyc.a: $(COMPILER_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(POLYC): $(B)/compiler/main.o $(B)/libpolyc.a
+	$(CC) $(CFLAGS) $^ -lm -o $@
+
+$(LIBPA): $(RUNTIME_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+# --- unit suites
+$(B)/check_unit: $(TEST_OBJ) $(B)/libpolyc.a $(LIBPA)
+	$(CC) $(CFLAGS) $^ $(CHECK_LIBS) -lm -o $@
+
+unit: $(B)/check_unit
+	$(B)/check_unit
+
+# --- end-to-end: compile tests/e2e/*.txt into kernels, compare with pa_reference
+E2E = $(B)/e2e
+$(E2E)/tree/cases.poly $(E2E)/tree/cases_table.c: tests/e2e/polys.txt tests/e2e/mkcases.sh
+	sh tests/e2e/mkcases.sh tests/e2e/polys.txt "1 3 16 64" "1 5 64" $(E2E)/tree
+$(E2E)/general/cases.poly $(E2E)/general/cases_table.c: tests/e2e/polys_general.txt tests/e2e/mkcases.sh
+	sh tests/e2e/mkcases.sh tests/e2e/polys_general.txt "1 3 16" "1 5" $(E2E)/general
+
+$(E2E)/%/cases.h: $(E2E)/%/cases.poly $(POLYC)
+	$(POLYC) $< --emit=h -o $@
+$(E2E)/%/cases.o: $(E2E)/%/cases.poly $(POLYC)
+	$(POLYC) $< -c -o $@
+$(E2E)/%/cases_table.o: $(E2E)/%/cases_table.c $(E2E)/%/cases.h
+	$(CC) $(CFLAGS) -Iruntime -I$(E2E)/$* -c $< -o $@
+$(E2E)/check_e2e.o: tests/check_e2e.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -fopenmp -Iruntime $(CHECK_CFLAGS) -c $< -o $@
+$(E2E)/check_%: $(E2E)/check_e2e.o $(E2E)/%/cases.o $(E2E)/%/cases_table.o $(LIBPA)
+	$(CC) $(CFLAGS) $^ $(CHECK_LIBS) -fopenmp -lm -o $@
+
+e2e: $(E2E)/check_tree $(E2E)/check_general
+	$(E2E)/check_tree
+	$(E2E)/check_general
+
+# --- generated/: the C polyc emits for every example, kept readable in git
+GENERATED = $(EXAMPLES:%=generated/%.c)
+generated: $(POLYC)
+	for e in $(EXAMPLES); do $(POLYC) examples/$$e.poly -S -o generated/$$e.c || exit 1; done
+
+check-generated: $(POLYC)
+	@mkdir -p $(B)/generated
+	@for e in $(EXAMPLES); do \
+	  $(POLYC) examples/$$e.poly -S -o $(B)/generated/$$e.c || exit 1; \
+	  cmp -s $(B)/generated/$$e.c generated/$$e.c || \
+	    { echo "generated/$$e.c is stale: run 'make generated'"; exit 1; }; \
+	done; echo "generated/ is up to date"
+
+# --- examples: NAME.poly → kernel object and header, NAME.c → program
+$(B)/examples/%.o: examples/%.poly $(POLYC)
+	@mkdir -p $(@D)
+	$(POLYC) $< -c -o $@
+$(B)/examples/%.h: examples/%.poly $(POLYC)
+	@mkdir -p $(@D)
+	$(POLYC) $< --emit=h -o $@
+$(B)/examples/%.main.o: examples/%.c $(B)/examples/%.h
+	$(CC) $(CFLAGS) -fopenmp -Iruntime -I$(B)/examples -c $< -o $@
+$(B)/examples/%: $(B)/examples/%.main.o $(B)/examples/%.o $(LIBPA)
+	$(CC) $(CFLAGS) $^ -fopenmp -lm -o $@
+
+examples: $(EXAMPLES:%=$(B)/examples/%)
+
+run: $(B)/examples/compose2
+	$(POLYC) examples/compose2.poly --explain
+	$(B)/examples/compose2 1024 --check
+
+# --- benchmarks (figures, not tests): make bench
+$(B)/bench/%.o: bench/%.poly $(POLYC)
+	@mkdir -p $(@D)
+	$(POLYC) $< -c -o $@
+$(B)/bench/%.h: bench/%.poly $(POLYC)
+	@mkdir -p $(@D)
+	$(POLYC) $< --emit=h -o $@
+$(B)/bench/bench_tree: bench/bench_tree.c bench/peak.c $(B)/bench/tree.o $(B)/bench/tree.h $(LIBPA)
+	$(CC) $(CFLAGS) -O3 -fopenmp -Iruntime -Ibench -I$(B)/bench bench/bench_tree.c bench/peak.c \
+	    $(B)/bench/tree.o $(LIBPA) -lm -o $@
+
+bench: $(B)/bench/bench_tree
+	sh bench/run.sh $(B)/bench
+
+test: all unit e2e check-generated examples
+
+clean:
+	rm -rf $(B)
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)
+.SECONDARY:

@@ -1,0 +1,76 @@
+"""What a PyTorch user would write for the kernels bench_tree.c times.
+
+x1*x2 is torch's fused scaled_dot_product_attention (scale 1, as polyc's
+kernel).  Trees are the O(n^2) formulation with matrix products and
+max-subtraction: each message is softmax(Q K^T + key bias) V together with
+its log-normalizer, children before parents.  Prints "kernel n seconds"
+lines (median of runs), the same inputs' shapes as bench_tree.c.
+"""
+import statistics
+import sys
+import time
+
+import torch
+
+D = 64
+
+
+def message(q, k, v, key_bias=None):
+    """softmax(q k^T + key_bias) v and the log-normalizer of every row."""
+    s = q @ k.T
+    if key_bias is not None:
+        s = s + key_bias
+    m = s.amax(dim=1, keepdim=True)
+    p = torch.exp(s - m)
+    z = p.sum(dim=1, keepdim=True)
+    return (p @ v) / z, (m + torch.log(z)).squeeze(1)
+
+
+def attn(x):
+    q, k, v = x[0][None, None], x[1][None, None], x[2][None, None]
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=1.0)
+
+
+def path2(x):
+    # inputs: m0_x1 m0_x2 m1_x2 m1_x3 v2 v3
+    o3, l3 = message(x[2], x[3], x[5])
+    o2, _ = message(x[0], x[1], x[4] * o3, l3)
+    return o2
+
+
+def path3(x):
+    # inputs: m0_x1 m0_x2 m1_x2 m1_x3 m2_x3 m2_x4 v2 v3 v4
+    o4, l4 = message(x[4], x[5], x[8])
+    o3, l3 = message(x[2], x[3], x[7] * o4, l4)
+    o2, _ = message(x[0], x[1], x[6] * o3, l3)
+    return o2
+
+
+def star(x):
+    # inputs: m0_x1 m0_x2 m1_x1 m1_x3 m2_x1 m2_x4 v2 v3 v4
+    o2, _ = message(x[0], x[1], x[6])
+    o3, _ = message(x[2], x[3], x[7])
+    o4, _ = message(x[4], x[5], x[8])
+    return o2 * o3 * o4
+
+
+KERNELS = [("attn", attn, 3), ("path2", path2, 6), ("path3", path3, 9), ("star", star, 9)]
+
+
+def main():
+    torch.set_grad_enabled(False)
+    for name, fn, inputs in KERNELS:
+        for n in (1024, 4096, 16384):
+            x = [torch.rand(n, D) - 0.5 for _ in range(inputs)]
+            fn(x)
+            times = []
+            for _ in range(3 if n >= 16384 else 7):
+                t = time.perf_counter()
+                fn(x)
+                times.append(time.perf_counter() - t)
+            print(f"{name}\t{n}\t{statistics.median(times):.6f}")
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+/*
+ * driver.c - everything polyc does to files and processes: writing
+ * outputs atomically (a temporary file beside the target, renamed into
+ * place only when complete, so a failed or interrupted run never leaves a
+ * partial file) and running clang as the back end.
+ */
+#include "polyc.h"
+
+#include <errno.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* temp_beside: a fresh file "<path>.tmpXXXXXX" opened for writing; its
+ * name goes to buf.  NULL (reported) on failure. */
+static FILE *temp_beside(const char *path, char *buf, size_t sz, Diag *d)
+{
+	snprintf(buf, sz, "%s.tmpXXXXXX", path);
+	int fd = mkstemp(buf);
+	if (fd < 0) {
+		diag_plain(d, "cannot create '%s': %s", buf, strerror(errno));
+		return NULL;
+	}
+	return fdopen(fd, "w");
+}
+
+/* finish_temp: close f and rename tmp onto path; on any failure remove
+ * tmp and report.  Returns success. */
+static bool finish_temp(FILE *f, const char *tmp, const char *path, Diag *d)
+{
+	bool ok = !ferror(f);
+	ok = (fclose(f) == 0) && ok;
+	if (ok && rename(tmp, path) != 0) {
+		diag_plain(d, "cannot write '%s': %s", path, strerror(errno));
+		ok = false;
+	} else if (!ok) {
+		diag_plain(d, "cannot write '%s': %s", path, strerror(errno));
+	}
+	if (!ok)
+		remove(tmp);
+	return ok;
+}
+
+/* write_output: see polyc.h. */
+bool write_output(const char *path, void (*fn)(FILE *, void *), void *ctx,
+                  Diag *d)
+{
+	if (strcmp(path, "-") == 0) {
+		fn(stdout, ctx);
+		return fflush(stdout) == 0;
+	}
+	char tmp[4096];
+	FILE *f = temp_beside(path, tmp, sizeof tmp, d);
+	if (!f)
+		return false;
+	fn(f, ctx);
+	return finish_temp(f, tmp, path, d);
+}
+
+/* run: run argv[0] with argv and wait; true when it exits with 0. */
+static bool run(char **argv, Diag *d)
+{
+	pid_t pid;
+	int rc = posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ);
+	if (rc != 0) {
+		diag_plain(d, "cannot run the C compiler '%s': %s (install clang, "
+		           "or name another with --cc or POLYC_CC)", argv[0],
+		           strerror(rc));
+		return false;
+	}
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR) {
+			diag_plain(d, "waiting for '%s': %s", argv[0], strerror(errno));
+			return false;
+		}
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return true;
+	if (WIFEXITED(st))
+		diag_plain(d, "the C compiler '%s' failed with exit status %d",
+		           argv[0], WEXITSTATUS(st));
+	else
+		diag_plain(d, "the C compiler '%s' was killed by signal %d",
+		           argv[0], WTERMSIG(st));
+	return false;
+}
+
+/* cc_argv: the clang command line compiling src into obj. */
+static int cc_argv(char **argv, const CcOptions *o, char *inc, char *src,
+                   char *obj)
+{
+	int n = 0;
+	argv[n++] = (char *)o->cc;
+	argv[n++] = "-std=c11";
+	argv[n++] = (char *)o->opt;
+	if (o->march)
+		argv[n++] = (char *)o->march;
+	argv[n++] = "-fopenmp";
+	argv[n++] = "-fPIC";
+	argv[n++] = inc;
+	for (int i = 0; i < o->nextra; i++)
+		argv[n++] = (char *)o->extra[i];
+	argv[n++] = "-c";
+	argv[n++] = src;
+	argv[n++] = "-o";
+	argv[n++] = obj;
+	argv[n] = NULL;
+	return n;
+}
+
+/* copy_to_stdout: the bytes of file path on standard output. */
+static bool copy_to_stdout(const char *path, Diag *d)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		diag_plain(d, "cannot read '%s': %s", path, strerror(errno));
+		return false;
+	}
+	char buf[1 << 16];
+	size_t got;
+	bool ok = true;
+	while ((got = fread(buf, 1, sizeof buf, f)) > 0)
+		ok = ok && fwrite(buf, 1, got, stdout) == got;
+	fclose(f);
+	return fflush(stdout) == 0 && ok;
+}
+
+/* compile_object: see polyc.h.  The C goes to a temporary file under
+ * $TMPDIR, the object to a temporary beside path, renamed when clang
+ * succeeds. */
+bool compile_object(const char *path, const CcOptions *o,
+                    void (*fn)(FILE *, void *), void *ctx, Diag *d)
+{
+	const char *tdir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	char src[4096], obj[4096], inc[4096];
+	snprintf(src, sizeof src, "%s/polyc-XXXXXX.c", tdir);
+	int fd = mkstemps(src, 2);
+	if (fd < 0) {
+		diag_plain(d, "cannot create '%s': %s", src, strerror(errno));
+		return false;
+	}
+	FILE *f = fdopen(fd, "w");
+	fn(f, ctx);
+	bool ok = !ferror(f);
+	ok = fclose(f) == 0 && ok;
+	const char *target = strcmp(path, "-") == 0 ? src : path;
+	snprintf(obj, sizeof obj, "%s.tmp%d.o", target, (int)getpid());
+	snprintf(inc, sizeof inc, "-I%s", o->include_dir);
+	char *argv[64 + 16];
+	cc_argv(argv, o, inc, src, obj);
+	ok = ok && run(argv, d);
+	if (ok && strcmp(path, "-") == 0)
+		ok = copy_to_stdout(obj, d);
+	else if (ok && rename(obj, path) != 0) {
+		diag_plain(d, "cannot write '%s': %s", path, strerror(errno));
+		ok = false;
+	}
+	remove(src);
+	if (!ok || strcmp(path, "-") == 0)
+		remove(obj);
+	return ok;
+}

@@ -1,0 +1,434 @@
+/*
+ * emit_tree.c - C for the exact tree plan (DESIGN §3).
+ *
+ * Every message x_j → x_p is one attention pass: the rows of x_p are the
+ * queries, the rows of x_j the keys, with x_j's own biases and the
+ * log-normalizers of x_j's children as key biases, and the entrywise
+ * product of x_j's values and its children's messages as payload.  A pass
+ * keeps a running maximum per row (online softmax), so it returns the
+ * normalized message and its log-normalizer and never forms an n × n
+ * matrix.  A kernel is a struct of workspace pointers and, per message,
+ * a "prepare" stage (queries, packed keys, key bias, payload) and a
+ * "send" stage; "finish" multiplies the root's messages into the output.
+ */
+#include "polyc.h"
+
+#include <math.h>
+#include <string.h>
+
+/* flit: x as a float literal ("0.5f", "1.0f", "-2e-05f"). */
+static const char *flit(char *buf, size_t sz, double x)
+{
+	snprintf(buf, sz, "%.9g", x);
+	if (!strpbrk(buf, ".e"))
+		strncat(buf, ".0", sz - strlen(buf) - 1);
+	strncat(buf, "f", sz - strlen(buf) - 1);
+	return buf;
+}
+
+/* first_input = index in inputs[] of monomial m's first occurrence. */
+static int first_input(const Kernel *k, int m)
+{
+	int i = 0;
+	for (int a = 0; a < m; a++)
+		i += k->mono[a].degree;
+	return i;
+}
+
+/* value_input = index in inputs[] of x_j's value matrix. */
+static int value_input(const Kernel *k, int j)
+{
+	return first_input(k, k->nmono) + popcount32(k->values & ((1u << j) - 1));
+}
+
+/* side_product: "f3[l] * f4[l]", the product of monomial m's occurrences
+ * on x_v at column l (the f<i> pointers are declared by the caller). */
+static void side_product(char *buf, size_t sz, const Kernel *k, int m, int v)
+{
+	int base = first_input(k, m), o = 0;
+	buf[0] = 0;
+	for (int q = 0; q < k->mono[m].degree; q++)
+		if (k->mono[m].occ[q] == v)
+			o += snprintf(buf + o, sz - o, "%sf%d[l]", o ? " * " : "",
+			              base + q);
+}
+
+/* declare_rows: "const float *f<i> = in[i] + row * HD;" for every factor
+ * occurrence of monomial m on x_v. */
+static void declare_rows(Emitter *E, const Kernel *k, int m, int v)
+{
+	int base = first_input(k, m);
+	for (int q = 0; q < k->mono[m].degree; q++)
+		if (k->mono[m].occ[q] == v)
+			emit_line(E, "const float *f%d = in[%d] + row * %d;", base + q,
+			          base + q, k->head_dim);
+}
+
+/* children = the variables whose parent is j. */
+static uint32_t children(const Plan *p, int j)
+{
+	uint32_t c = 0;
+	for (int i = 0; i < p->nmsg; i++)
+		if (p->msg[i].parent == j)
+			c |= 1u << p->msg[i].var;
+	return c;
+}
+
+/* A workspace buffer: batch × rows × cols floats. */
+typedef struct Buf {
+	char name[16];           /* member of struct K_work */
+	const char *rows;        /* "n", "np" (keys padded to panels) or "1" */
+	int cols;
+} Buf;
+
+/* padded = a payload's row stride: value_dim rounded up to 16 floats,
+ * so micro-kernels of every ISA read whole vectors. */
+static int padded(int vd)
+{
+	return (vd + 15) / 16 * 16;
+}
+
+/* add_buf: append one buffer description. */
+static void add_buf(Buf *b, int *nb, const char *pre, int j, const char *rows,
+                    int cols)
+{
+	snprintf(b[*nb].name, sizeof b[*nb].name, "%s%d", pre, j);
+	b[*nb].rows = rows;
+	b[(*nb)++].cols = cols;
+}
+
+/* work_buffers: every buffer the kernel of p needs, in workspace order:
+ * per message its queries, packed keys, key bias, log-normalizer and (if
+ * it carries values) payload and normalized message; per component
+ * without x1 its weights, payload and constant. Returns the count. */
+static int work_buffers(const Plan *p, Buf *b)
+{
+	int nb = 0, vd = p->g->k->value_dim;
+	for (int i = 0; i < p->nmsg; i++) {
+		const Message *m = &p->msg[i];
+		add_buf(b, &nb, "q", m->var, "n", m->dim);
+		add_buf(b, &nb, "kt", m->var, "np", m->dim);
+		add_buf(b, &nb, "kb", m->var, "np", 1);
+		add_buf(b, &nb, "lse", m->var, "n", 1);
+		if (m->values) {
+			add_buf(b, &nb, "pv", m->var, "np", padded(vd));
+			add_buf(b, &nb, "o", m->var, "n", vd);
+		}
+	}
+	for (int r = 1; r < p->nroots; r++) {
+		add_buf(b, &nb, "kb", p->root[r], "np", 1);
+		add_buf(b, &nb, "pv", p->root[r], "np", padded(vd));
+		add_buf(b, &nb, "c", p->root[r], "1", vd);
+	}
+	return nb;
+}
+
+/* emit_work: the struct of workspace pointers. */
+static void emit_work(Emitter *E, const Plan *p, const Buf *b, int nb)
+{
+	emit_line(E, "/* workspace: per message x_j -> parent, queries q, packed keys kt,");
+	emit_line(E, " * key bias kb, log-normalizer lse, payload pv, normalized message o */");
+	emit_open(E, "struct %s_work", p->g->k->name);
+	for (int i = 0; i < nb; i++)
+		emit_line(E, "float *%s; /* batch x %s x %d */", b[i].name, b[i].rows,
+		          b[i].cols);
+	if (!nb)
+		emit_line(E, "char unused;");
+	E->indent--;
+	emit_line(E, "};");
+	emit_line(E, "");
+}
+
+/* emit_attends: one attend function per distinct (dim, payload) shape. */
+static void emit_attends(Emitter *E, const Plan *p)
+{
+	const Kernel *k = p->g->k;
+	for (int i = 0; i < p->nmsg; i++) {
+		int dv = p->msg[i].values ? k->value_dim : 0, seen = 0;
+		for (int a = 0; a < i; a++)
+			seen |= p->msg[a].dim == p->msg[i].dim &&
+			        p->msg[a].values == p->msg[i].values;
+		if (!seen)
+			emit_attend(E, k->name, p->msg[i].dim, dv);
+	}
+}
+
+/* emit_keys: x_j's side of every monomial of the edge, packed into the
+ * key panel (column d of row r at kt[d * PA_BK]). */
+static void emit_keys(Emitter *E, const Plan *p, const Message *msg)
+{
+	const Kernel *k = p->g->k;
+	const Edge *e = &p->g->edge[msg->edge];
+	char prod[512];
+	for (int a = 0; a < e->nmono; a++) {
+		int m = e->mono[a];
+		emit_line(E, "/* keys: x%d's side of monomial %d */", msg->var, m);
+		emit_open(E, "");
+		declare_rows(E, k, m, msg->var);
+		side_product(prod, sizeof prod, k, m, msg->var);
+		emit_line(E, "for (int l = 0; l < %d; l++)", k->head_dim);
+		emit_line(E, "\tkt[(%d + l) * PA_BK] = %s;", a * k->head_dim, prod);
+		emit_close(E);
+	}
+}
+
+/* emit_queries: x_p's side of every monomial of the edge, times scale·c. */
+static void emit_queries(Emitter *E, const Plan *p, const Message *msg)
+{
+	const Kernel *k = p->g->k;
+	const Edge *e = &p->g->edge[msg->edge];
+	char prod[512], c[40];
+	emit_line(E, "float *q = w->q%d + row * %d;", msg->var, msg->dim);
+	for (int a = 0; a < e->nmono; a++) {
+		int m = e->mono[a];
+		emit_line(E, "/* queries: x%d's side of monomial %d, times scale * c */",
+		          msg->parent, m);
+		emit_open(E, "");
+		declare_rows(E, k, m, msg->parent);
+		side_product(prod, sizeof prod, k, m, msg->parent);
+		emit_line(E, "for (int l = 0; l < %d; l++)", k->head_dim);
+		emit_line(E, "\tq[%d + l] = %s * (%s);", a * k->head_dim,
+		          flit(c, sizeof c, k->scale * k->mono[m].coef), prod);
+		emit_close(E);
+	}
+}
+
+/* emit_key_bias: kb = x_j's bias monomials plus its children's
+ * log-normalizers. */
+static void emit_key_bias(Emitter *E, const Plan *p, int j, const char *kb)
+{
+	const Graph *g = p->g;
+	const Kernel *k = g->k;
+	char prod[512], c[40];
+	emit_line(E, "float bias = 0.0f;");
+	for (int a = 0; a < g->nbias[j]; a++) {
+		int m = g->bias[j][a];
+		emit_line(E, "/* bias: monomial %d */", m);
+		emit_open(E, "");
+		declare_rows(E, k, m, j);
+		side_product(prod, sizeof prod, k, m, j);
+		emit_line(E, "float t = 0.0f;");
+		emit_line(E, "for (int l = 0; l < %d; l++)", k->head_dim);
+		emit_line(E, "\tt += %s;", prod);
+		emit_line(E, "bias += %s * t;", flit(c, sizeof c, k->scale * k->mono[m].coef));
+		emit_close(E);
+	}
+	for (uint32_t r = children(p, j); r; r &= r - 1)
+		emit_line(E, "bias += w->lse%d[row];", __builtin_ctz(r));
+	emit_line(E, "%s[b * np + r] = bias;", kb);
+}
+
+/* emit_payload_row: dst[v] = x_j's values times its children's messages. */
+static void emit_payload_row(Emitter *E, const Plan *p, int j, const char *dst)
+{
+	const Kernel *k = p->g->k;
+	char expr[1024];
+	int o = 0;
+	if ((k->values >> j) & 1)
+		o += snprintf(expr + o, sizeof expr - o, "in[%d][row * %d + v]",
+		              value_input(k, j), k->value_dim);
+	for (uint32_t r = children(p, j); r; r &= r - 1) {
+		int c = __builtin_ctz(r);
+		if (p->sub_values[c])
+			o += snprintf(expr + o, sizeof expr - o, "%sw->o%d[row * %d + v]",
+			              o ? " * " : "", c, k->value_dim);
+	}
+	emit_line(E, "for (int v = 0; v < %d; v++)", k->value_dim);
+	emit_line(E, "\t%s[v] = %s;", dst, o ? expr : "1.0f");
+	if (padded(k->value_dim) != k->value_dim) {
+		emit_line(E, "for (int v = %d; v < %d; v++)", k->value_dim, padded(k->value_dim));
+		emit_line(E, "\t%s[v] = 0.0f;", dst);
+	}
+}
+
+/* emit_prepare: stage that fills x_j's keys, key bias and payload and its
+ * parent's queries (msg = NULL: a root's key bias and payload only). */
+static void emit_prepare(Emitter *E, const Plan *p, int j, const Message *msg)
+{
+	const Kernel *k = p->g->k;
+	bool vals = p->sub_values[j];
+	int dim = msg ? msg->dim : 0, vd = k->value_dim;
+	if (msg)
+		emit_line(E, "/* message x%d -> x%d, inputs: keys of x%d, queries of x%d */",
+		          j, msg->parent, j, msg->parent);
+	else
+		emit_line(E, "/* component rooted at x%d: its weights and payload */", j);
+	emit_line(E, "static void %s_prepare_x%d(int64_t batch, int64_t n,", k->name, j);
+	emit_open(E, "\tconst float *const in[], const struct %s_work *w)", k->name);
+	emit_line(E, "const int64_t nb = (n + PA_BK - 1) / PA_BK, np = nb * PA_BK;");
+	emit_line(E, "(void)in;");
+	emit_line(E, "#pragma omp parallel for collapse(2) schedule(static)");
+	emit_open(E, "for (int64_t b = 0; b < batch; b++)");
+	emit_open(E, "for (int64_t r = 0; r < np; r++)");
+	emit_line(E, "const int64_t row = b * n + r;");
+	if (msg)
+		emit_line(E, "float *kt = w->kt%d + (b * nb + r / PA_BK) * %d * PA_BK + r %% PA_BK;", j, dim);
+	if (vals)
+		emit_line(E, "float *pv = w->pv%d + (b * np + r) * %d;", j, padded(vd));
+	emit_open(E, "if (r >= n)");
+	emit_line(E, "/* padding: a key that weighs nothing */");
+	if (msg)
+		emit_line(E, "for (int d = 0; d < %d; d++)", dim);
+	if (msg)
+		emit_line(E, "\tkt[d * PA_BK] = 0.0f;");
+	emit_line(E, "w->kb%d[b * np + r] = -INFINITY;", j);
+	if (vals)
+		emit_line(E, "for (int v = 0; v < %d; v++)", padded(vd));
+	if (vals)
+		emit_line(E, "\tpv[v] = 0.0f;");
+	emit_line(E, "continue;");
+	emit_close(E);
+	if (msg) {
+		emit_keys(E, p, msg);
+		emit_queries(E, p, msg);
+	}
+	char kb[32];
+	snprintf(kb, sizeof kb, "w->kb%d", j);
+	emit_key_bias(E, p, j, kb);
+	if (vals)
+		emit_payload_row(E, p, j, "pv");
+	emit_close(E);
+	emit_close(E);
+	emit_close(E);
+	emit_line(E, "");
+}
+
+/* emit_send: the stage that runs message x_j -> parent over query tiles. */
+static void emit_send(Emitter *E, const Plan *p, const Message *msg)
+{
+	const Kernel *k = p->g->k;
+	int dv = msg->values ? k->value_dim : 0;
+	emit_line(E, "/* message x%d -> x%d: every row of x%d attends over the rows of x%d */",
+	          msg->var, msg->parent, msg->parent, msg->var);
+	emit_line(E, "static void %s_send_x%d(int64_t batch, int64_t n, const struct %s_work *w)",
+	          k->name, msg->var, k->name);
+	emit_open(E, "");
+	emit_line(E, "const int64_t nb = (n + PA_BK - 1) / PA_BK, np = nb * PA_BK;");
+	emit_line(E, "const int64_t tasks = (n + PA_TQ - 1) / PA_TQ;");
+	emit_line(E, "const pa_attend_fn attend = %s_attend_d%d_v%d();", k->name, msg->dim, dv);
+	emit_line(E, "#pragma omp parallel for collapse(2) schedule(dynamic)");
+	emit_open(E, "for (int64_t b = 0; b < batch; b++)");
+	emit_open(E, "for (int64_t t = 0; t < tasks; t++)");
+	emit_line(E, "const int64_t end = (t + 1) * PA_TQ < n ? (t + 1) * PA_TQ : n;");
+	emit_line(E, "const int64_t i = t * PA_TQ;");
+	emit_line(E, "attend(nb, (int)(end - i), w->q%d + (b * n + i) * %d,", msg->var, msg->dim);
+	emit_line(E, "\tw->kt%d + b * np * %d, w->kb%d + b * np,", msg->var, msg->dim, msg->var);
+	if (dv)
+		emit_line(E, "\tw->pv%d + b * np * %d, w->o%d + (b * n + i) * %d,", msg->var,
+		          padded(dv), msg->var, dv);
+	else
+		emit_line(E, "\tNULL, NULL,");
+	emit_line(E, "\tw->lse%d + b * n + i);", msg->var);
+	emit_close(E);
+	emit_close(E);
+	emit_close(E);
+	emit_line(E, "");
+}
+
+/* emit_finish: out = x1's values times the messages x1 receives times
+ * the constants of the components without x1. */
+static void emit_finish(Emitter *E, const Plan *p)
+{
+	const Kernel *k = p->g->k;
+	int vd = k->value_dim, o = 0;
+	char expr[2048];
+	if (k->values & 2)
+		o += snprintf(expr + o, sizeof expr - o, "in[%d][row * %d + v]",
+		              value_input(k, 1), vd);
+	for (uint32_t r = children(p, 1); r; r &= r - 1)
+		if (p->sub_values[__builtin_ctz(r)])
+			o += snprintf(expr + o, sizeof expr - o, "%sw->o%d[row * %d + v]",
+			              o ? " * " : "", __builtin_ctz(r), vd);
+	for (int r = 1; r < p->nroots; r++)
+		o += snprintf(expr + o, sizeof expr - o, "%sw->c%d[b * %d + v]",
+		              o ? " * " : "", p->root[r], vd);
+	emit_line(E, "/* output: x1's values, the messages x1 receives, the other components */");
+	emit_line(E, "static void %s_finish(int64_t batch, int64_t n, const float *const in[],", k->name);
+	emit_open(E, "\tconst struct %s_work *w, float *out)", k->name);
+	emit_line(E, "const int64_t np = (n + PA_BK - 1) / PA_BK * PA_BK;");
+	emit_line(E, "(void)in, (void)w, (void)np;");
+	for (int r = 1; r < p->nroots; r++) {
+		int x = p->root[r];
+		emit_line(E, "for (int64_t b = 0; b < batch; b++)");
+		emit_line(E, "\tpa_softmax_average(n, w->kb%d + b * np, w->pv%d + b * np * %d, %d, %d, w->c%d + b * %d);",
+		          x, x, padded(vd), padded(vd), vd, x, vd);
+	}
+	emit_line(E, "#pragma omp parallel for collapse(2) schedule(static)");
+	emit_open(E, "for (int64_t b = 0; b < batch; b++)");
+	emit_open(E, "for (int64_t r = 0; r < n; r++)");
+	emit_line(E, "const int64_t row = b * n + r;");
+	emit_line(E, "for (int v = 0; v < %d; v++)", vd);
+	emit_line(E, "\tout[row * %d + v] = %s;", vd, o ? expr : "1.0f");
+	emit_close(E);
+	emit_close(E);
+	emit_close(E);
+	emit_line(E, "");
+}
+
+/* emit_entry: the kernel's entry point: checks, workspace, stages. */
+static void emit_entry(Emitter *E, const Plan *p, const Buf *b, int nb)
+{
+	const Kernel *k = p->g->k;
+	emit_line(E, "pa_status %s(int64_t batch, int64_t n, const float *const inputs[], float *out)", k->name);
+	emit_open(E, "");
+	emit_line(E, "if (!inputs || !out)");
+	emit_line(E, "\treturn PA_ERR_NULL;");
+	emit_line(E, "for (int i = 0; i < %s_info.num_inputs; i++)", k->name);
+	emit_line(E, "\tif (!inputs[i])");
+	emit_line(E, "\t\treturn PA_ERR_NULL;");
+	emit_line(E, "if (batch <= 0 || n <= 0)");
+	emit_line(E, "\treturn PA_ERR_ARGUMENT;");
+	emit_line(E, "const int64_t np = (n + PA_BK - 1) / PA_BK * PA_BK;");
+	emit_line(E, "size_t total = 0;");
+	for (int i = 0; i < nb; i++)
+		emit_line(E, "const size_t at_%s = pa_carve(&total, batch, %s, %d);",
+		          b[i].name, b[i].rows, b[i].cols);
+	emit_line(E, "(void)np;");
+	emit_line(E, "if (total == SIZE_MAX)");
+	emit_line(E, "\treturn PA_ERR_ARGUMENT;");
+	emit_line(E, "float *ws = pa_alloc(total);");
+	emit_line(E, "if (!ws)");
+	emit_line(E, "\treturn PA_ERR_NOMEM;");
+	emit_open(E, "const struct %s_work w =", k->name);
+	for (int i = 0; i < nb; i++)
+		emit_line(E, ".%s = ws + at_%s,", b[i].name, b[i].name);
+	E->indent--;
+	emit_line(E, "};");
+	for (int i = 0; i < p->nmsg; i++) {
+		emit_line(E, "%s_prepare_x%d(batch, n, inputs, &w);", k->name, p->msg[i].var);
+		emit_line(E, "%s_send_x%d(batch, n, &w);", k->name, p->msg[i].var);
+	}
+	for (int r = 1; r < p->nroots; r++)
+		emit_line(E, "%s_prepare_x%d(batch, n, inputs, &w);", k->name, p->root[r]);
+	emit_line(E, "%s_finish(batch, n, inputs, &w, out);", k->name);
+	emit_line(E, "pa_free(ws);");
+	emit_line(E, "return PA_OK;");
+	emit_close(E);
+	emit_line(E, "");
+}
+
+/* emit_tree_kernel: the whole kernel of a tree plan. */
+void emit_tree_kernel(Emitter *E, const Plan *p)
+{
+	const Kernel *k = p->g->k;
+	Buf b[4 * PC_MAX_VARS + 3 * PC_MAX_VARS];
+	int nb = work_buffers(p, b);
+	emit_line(E, "/*");
+	emit_line(E, " * kernel %s: %s", k->name, k->poly_text);
+	emit_line(E, " * class %s, plan %s: %d message(s), children before parents.",
+	          graph_class_name(p->g->cls), plan_kind_name(p->kind), p->nmsg);
+	emit_line(E, " */");
+	emit_line(E, "extern const pa_kernel_info %s_info;", k->name);
+	emit_line(E, "");
+	emit_work(E, p, b, nb);
+	emit_attends(E, p);
+	for (int i = 0; i < p->nmsg; i++) {
+		emit_prepare(E, p, p->msg[i].var, &p->msg[i]);
+		emit_send(E, p, &p->msg[i]);
+	}
+	for (int r = 1; r < p->nroots; r++)
+		emit_prepare(E, p, p->root[r], NULL);
+	emit_finish(E, p);
+	emit_entry(E, p, b, nb);
+	emit_info(E, p);
+}

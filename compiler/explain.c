@@ -1,0 +1,83 @@
+/*
+ * explain.c - the human-readable account of a kernel that
+ * `polyc --explain` prints: the monomials, the hypergraph, its class, the
+ * plan and the cost model's figures.  The format is stable (golden tests
+ * read it): one "key: value" header per section, details indented.
+ */
+#include "polyc.h"
+
+/* var_set: "{x1, x2}" for a bit set of variables. */
+static void print_vars(FILE *f, uint32_t vs)
+{
+	const char *sep = "";
+	fputc('{', f);
+	for (; vs; vs &= vs - 1, sep = ", ")
+		fprintf(f, "%sx%d", sep, __builtin_ctz(vs));
+	fputc('}', f);
+}
+
+/* print_graph: edges with their monomials, biases, components. */
+static void print_graph(FILE *f, const Graph *g)
+{
+	fprintf(f, "graph: %d variables, %d edges, %d components\n", g->nvars,
+	        g->nedges, g->ncomps);
+	for (int e = 0; e < g->nedges; e++) {
+		fprintf(f, "  edge ");
+		print_vars(f, g->edge[e].vars);
+		fprintf(f, ": monomials");
+		for (int a = 0; a < g->edge[e].nmono; a++)
+			fprintf(f, " %d", g->edge[e].mono[a]);
+		fputc('\n', f);
+	}
+	for (int j = 1; j <= g->nvars; j++)
+		if (g->nbias[j]) {
+			fprintf(f, "  bias x%d: monomials", j);
+			for (int a = 0; a < g->nbias[j]; a++)
+				fprintf(f, " %d", g->bias[j][a]);
+			fprintf(f, "%s\n", j == 1 ? " (cancels: x1 is the query)" : "");
+		}
+}
+
+/* print_plan: roots and messages of a tree plan, or the enumeration. */
+static void print_plan(FILE *f, const Plan *p)
+{
+	const Kernel *k = p->g->k;
+	fprintf(f, "plan: %s\n", plan_kind_name(p->kind));
+	if (p->kind == PLAN_DENSE) {
+		fprintf(f, "  enumerate all n^%d position tuples (exact; no faster "
+		        "plan for a %s graph in this polyc)\n", k->nvars,
+		        graph_class_name(p->g->cls));
+		return;
+	}
+	for (int r = 0; r < p->nroots; r++)
+		fprintf(f, "  root x%d%s\n", p->root[r],
+		        r ? ": a constant vector multiplied into every row" : "");
+	for (int i = 0; i < p->nmsg; i++) {
+		const Message *m = &p->msg[i];
+		fprintf(f, "  message x%d -> x%d: %d key columns, %s\n", m->var,
+		        m->parent, m->dim, m->values ? "payload of value_dim columns"
+		                                     : "log-normalizer only");
+	}
+	fprintf(f, "  workspace: O(n) per message, no n x n matrix\n");
+}
+
+/* explain_kernel: everything --explain prints for one kernel. */
+void explain_kernel(FILE *f, const Plan *p)
+{
+	const Kernel *k = p->g->k;
+	fprintf(f, "kernel %s\n", k->name);
+	fprintf(f, "polynomial: %s\n", k->poly_text);
+	fprintf(f, "settings: head_dim %d, value_dim %d, scale %g, values ",
+	        k->head_dim, k->value_dim, k->scale);
+	if (k->values)
+		print_vars(f, k->values);
+	else
+		fprintf(f, "none");
+	fprintf(f, ", algorithm %s\n", algo_name(k->algorithm));
+	print_graph(f, p->g);
+	fprintf(f, "class: %s\n", graph_class_name(p->g->cls));
+	print_plan(f, p);
+	fprintf(f, "cost: %.4g * n^%d flops", p->cost_coef, p->cost_exp);
+	fprintf(f, " (n=1024: %.3g, n=4096: %.3g)\n", plan_flops(p, 1024),
+	        plan_flops(p, 4096));
+}

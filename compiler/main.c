@@ -1,0 +1,272 @@
+/*
+ * main.c - the polyc command: parse the options, then run the pipeline
+ * parse → build graph → classify → plan → emit → clang, one call each.
+ * Exit status: 0 success, 1 bad input or a failing back end, 2 usage.
+ */
+#include "polyc.h"
+
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef POLYC_INCLUDE_DIR
+#define POLYC_INCLUDE_DIR "/usr/local/include/polyc"
+#endif
+
+typedef enum Action {
+	ACT_OBJECT,              /* -c: an object file (default) */
+	ACT_C,                   /* -S or --emit=c: the generated C */
+	ACT_HEADER,              /* --emit=h: the header for callers */
+	ACT_EXPLAIN,             /* --explain: graph, class, plan, cost */
+} Action;
+
+/* Everything the command line says. */
+typedef struct Options {
+	Action action;
+	const char *input, *output, *depfile;
+	bool md;                 /* -MD: write a dependency file */
+	const char *defs[256];   /* -D key=value, in order */
+	int ndefs;
+	CcOptions cc;
+	const char *extra[64];
+} Options;
+
+/* A parsed file with its graphs and plans, what the emitters print. */
+typedef struct Unit {
+	Program *prog;
+	Graph graph[PC_MAX_KERNELS];
+	Plan plan[PC_MAX_KERNELS];
+	const char *src_path;
+} Unit;
+
+static const char usage_text[] =
+"usage: polyc [options] FILE.poly\n"
+"\n"
+"Compiles the poly-attention kernels of FILE.poly.\n"
+"\n"
+"  -c                 write an object file (the default)\n"
+"  -S, --emit=c       write the generated C\n"
+"  --emit=h           write the header that declares the kernels\n"
+"  --explain          print each kernel's graph, class, plan and cost\n"
+"  -o FILE            output file ('-' for standard output); default:\n"
+"                     FILE with .o, .c or .h in place of .poly\n"
+"  -D KEY=VALUE       override a setting in every kernel\n"
+"  -D KERNEL.KEY=VALUE  override a setting in one kernel\n"
+"  -O0 -O1 -O2 -O3 -Os  optimization level for clang (default -O3)\n"
+"  -march=CPU         target CPU for clang\n"
+"  -Xcc FLAG          pass FLAG to clang\n"
+"  --cc=PATH          the C compiler (default $POLYC_CC, else clang)\n"
+"  -MD                write a make dependency file (FILE.d, or -MF)\n"
+"  -MF FILE           where -MD writes the dependency file\n"
+"  --help             print this help\n"
+"  --version          print the version\n"
+"\n"
+"Exit status: 0 success, 1 bad input or failing C compiler, 2 usage.\n";
+
+/* usage_error: report a command-line mistake and exit with 2. */
+static void usage_error(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "polyc: error: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\n(run 'polyc --help' for usage)\n");
+	exit(2);
+}
+
+/* include_dir: $POLYC_INCLUDE_DIR, else <exe>/../include/polyc when it
+ * holds polyattn.h (an installed polyc), else the build-time default. */
+static const char *include_dir(void)
+{
+	static char buf[PATH_MAX + 32];
+	if (getenv("POLYC_INCLUDE_DIR"))
+		return getenv("POLYC_INCLUDE_DIR");
+	ssize_t n = readlink("/proc/self/exe", buf, PATH_MAX);
+	if (n > 0) {
+		buf[n] = 0;
+		char *dir = dirname(buf);
+		memmove(buf, dir, strlen(dir) + 1);
+		strcat(buf, "/../include/polyc");
+		char probe[PATH_MAX + 64];
+		snprintf(probe, sizeof probe, "%s/polyattn.h", buf);
+		if (access(probe, R_OK) == 0)
+			return buf;
+	}
+	return POLYC_INCLUDE_DIR;
+}
+
+/* parse_emit: the action named by --emit=KIND. */
+static Action parse_emit(const char *kind)
+{
+	if (strcmp(kind, "c") == 0)
+		return ACT_C;
+	if (strcmp(kind, "h") == 0)
+		return ACT_HEADER;
+	if (strcmp(kind, "obj") == 0)
+		return ACT_OBJECT;
+	usage_error("unknown --emit kind '%s' (expected c, h or obj)", kind);
+	return ACT_OBJECT;
+}
+
+enum { OPT_EMIT = 256, OPT_EXPLAIN, OPT_HELP, OPT_VERSION, OPT_CC, OPT_MD,
+       OPT_MF, OPT_XCC };
+
+/* parse_options: fill o from argv, exiting with 2 on a usage error. */
+static void parse_options(Options *o, int argc, char **argv)
+{
+	static const struct option longs[] = {
+		{"emit", required_argument, 0, OPT_EMIT},
+		{"explain", no_argument, 0, OPT_EXPLAIN},
+		{"help", no_argument, 0, OPT_HELP},
+		{"version", no_argument, 0, OPT_VERSION},
+		{"cc", required_argument, 0, OPT_CC},
+		{"MD", no_argument, 0, OPT_MD},
+		{"MF", required_argument, 0, OPT_MF},
+		{"Xcc", required_argument, 0, OPT_XCC},
+		{"march", required_argument, 0, 'm'},
+		{0, 0, 0, 0},
+	};
+	memset(o, 0, sizeof *o);
+	o->cc.cc = getenv("POLYC_CC") ? getenv("POLYC_CC") : "clang";
+	o->cc.opt = "-O3";
+	o->cc.extra = o->extra;
+	int c;
+	opterr = 0;
+	while ((c = getopt_long_only(argc, argv, "cSo:D:O:", longs, NULL)) != -1) {
+		switch (c) {
+		case 'c': o->action = ACT_OBJECT; break;
+		case 'S': o->action = ACT_C; break;
+		case 'o': o->output = optarg; break;
+		case 'D':
+			if (o->ndefs == 256)
+				usage_error("too many -D options%s", "");
+			o->defs[o->ndefs++] = optarg;
+			break;
+		case 'O': {
+			static char opt[8];
+			if (strlen(optarg) != 1 || !strchr("0123s", optarg[0]))
+				usage_error("unknown optimization level '-O%s'", optarg);
+			snprintf(opt, sizeof opt, "-O%s", optarg);
+			o->cc.opt = opt;
+			break;
+		}
+		case 'm': {
+			static char march[256];
+			snprintf(march, sizeof march, "-march=%s", optarg);
+			o->cc.march = march;
+			break;
+		}
+		case OPT_EMIT: o->action = parse_emit(optarg); break;
+		case OPT_EXPLAIN: o->action = ACT_EXPLAIN; break;
+		case OPT_HELP: fputs(usage_text, stdout); exit(0);
+		case OPT_VERSION: printf("polyc %s\n", POLYC_VERSION); exit(0);
+		case OPT_CC: o->cc.cc = optarg; break;
+		case OPT_MD: o->md = true; break;
+		case OPT_MF: o->depfile = optarg; break;
+		case OPT_XCC:
+			if (o->cc.nextra == 64)
+				usage_error("too many -Xcc options%s", "");
+			o->extra[o->cc.nextra++] = optarg;
+			break;
+		default:
+			usage_error("unknown or incomplete option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind != argc - 1)
+		usage_error(optind == argc ? "no input file%s"
+		                           : "more than one input file ('%s')",
+		            optind == argc ? "" : argv[optind + 1]);
+	o->input = argv[optind];
+	o->cc.include_dir = include_dir();
+}
+
+/* default_output: FILE's basename with .poly replaced by ext. */
+static const char *default_output(const char *input, const char *ext)
+{
+	static char buf[PATH_MAX];
+	const char *base = strrchr(input, '/') ? strrchr(input, '/') + 1 : input;
+	size_t len = strlen(base);
+	if (len > 5 && strcmp(base + len - 5, ".poly") == 0)
+		len -= 5;
+	snprintf(buf, sizeof buf, "%.*s%s", (int)len, base, ext);
+	return buf;
+}
+
+/* print_c, print_h, print_explain: the emitters, as write_output callbacks. */
+static void print_c(FILE *f, void *ctx)
+{
+	Unit *u = ctx;
+	Emitter E = {.out = f, .src_path = u->src_path};
+	emit_program_c(&E, u->plan, u->prog->nkernels);
+}
+
+static void print_h(FILE *f, void *ctx)
+{
+	Unit *u = ctx;
+	Emitter E = {.out = f, .src_path = u->src_path};
+	emit_program_h(&E, u->plan, u->prog->nkernels);
+}
+
+static void print_explain(FILE *f, void *ctx)
+{
+	Unit *u = ctx;
+	for (int i = 0; i < u->prog->nkernels; i++) {
+		if (i)
+			fputc('\n', f);
+		explain_kernel(f, &u->plan[i]);
+	}
+}
+
+/* print_deps: "OUTPUT: INPUT" and a phony target for the input. */
+static const char *dep_target;
+static void print_deps(FILE *f, void *ctx)
+{
+	Unit *u = ctx;
+	fprintf(f, "%s: %s\n%s:\n", dep_target, u->src_path, u->src_path);
+}
+
+/* emit_outputs: the file the action asks for, and the dependency file. */
+static bool emit_outputs(const Options *o, Unit *u, Diag *d)
+{
+	static const char *const ext[] = {".o", ".c", ".h", ""};
+	const char *out = o->output ? o->output : default_output(o->input, ext[o->action]);
+	bool ok;
+	switch (o->action) {
+	case ACT_OBJECT: ok = compile_object(out, &o->cc, print_c, u, d); break;
+	case ACT_C: ok = write_output(out, print_c, u, d); break;
+	case ACT_HEADER: ok = write_output(out, print_h, u, d); break;
+	default: ok = write_output(o->output ? out : "-", print_explain, u, d); break;
+	}
+	if (ok && o->md && o->action != ACT_EXPLAIN) {
+		char dflt[PATH_MAX];
+		snprintf(dflt, sizeof dflt, "%s.d", out);
+		dep_target = out;
+		ok = write_output(o->depfile ? o->depfile : dflt, print_deps, u, d);
+	}
+	return ok;
+}
+
+/* main: the pipeline. */
+int main(int argc, char **argv)
+{
+	static Options o;
+	static Unit u;
+	Diag d = {.out = stderr};
+	parse_options(&o, argc, argv);
+	u.src_path = o.input;
+	u.prog = parse_file(o.input, &d);
+	for (int i = 0; u.prog && i < o.ndefs; i++)
+		if (!apply_define(u.prog, o.defs[i], &d))
+			return 1;
+	if (!u.prog)
+		return 1;
+	for (int i = 0; i < u.prog->nkernels; i++) {
+		graph_build(&u.graph[i], &u.prog->kernels[i]);
+		plan_build(&u.plan[i], &u.graph[i], &d);
+	}
+	if (d.errors || !emit_outputs(&o, &u, &d))
+		return 1;
+	program_free(u.prog);
+	return 0;
+}

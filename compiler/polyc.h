@@ -1,0 +1,263 @@
+/*
+ * polyc.h - the one internal header of the polyc compiler.
+ *
+ * polyc reads .poly files, builds the hypergraph of an attention polynomial's
+ * monomials, classifies it, plans an algorithm and emits C that clang turns
+ * into an object file.  This header declares the intermediate forms handed
+ * from pass to pass and every function that crosses a source file, under a
+ * banner per file.  Passes talk to each other only through what is declared
+ * here: the parser describes, the planner decides, the emitter prints.
+ */
+#ifndef POLYC_H
+#define POLYC_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define POLYC_VERSION "0.1.0"
+
+/* Documented limits; each one has its own diagnostic. */
+enum {
+	PC_MAX_VARS = 16,        /* variables x1 … x16 */
+	PC_MAX_MONOMIALS = 64,   /* monomials per polynomial */
+	PC_MAX_DEGREE = 16,      /* factor occurrences per monomial */
+	PC_MAX_DIM = 4096,       /* head_dim and value_dim */
+	PC_MAX_NAME = 63,        /* kernel name length */
+	PC_MAX_KERNELS = 256,    /* kernels per file */
+	PC_MAX_FILE = 1 << 20,   /* bytes per .poly file */
+};
+
+/* ---------------------------------------------------------------- diag.c */
+
+/* A source text with the name diagnostics show for it. */
+typedef struct SrcFile {
+	char *path;              /* as given on the command line, or "<-D>" */
+	char *text;              /* NUL-terminated contents */
+	int len;                 /* bytes in text */
+} SrcFile;
+
+/* A range of bytes in a source: what tokens and AST nodes carry. */
+typedef struct Loc {
+	const SrcFile *file;     /* NULL for "no location" */
+	int off;                 /* byte offset of the first byte */
+	int len;                 /* bytes covered (0 = a point) */
+} Loc;
+
+/* Where diagnostics go and how many errors were reported. */
+typedef struct Diag {
+	FILE *out;               /* stderr in polyc, a memstream in tests */
+	int errors;              /* errors reported so far */
+} Diag;
+
+SrcFile *src_read(const char *path, Diag *d);
+SrcFile *src_from_string(const char *name, const char *text);
+void src_free(SrcFile *f);
+Loc loc_span(Loc a, Loc b);
+void loc_line_col(Loc l, int *line, int *col);
+void diag_error(Diag *d, Loc l, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void diag_note(Diag *d, Loc l, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void diag_plain(Diag *d, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* ----------------------------------------------------------------- ast.c */
+
+/* Kernel settings, defined once. X(ENUM, "key in .poly") */
+#define PC_SETTINGS(X)                                                      \
+	X(POLY, "poly")                                                      \
+	X(HEAD_DIM, "head_dim")                                              \
+	X(VALUE_DIM, "value_dim")                                            \
+	X(VALUES, "values")                                                  \
+	X(SCALE, "scale")                                                    \
+	X(ALGORITHM, "algorithm")                                            \
+	X(BOUND, "bound")                                                    \
+	X(TOLERANCE, "tolerance")
+
+typedef enum PcSetting {
+#define X(e, s) PC_SET_##e,
+	PC_SETTINGS(X)
+#undef X
+	PC_SET__COUNT            /* number of settings */
+} PcSetting;
+
+typedef enum PcAlgo {
+	PC_ALGO_AUTO,            /* exact for trees; cost model otherwise */
+	PC_ALGO_EXACT,           /* exact algorithm only */
+	PC_ALGO_APPROX,          /* polynomial method (needs bound) */
+} PcAlgo;
+
+/* One monomial c · Π_q x_{occ[q]}, powers expanded in written order. */
+typedef struct Monomial {
+	double coef;             /* c_m, sign included */
+	int degree;              /* k_m: number of occurrences, ≥ 1 */
+	int occ[PC_MAX_DEGREE];  /* occ[q] = j of x_j (1-based) */
+	Loc loc;                 /* the whole term */
+} Monomial;
+
+/* A kernel as written, with defaults filled in and validated. */
+typedef struct Kernel {
+	char name[PC_MAX_NAME + 1]; /* a C identifier */
+	Loc loc;                 /* the name (or the file for bare polys) */
+	char *poly_text;         /* normalized polynomial, e.g. "x1*x2 + 0.5*x2*x3" */
+	Monomial mono[PC_MAX_MONOMIALS];
+	int nmono;               /* s: number of monomials */
+	int nvars;               /* t: highest variable index */
+	int head_dim;            /* default 64 */
+	int value_dim;           /* default 64 */
+	uint32_t values;         /* bit j set: x_j carries values (bit 0 unused);
+	                            default: every variable but x1 */
+	double scale;            /* default 1.0 */
+	PcAlgo algorithm;        /* default auto */
+	double bound;            /* approx: max |entry|; 0 = not given */
+	double tolerance;        /* approx: default 1e-3 */
+	Loc set_loc[PC_SET__COUNT]; /* where each setting was given ({0} if not) */
+} Kernel;
+
+/* A parsed file: its kernels in order. */
+typedef struct Program {
+	SrcFile *file;
+	Kernel *kernels;
+	int nkernels;
+} Program;
+
+const char *setting_name(PcSetting s);
+const char *algo_name(PcAlgo a);
+void program_free(Program *p);
+
+/* --------------------------------------------------------------- parse.c */
+
+/* Parse a .poly source.  On any error, reports every error to d and
+ * returns NULL (no partial program).  The Program keeps a reference to f. */
+Program *parse_source(SrcFile *f, Diag *d);
+/* Read and parse a file; NULL on error (reported to d). */
+Program *parse_file(const char *path, Diag *d);
+/* Apply "-D key=value" or "-D kernel.key=value" to p, re-validating the
+ * kernels it touches.  Returns false (and reports) on a bad definition. */
+bool apply_define(Program *p, const char *def, Diag *d);
+
+/* --------------------------------------------------------------- graph.c */
+
+typedef enum GraphClass {
+	GC_TREE,                 /* edges of ≤ 2 variables, a forest */
+	GC_CYCLIC,               /* edges of ≤ 2 variables, some cycle */
+	GC_HIGH_DEGREE,          /* some monomial touches ≥ 3 variables */
+} GraphClass;
+
+/* A hyperedge: the monomials over one set of ≥ 2 distinct variables. */
+typedef struct Edge {
+	uint32_t vars;           /* bit j set: x_j is in the edge */
+	int nmono;               /* monomials merged into this edge */
+	int mono[PC_MAX_MONOMIALS]; /* their indices, in written order */
+} Edge;
+
+/* The monomial hypergraph of a kernel and its class. */
+typedef struct Graph {
+	const Kernel *k;
+	int nvars;               /* t */
+	Edge edge[PC_MAX_MONOMIALS];
+	int nedges;
+	int nbias[PC_MAX_VARS + 1]; /* one-variable monomials per variable */
+	int bias[PC_MAX_VARS + 1][PC_MAX_MONOMIALS];
+	uint32_t adj[PC_MAX_VARS + 1]; /* primal graph: neighbours of x_j */
+	int comp[PC_MAX_VARS + 1];  /* connected component of x_j, 0-based */
+	int ncomps;
+	GraphClass cls;
+} Graph;
+
+void graph_build(Graph *g, const Kernel *k);
+const char *graph_class_name(GraphClass c);
+int popcount32(uint32_t x);
+
+/* ---------------------------------------------------------------- plan.c */
+
+typedef enum PlanKind {
+	PLAN_TREE,               /* exact message passing on a forest */
+	PLAN_DENSE,              /* exact enumeration of all tuples */
+} PlanKind;
+
+/* The message x_var sends its parent: the edge's attention with the
+ * subtree below x_var folded into key biases and payloads. */
+typedef struct Message {
+	int var;                 /* j: the variable summed out */
+	int parent;              /* p */
+	int edge;                /* index into Graph.edge */
+	int dim;                 /* columns of the edge's queries and keys */
+	bool values;             /* the subtree of x_var carries values */
+} Message;
+
+typedef struct Plan {
+	PlanKind kind;
+	const Graph *g;
+	int parent[PC_MAX_VARS + 1]; /* 0 for a component root */
+	Message msg[PC_MAX_VARS];    /* children before parents */
+	int nmsg;
+	int root[PC_MAX_VARS];       /* component roots, x1's first */
+	int nroots;
+	bool sub_values[PC_MAX_VARS + 1]; /* subtree of x_j carries values */
+	int cost_exp;                /* work grows as n^cost_exp */
+	double cost_coef;            /* flops ≈ cost_coef · n^cost_exp */
+} Plan;
+
+bool plan_build(Plan *p, const Graph *g, Diag *d);
+const char *plan_kind_name(PlanKind k);
+double plan_flops(const Plan *p, double n);
+
+/* ------------------------------------------------------------- explain.c */
+
+void explain_kernel(FILE *f, const Plan *p);
+
+/* ---------------------------------------------------------------- emit.c */
+
+/* Where generated C goes: indentation and fresh names. */
+typedef struct Emitter {
+	FILE *out;
+	int indent;              /* current depth, back to 0 after a kernel */
+	const char *src_path;    /* the .poly file, for the banner */
+} Emitter;
+
+void emit_line(Emitter *E, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void emit_open(Emitter *E, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void emit_close(Emitter *E);
+void emit_banner(Emitter *E);
+void emit_program_c(Emitter *E, const Plan *plans, int nplans);
+void emit_program_h(Emitter *E, const Plan *plans, int nplans);
+void emit_info(Emitter *E, const Plan *p);
+
+/* ----------------------------------------------------------- emit_tree.c */
+
+void emit_tree_kernel(Emitter *E, const Plan *p);
+
+/* -------------------------------------------------------- emit_attend.c */
+
+void emit_attend(Emitter *E, const char *kname, int dim, int dv);
+
+/* ---------------------------------------------------------- emit_dense.c */
+
+void emit_dense_kernel(Emitter *E, const Plan *p);
+
+/* -------------------------------------------------------------- driver.c */
+
+/* How to run the back end. */
+typedef struct CcOptions {
+	const char *cc;          /* clang binary: --cc, $POLYC_CC, or "clang" */
+	const char *opt;         /* "-O3" unless -O given */
+	const char *march;       /* NULL or "-march=…" */
+	const char *include_dir; /* where polyattn.h lives */
+	const char **extra;      /* extra flags (-Xclang-style passthrough) */
+	int nextra;
+} CcOptions;
+
+/* Write the text produced by fn to path atomically ("-" = stdout). */
+bool write_output(const char *path, void (*fn)(FILE *, void *), void *ctx,
+                  Diag *d);
+/* Compile C text produced by fn into an object at path, atomically. */
+bool compile_object(const char *path, const CcOptions *o,
+                    void (*fn)(FILE *, void *), void *ctx, Diag *d);
+
+#endif /* POLYC_H */
