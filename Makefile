@@ -35,7 +35,7 @@ LIBPA        = $(B)/libpolyattn.a
 # Generated kernels use OpenMP; programs linking them need it too.
 KERNEL_LDLIBS = $(LIBPA) -fopenmp -lm
 
-.PHONY: all test unit e2e check-generated generated examples run bench clean
+.PHONY: all test unit e2e diag check-generated generated examples run bench clean
 .SUFFIXES:
 
 all: $(POLYC) $(LIBPA)
@@ -100,6 +100,10 @@ e2e: $(E2E)/check_tree $(E2E)/check_general
 	$(E2E)/check_tree
 	$(E2E)/check_general
 
+# --- golden diagnostics: tests/diag/NAME.poly must fail as NAME.err says
+diag: $(POLYC)
+	sh tests/diag/run.sh $(POLYC) tests/diag
+
 # --- generated/: the C polyc emits for every example, kept readable in git
 GENERATED = $(EXAMPLES:%=generated/%.c)
 generated: $(POLYC)
@@ -145,7 +149,7 @@ $(B)/bench/bench_tree: bench/bench_tree.c bench/peak.c $(B)/bench/tree.o $(B)/be
 bench: $(B)/bench/bench_tree
 	sh bench/run.sh $(B)/bench
 
-test: all unit e2e check-generated examples
+test: all unit diag e2e check-generated examples
 
 clean:
 	rm -rf $(B)
