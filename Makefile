@@ -125,8 +125,11 @@ $(B)/examples/%.h: examples/%.poly $(POLYC)
 	@mkdir -p $(@D)
 	$(POLYC) $< --emit=h -o $@
 $(B)/examples/%.main.o: examples/%.c $(B)/examples/%.h
-	$(CC) $(CFLAGS) -fopenmp -Iruntime -I$(B)/examples -c $< -o $@
-$(B)/examples/%: $(B)/examples/%.main.o $(B)/examples/%.o $(LIBPA)
+	$(CC) $(CFLAGS) -Iruntime -Iexamples -I$(B)/examples -c $< -o $@
+$(B)/examples/example_main.o: examples/example_main.c examples/example.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Iruntime -Iexamples -c $< -o $@
+$(B)/examples/%: $(B)/examples/%.main.o $(B)/examples/example_main.o $(B)/examples/%.o $(LIBPA)
 	$(CC) $(CFLAGS) $^ -fopenmp -lm -o $@
 
 examples: $(EXAMPLES:%=$(B)/examples/%)
