@@ -6,6 +6,8 @@
 #   make examples   build every example program under build/examples/
 #   make bench      time the tree kernels (and PyTorch, if installed)
 #   make generated  rewrite generated/ from examples/*.poly
+#   make install    polyc, polyattn.h, libpolyattn.a, pkg-config and CMake
+#                   files and the man page under $(DESTDIR)$(PREFIX)
 #   make clean      remove build/
 
 CC      = clang
@@ -35,7 +37,7 @@ LIBPA        = $(B)/libpolyattn.a
 # Generated kernels use OpenMP; programs linking them need it too.
 KERNEL_LDLIBS = $(LIBPA) -fopenmp -lm
 
-.PHONY: all test unit e2e diag check-generated generated examples run bench clean
+.PHONY: all test unit e2e diag install check-install check-generated generated examples run bench clean
 .SUFFIXES:
 
 all: $(POLYC) $(LIBPA)
@@ -153,6 +155,32 @@ bench: $(B)/bench/bench_tree
 	sh bench/run.sh $(B)/bench
 
 test: all unit diag e2e check-generated examples
+
+# --- install: a compiler's layout; polyc finds its headers through
+# <prefix>/include/polyc next to <prefix>/bin.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+VERSION  = $(shell sed -n 's/^#define POLYC_VERSION "\(.*\)"/\1/p' compiler/polyc.h)
+RUNTIME_HEADERS = runtime/polyattn.h runtime/pa_kernel.h runtime/pa_simd.h runtime/pa_math.h
+I = $(DESTDIR)$(PREFIX)
+
+install: all
+	install -d $(I)/bin $(I)/include/polyc $(I)/lib/pkgconfig \
+	    $(I)/lib/cmake/polyc $(I)/share/man/man1
+	install -m 755 $(POLYC) $(I)/bin/polyc
+	install -m 644 $(RUNTIME_HEADERS) $(I)/include/polyc/
+	install -m 644 $(LIBPA) $(I)/lib/libpolyattn.a
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
+	    dist/polyattn.pc.in > $(I)/lib/pkgconfig/polyattn.pc
+	install -m 644 dist/polycConfig.cmake.in $(I)/lib/cmake/polyc/polycConfig.cmake
+	sed -e 's|@VERSION@|$(VERSION)|' -e 's|@VERSION_MAJOR@|$(firstword $(subst ., ,$(VERSION)))|' \
+	    dist/polycConfigVersion.cmake.in > $(I)/lib/cmake/polyc/polycConfigVersion.cmake
+	install -m 644 doc/polyc.1 $(I)/share/man/man1/polyc.1
+
+# Install into a temporary prefix and build the examples from outside the
+# tree, once with make and pkg-config, once with CMake.
+check-install: all
+	sh tests/install/run.sh
 
 clean:
 	rm -rf $(B)
