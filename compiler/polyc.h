@@ -34,7 +34,8 @@ enum {
 
 /* A source text with the name diagnostics show for it. */
 typedef struct SrcFile {
-	char *path;              /* as given on the command line, or "<-D>" */
+	char *path;              /* as given on the command line, or
+	                            "<command line>" for a -D definition */
 	char *text;              /* NUL-terminated contents */
 	int len;                 /* bytes in text */
 } SrcFile;
@@ -122,10 +123,49 @@ typedef struct Program {
 	SrcFile *file;
 	Kernel *kernels;
 	int nkernels;
+	SrcFile **defs;          /* -D texts that set_loc may point into; */
+	int ndefs;               /* owned by the Program */
 } Program;
+
+/* What a node of the syntax tree is.  Leaves keep no text: their Loc
+ * covers the spelling in the source. */
+typedef enum AstKind {
+	AST_NUM,                 /* a number literal */
+	AST_NAME,                /* an identifier: x3, auto, none, head_dim */
+	AST_POW,                 /* name ^ kids: a variable to a power */
+	AST_TERM,                /* product of the kids (numbers, names, powers) */
+	AST_POLY,                /* sum of AST_TERM kids, each maybe negated */
+	AST_LIST,                /* comma-separated AST_NAME kids */
+	AST_SETTING,             /* name = kids: one setting and its value */
+	AST_KERNEL,              /* kernel name { kids: settings } */
+	AST_FILE,                /* kids: kernels, or one bare AST_POLY */
+	AST_DEFINE,              /* -D [name.]kids: a setting, maybe for one kernel */
+} AstKind;
+
+/* A node of the syntax tree the grammar builds and ast.c lowers. */
+typedef struct Ast {
+	AstKind kind;
+	Loc loc;                 /* the whole construct */
+	bool neg;                /* AST_TERM: written after '-' */
+	struct Ast *name;        /* AST_POW variable, AST_SETTING key, AST_KERNEL
+	                            name, AST_DEFINE kernel (or NULL) */
+	struct Ast *kids, *last; /* children in written order */
+	struct Ast *next;        /* the next sibling */
+} Ast;
+
+Ast *ast_new(AstKind kind);
+Ast *ast_leaf(Loc l, AstKind kind);
+Ast *ast_add(Loc l, Ast *parent, Ast *kid);
+Ast *ast_named(Loc l, Ast *node, Ast *name);
+Ast *ast_pair(Loc l, AstKind kind, Ast *name, Ast *kid);
+Ast *ast_negate(Ast *term);
+Ast *ast_bare(Loc l, Ast *poly);
+void ast_free(Ast *a);
 
 const char *setting_name(PcSetting s);
 const char *algo_name(PcAlgo a);
+Program *program_build(const Ast *file, SrcFile *f, Diag *d);
+bool program_define(Program *p, const Ast *def, Diag *d);
 void program_free(Program *p);
 
 /* --------------------------------------------------------------- parse.c */
@@ -138,6 +178,21 @@ Program *parse_file(const char *path, Diag *d);
 /* Apply "-D key=value" or "-D kernel.key=value" to p, re-validating the
  * kernels it touches.  Returns false (and reports) on a bad definition. */
 bool apply_define(Program *p, const char *def, Diag *d);
+
+/* One run of the scanner and the grammar over a source: what they share
+ * (the scanner's extra data and the grammar's parameter). */
+typedef struct Parser {
+	SrcFile *file;
+	Diag *d;
+	int start;               /* token that picks the start rule; 0 once sent */
+	bool define;             /* the source is the text of a -D option */
+	int pos;                 /* byte offset the scanner has reached */
+	Loc prev;                /* the token before the current one */
+	Ast *tree;               /* what the grammar built, NULL on error */
+} Parser;
+
+void parse_done(Parser *P, Ast *tree);
+void parse_syntax_error(Parser *P, Loc at, int token, uint32_t expected);
 
 /* --------------------------------------------------------------- graph.c */
 
