@@ -16,11 +16,18 @@ static void print_vars(FILE *f, uint32_t vs)
 	fputc('}', f);
 }
 
+/* plural = "s" unless count is 1. */
+static const char *plural(int count)
+{
+	return count == 1 ? "" : "s";
+}
+
 /* print_graph: edges with their monomials, biases, components. */
 static void print_graph(FILE *f, const Graph *g)
 {
-	fprintf(f, "graph: %d variables, %d edges, %d components\n", g->nvars,
-	        g->nedges, g->ncomps);
+	fprintf(f, "graph: %d variable%s, %d edge%s, %d component%s\n",
+	        g->nvars, plural(g->nvars), g->nedges, plural(g->nedges),
+	        g->ncomps, plural(g->ncomps));
 	for (int e = 0; e < g->nedges; e++) {
 		fprintf(f, "  edge ");
 		print_vars(f, g->edge[e].vars);

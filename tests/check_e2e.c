@@ -10,7 +10,12 @@
  *             as far as the reference's cost allows (below), relative error
  *             per output row ≤ 1e-4;
  *   huge      factor entries scaled so every monomial's score reaches ±1e4:
- *             outputs finite and still within 1e-4 of the reference;
+ *             outputs finite and within HUGE_TOL of the reference.  A float
+ *             kernel holds a score s to about |s|·2^-24 (6e-4 at 1e4), and
+ *             where the top scores of a row nearly tie that moves their
+ *             weights by as much: HUGE_TOL allows 4 such roundings beyond
+ *             TOL, the conditioning of softmax in float32, not a looser
+ *             algorithm (rows without near-ties still agree within 1e-4);
  *   abi       K_info describes the inputs DESIGN §6 prescribes, the kernel
  *             returns PA_OK, writes every output and nothing around it, leaves
  *             its inputs alone, and refuses bad arguments with the right code.
@@ -45,6 +50,7 @@ extern const char *const e2e_origins[];
 
 #define TOL 1e-4             /* relative error allowed per output row */
 #define HUGE_SCORE 1e4       /* |score| each monomial reaches in "huge" */
+#define HUGE_TOL (TOL + 4 * HUGE_SCORE * 0x1p-24) /* see "huge" above */
 #define REF_BUDGET 4e7       /* reference operations allowed per call */
 #define SMALL_N 7            /* n limit for graphs that are not trees */
 #define GUARD 64             /* guard floats on each side of out */
@@ -364,7 +370,7 @@ static Worst compare(const float *out, const double *ref, const double *sizes,
  * in; on a failing row retry with the |V| sizes (see the file comment),
  * and fail with what, n, batch and the worst element. */
 static void check_against_reference(const Inputs *in, const float *out,
-                                    const char *what)
+                                    const char *what, double tol)
 {
 	const pa_kernel_info *k = in->k;
 	int64_t rows = in->batch * in->n;
@@ -373,7 +379,7 @@ static void check_against_reference(const Inputs *in, const float *out,
 	pa_status st = reference(in, ref);
 	ck_assert_msg(st == PA_OK, "%s: pa_reference: %s", what, pa_strerror(st));
 	Worst w = compare(out, ref, NULL, rows, k->value_dim), ws = w;
-	if (w.rel > TOL && isfinite(w.rel)) {
+	if (w.rel > tol && isfinite(w.rel)) {
 		double *sizes = malloc(rows * k->value_dim * sizeof *sizes);
 		ck_assert(sizes != NULL && reference_sizes(in, sizes) == PA_OK);
 		ws = compare(out, ref, sizes, rows, k->value_dim);
@@ -383,10 +389,10 @@ static void check_against_reference(const Inputs *in, const float *out,
 		fprintf(stderr, "%s: max rel error %.3g (%.3g against |V|)\n",
 		        what, w.rel, ws.rel);
 	free(ref);
-	ck_assert_msg(ws.rel <= TOL,
+	ck_assert_msg(ws.rel <= tol,
 	              "%s: max relative error %.3g > %g (%.3g against the |V| "
 	              "reference) at batch %lld row %lld col %d: got %.9g, want "
-	              "%.9g, row max |ref| %.6g", what, w.rel, TOL, ws.rel,
+	              "%.9g, row max |ref| %.6g", what, w.rel, tol, ws.rel,
 	              (long long)(w.row / in->n), (long long)(w.row % in->n),
 	              w.col, w.got, w.want, w.size);
 }
@@ -423,7 +429,7 @@ static void accuracy_once(int idx, int64_t n, int64_t batch)
 	float *out = malloc(batch * n * k->value_dim * sizeof *out);
 	ck_assert(out != NULL);
 	run_kernel(&in, out, what);
-	check_against_reference(&in, out, what);
+	check_against_reference(&in, out, what, TOL);
 	free(out);
 	inputs_free(&in);
 }
@@ -461,7 +467,7 @@ static void huge_once(int idx, int64_t n)
 	float *out = malloc(batch * n * k->value_dim * sizeof *out);
 	ck_assert(out != NULL);
 	run_kernel(&in, out, what);
-	check_against_reference(&in, out, what);
+	check_against_reference(&in, out, what, HUGE_TOL);
 	free(out);
 	inputs_free(&in);
 }
