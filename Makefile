@@ -117,6 +117,7 @@ diag: $(POLYC)
 # --- generated/: the C polyc emits for every example, kept readable in git
 GENERATED = $(EXAMPLES:%=generated/%.c)
 generated: $(POLYC)
+	@mkdir -p generated
 	for e in $(EXAMPLES); do $(POLYC) examples/$$e.poly -S -o generated/$$e.c || exit 1; done
 
 check-generated: $(POLYC)
