@@ -23,6 +23,11 @@
 
 #define CHECK_TOL 1e-4		/* largest relative row error accepted */
 
+/* The kernel being run, set once by example_main. */
+static const pa_kernel_info *kernel;
+static pa_kernel_fn kernel_fn;
+static const char *example_name = "example";
+
 /* die: print "NAME: why" and exit 1. */
 static void die(const char *why)
 {
@@ -37,11 +42,6 @@ static float uniform(uint64_t *state)
 	*state = *state * 6364136223846793005u + 1442695040888963407u;
 	return (float)((double)(*state >> 40) * 0x1.0p-23 - 1.0);
 }
-
-/* The kernel being run, set once by example_main. */
-static const pa_kernel_info *kernel;
-static pa_kernel_fn kernel_fn;
-static const char *example_name = "example";
 
 /* make_inputs: one batch × n × cols buffer for every input the kernel's
  * info lists, filled from seed. */
