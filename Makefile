@@ -43,11 +43,11 @@ KERNEL_LDLIBS = $(LIBPA) -fopenmp -lm
 all: $(POLYC) $(LIBPA)
 
 # --- grammar: flex and bison output under build/grammar/
-$(B)/grammar/parser.c $(B)/grammar/parser.h: grammar/parser.y
+$(B)/grammar/parser.c $(B)/grammar/parser.h &: grammar/parser.y
 	@mkdir -p $(@D)
 	bison -Wall --defines=$(B)/grammar/parser.h -o $(B)/grammar/parser.c $<
 
-$(B)/grammar/lexer.c $(B)/grammar/lexer.h: grammar/lexer.l $(B)/grammar/parser.h
+$(B)/grammar/lexer.c $(B)/grammar/lexer.h &: grammar/lexer.l $(B)/grammar/parser.h
 	@mkdir -p $(@D)
 	flex --header-file=$(B)/grammar/lexer.h -o $(B)/grammar/lexer.c $<
 

@@ -89,9 +89,10 @@ static bool run(char **argv, Diag *d)
 	return false;
 }
 
-/* cc_argv: the clang command line compiling src into obj. */
-static int cc_argv(char **argv, const CcOptions *o, char *inc, char *src,
-                   char *obj)
+/* cc_argv: the clang command line compiling src into obj, an output of
+ * the given kind. */
+static int cc_argv(char **argv, CcOutput kind, const CcOptions *o, char *inc,
+                   char *src, char *obj)
 {
 	int n = 0;
 	argv[n++] = (char *)o->cc;
@@ -104,7 +105,9 @@ static int cc_argv(char **argv, const CcOptions *o, char *inc, char *src,
 	argv[n++] = inc;
 	for (int i = 0; i < o->nextra; i++)
 		argv[n++] = (char *)o->extra[i];
-	argv[n++] = "-c";
+	argv[n++] = kind == CC_OBJECT ? "-c" : "-S";
+	if (kind == CC_LLVM)
+		argv[n++] = "-emit-llvm";
 	argv[n++] = src;
 	argv[n++] = "-o";
 	argv[n++] = obj;
@@ -129,11 +132,11 @@ static bool copy_to_stdout(const char *path, Diag *d)
 	return fflush(stdout) == 0 && ok;
 }
 
-/* compile_object: see polyc.h.  The C goes to a temporary file under
- * $TMPDIR, the object to a temporary beside path, renamed when clang
+/* compile_c: see polyc.h.  The C goes to a temporary file under $TMPDIR,
+ * clang's output to a temporary beside path, renamed when clang
  * succeeds. */
-bool compile_object(const char *path, const CcOptions *o,
-                    void (*fn)(FILE *, void *), void *ctx, Diag *d)
+bool compile_c(const char *path, CcOutput kind, const CcOptions *o,
+               void (*fn)(FILE *, void *), void *ctx, Diag *d)
 {
 	const char *tdir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
 	char src[4096], obj[4096], inc[4096];
@@ -151,7 +154,7 @@ bool compile_object(const char *path, const CcOptions *o,
 	snprintf(obj, sizeof obj, "%s.tmp%d.o", target, (int)getpid());
 	snprintf(inc, sizeof inc, "-I%s", o->include_dir);
 	char *argv[64 + 16];
-	cc_argv(argv, o, inc, src, obj);
+	cc_argv(argv, kind, o, inc, src, obj);
 	ok = ok && run(argv, d);
 	if (ok && strcmp(path, "-") == 0)
 		ok = copy_to_stdout(obj, d);

@@ -20,6 +20,8 @@ typedef enum Action {
 	ACT_OBJECT,              /* -c: an object file (default) */
 	ACT_C,                   /* -S or --emit=c: the generated C */
 	ACT_HEADER,              /* --emit=h: the header for callers */
+	ACT_ASM,                 /* --emit=asm: what clang makes of the C */
+	ACT_LLVM,                /* --emit=llvm: LLVM IR, as text */
 	ACT_EXPLAIN,             /* --explain: graph, class, plan, cost */
 } Action;
 
@@ -50,9 +52,12 @@ static const char usage_text[] =
 "  -c                 write an object file (the default)\n"
 "  -S, --emit=c       write the generated C\n"
 "  --emit=h           write the header that declares the kernels\n"
+"  --emit=obj         the same as -c\n"
+"  --emit=asm         write the assembly clang makes of the C\n"
+"  --emit=llvm        write the LLVM IR (text) clang makes of the C\n"
 "  --explain          print each kernel's graph, class, plan and cost\n"
 "  -o FILE            output file ('-' for standard output); default:\n"
-"                     FILE with .o, .c or .h in place of .poly\n"
+"                     FILE with .o, .c, .h, .s or .ll in place of .poly\n"
 "  -D KEY=VALUE       override a setting in every kernel\n"
 "  -D KERNEL.KEY=VALUE  override a setting in one kernel\n"
 "  -O0 -O1 -O2 -O3 -Os  optimization level for clang (default -O3)\n"
@@ -105,7 +110,12 @@ static Action parse_emit(const char *kind)
 		return ACT_HEADER;
 	if (strcmp(kind, "obj") == 0)
 		return ACT_OBJECT;
-	usage_error("unknown --emit kind '%s' (expected c, h or obj)", kind);
+	if (strcmp(kind, "asm") == 0)
+		return ACT_ASM;
+	if (strcmp(kind, "llvm") == 0)
+		return ACT_LLVM;
+	usage_error("unknown --emit kind '%s' (expected c, h, obj, asm or llvm)",
+	            kind);
 	return ACT_OBJECT;
 }
 
@@ -229,11 +239,13 @@ static void print_deps(FILE *f, void *ctx)
 /* emit_outputs: the file the action asks for, and the dependency file. */
 static bool emit_outputs(const Options *o, Unit *u, Diag *d)
 {
-	static const char *const ext[] = {".o", ".c", ".h", ""};
+	static const char *const ext[] = {".o", ".c", ".h", ".s", ".ll", ""};
 	const char *out = o->output ? o->output : default_output(o->input, ext[o->action]);
 	bool ok;
 	switch (o->action) {
-	case ACT_OBJECT: ok = compile_object(out, &o->cc, print_c, u, d); break;
+	case ACT_OBJECT: ok = compile_c(out, CC_OBJECT, &o->cc, print_c, u, d); break;
+	case ACT_ASM: ok = compile_c(out, CC_ASM, &o->cc, print_c, u, d); break;
+	case ACT_LLVM: ok = compile_c(out, CC_LLVM, &o->cc, print_c, u, d); break;
 	case ACT_C: ok = write_output(out, print_c, u, d); break;
 	case ACT_HEADER: ok = write_output(out, print_h, u, d); break;
 	default: ok = write_output(o->output ? out : "-", print_explain, u, d); break;

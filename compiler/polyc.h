@@ -298,6 +298,13 @@ void emit_dense_kernel(Emitter *E, const Plan *p);
 
 /* -------------------------------------------------------------- driver.c */
 
+/* What clang is asked to make of the generated C. */
+typedef enum CcOutput {
+	CC_OBJECT,               /* -c: an object file */
+	CC_ASM,                  /* -S: assembly */
+	CC_LLVM,                 /* -S -emit-llvm: LLVM IR as text */
+} CcOutput;
+
 /* How to run the back end. */
 typedef struct CcOptions {
 	const char *cc;          /* clang binary: --cc, $POLYC_CC, or "clang" */
@@ -311,8 +318,9 @@ typedef struct CcOptions {
 /* Write the text produced by fn to path atomically ("-" = stdout). */
 bool write_output(const char *path, void (*fn)(FILE *, void *), void *ctx,
                   Diag *d);
-/* Compile C text produced by fn into an object at path, atomically. */
-bool compile_object(const char *path, const CcOptions *o,
-                    void (*fn)(FILE *, void *), void *ctx, Diag *d);
+/* Compile C text produced by fn with clang into what kind names (an
+ * object, assembly or LLVM IR) at path, atomically ("-" = stdout). */
+bool compile_c(const char *path, CcOutput kind, const CcOptions *o,
+               void (*fn)(FILE *, void *), void *ctx, Diag *d);
 
 #endif /* POLYC_H */
