@@ -12,7 +12,7 @@
 
 CC      = clang
 CFLAGS  = -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra
-CPPFLAGS = -Icompiler -Iruntime -Ibuild/grammar -MMD -MP
+CPPFLAGS = -Icompiler -Iruntime -I$(B)/grammar -MMD -MP
 CHECK_LIBS = $(shell pkg-config --libs check)
 CHECK_CFLAGS = $(shell pkg-config --cflags check)
 B = build
@@ -20,10 +20,11 @@ B = build
 COMPILER_SRC = compiler/ast.c compiler/diag.c compiler/parse.c \
                compiler/graph.c compiler/plan.c compiler/explain.c \
                compiler/emit.c compiler/emit_tree.c compiler/emit_attend.c \
-               compiler/emit_dense.c \
+               compiler/emit_elim.c \
                compiler/driver.c
 GRAMMAR_SRC  = $(B)/grammar/parser.c $(B)/grammar/lexer.c
-RUNTIME_SRC  = runtime/pa_status.c runtime/pa_reference.c runtime/pa_kernel.c
+RUNTIME_SRC  = runtime/pa_status.c runtime/pa_reference.c runtime/pa_kernel.c \
+               runtime/pa_elim.c
 TEST_SRC     = tests/check_main.c tests/check_parse.c tests/check_runtime.c \
                tests/check_graph.c
 EXAMPLES     = self_attention compose2 compose3 star
@@ -37,7 +38,8 @@ LIBPA        = $(B)/libpolyattn.a
 # Generated kernels use OpenMP; programs linking them need it too.
 KERNEL_LDLIBS = $(LIBPA) -fopenmp -lm
 
-.PHONY: all test unit e2e diag install check-install check-generated generated examples run bench clean
+.PHONY: all test unit e2e diag install check-install check-generated generated examples run bench clean \
+        fuzz sanitize sanitize-run cli bench-large
 .SUFFIXES:
 
 all: $(POLYC) $(LIBPA)
@@ -60,6 +62,9 @@ $(B)/compiler/parse.o $(B)/compiler/ast.o: $(B)/grammar/parser.h $(B)/grammar/le
 $(B)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(CPPFLAGS) $(CHECK_CFLAGS) -c $< -o $@
+
+# The elimination engine spreads its loops over threads.
+$(B)/runtime/pa_elim.o: CFLAGS += -fopenmp
 
 $(B)/compiler/main.o: CPPFLAGS += -DPOLYC_INCLUDE_DIR='"$(CURDIR)/runtime"'
 
@@ -93,7 +98,7 @@ $(E2E)/general/cases.poly $(E2E)/general/cases_table.c: tests/e2e/polys_general.
 $(E2E)/%/cases.h: $(E2E)/%/cases.poly $(POLYC)
 	$(POLYC) $< --emit=h -o $@
 $(E2E)/%/cases.o: $(E2E)/%/cases.poly $(POLYC)
-	$(POLYC) $< -c -o $@
+	$(POLYC) $(POLYC_FLAGS) $< -c -o $@
 $(E2E)/%/cases_table.o: $(E2E)/%/cases_table.c $(E2E)/%/cases.h
 	$(CC) $(CFLAGS) -Iruntime -I$(E2E)/$* -c $< -o $@
 $(E2E)/check_e2e.o: tests/check_e2e.c
@@ -165,12 +170,49 @@ bench: $(B)/bench/bench_tree
 
 test: all unit diag e2e check-generated examples
 
+# --- robustness: the front end under libFuzzer, the suites under
+# AddressSanitizer and UndefinedBehaviorSanitizer (clang's compiler-rt).
+# Each builds everything into its own directory under $(B).
+SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all \
+            -fno-omit-frame-pointer
+FUZZ_SECONDS = 60
+FUZZ_ARGS = -max_len=4096 -dict=tests/fuzz/poly.dict
+$(B)/fuzz_parse: tests/fuzz/fuzz_parse.c $(B)/libpolyc.a
+	$(CC) $(CFLAGS) $(CPPFLAGS) -fsanitize=fuzzer $^ -lm -o $@
+
+# make fuzz FUZZ_SECONDS=600: fuzz for that long from tests/fuzz/corpus;
+# new inputs go to $(B)/fuzz/corpus, a crashing one to $(B)/fuzz/crash-*.
+fuzz:
+	$(MAKE) B=$(B)/fuzz CFLAGS='$(CFLAGS) $(SAN_FLAGS) -fsanitize=fuzzer-no-link' \
+	    $(B)/fuzz/fuzz_parse
+	@mkdir -p $(B)/fuzz/corpus
+	$(B)/fuzz/fuzz_parse $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) \
+	    -print_final_stats=1 -artifact_prefix=$(B)/fuzz/ \
+	    $(B)/fuzz/corpus tests/fuzz/corpus
+
+# make sanitize: polyc, the runtime, the unit suites and the kernels under
+# ASan and UBSan (kernels through polyc -Xcc); any report fails the run.
+# The e2e part runs one tree set and the general set.
+SAN_POLYC_FLAGS = -Xcc -fsanitize=address,undefined \
+                  -Xcc -fno-sanitize-recover=all -Xcc -fno-omit-frame-pointer
+sanitize:
+	$(MAKE) B=$(B)/san CFLAGS='$(CFLAGS) $(SAN_FLAGS)' \
+	    POLYC_FLAGS='$(SAN_POLYC_FLAGS)' sanitize-run
+
+sanitize-run: all $(B)/check_unit $(E2E)/check_tree_h3 $(E2E)/check_general
+	$(B)/check_unit
+	sh tests/diag/run.sh $(POLYC) tests/diag
+	sh tests/cli/run.sh $(POLYC)
+	$(E2E)/check_tree_h3
+	$(E2E)/check_general
+
 # --- install: a compiler's layout; polyc finds its headers through
 # <prefix>/include/polyc next to <prefix>/bin.
 PREFIX  ?= /usr/local
 DESTDIR ?=
 VERSION  = $(shell sed -n 's/^#define POLYC_VERSION "\(.*\)"/\1/p' compiler/polyc.h)
-RUNTIME_HEADERS = runtime/polyattn.h runtime/pa_kernel.h runtime/pa_simd.h runtime/pa_math.h
+RUNTIME_HEADERS = runtime/polyattn.h runtime/pa_kernel.h runtime/pa_simd.h runtime/pa_math.h \
+                  runtime/pa_elim.h
 I = $(DESTDIR)$(PREFIX)
 
 install: all

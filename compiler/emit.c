@@ -155,6 +155,11 @@ void emit_program_c(Emitter *E, const Plan *plans, int nplans)
 	emit_line(E, "#include <stdint.h>");
 	emit_line(E, "");
 	emit_line(E, "#include \"pa_kernel.h\"");
+	for (int i = 0; i < nplans; i++)
+		if (plans[i].kind == PLAN_ELIM) {
+			emit_line(E, "#include \"pa_elim.h\"");
+			break;
+		}
 	emit_line(E, "");
 	emit_line(E, "_Static_assert(PA_BQ == 6 && PA_BK == 32, \"pa_kernel.h does not match polyc %s\");",
 	          POLYC_VERSION);
@@ -163,7 +168,7 @@ void emit_program_c(Emitter *E, const Plan *plans, int nplans)
 		if (plans[i].kind == PLAN_TREE)
 			emit_tree_kernel(E, &plans[i]);
 		else
-			emit_dense_kernel(E, &plans[i]);
+			emit_elim_kernel(E, &plans[i]);
 		assert(E->indent == 0);
 	}
 }

@@ -45,15 +45,45 @@ static void print_graph(FILE *f, const Graph *g)
 		}
 }
 
-/* print_plan: roots and messages of a tree plan, or the enumeration. */
+/* print_elim: the elimination order, then per step what it reads, the
+ * message it leaves and that message's size. */
+static void print_elim(FILE *f, const Plan *p)
+{
+	const Graph *g = p->g;
+	fprintf(f, "  order (min-fill):");
+	for (int s = 0; s < p->nsteps; s++)
+		fprintf(f, " x%d", p->step[s].var);
+	fputc('\n', f);
+	for (int s = 0; s < p->nsteps; s++) {
+		const ElimStep *st = &p->step[s];
+		int rows = popcount32(st->scope & ~2u);
+		fprintf(f, "  step %d: sum out x%d, reading", s + 1, st->var);
+		for (int e = 0; e < g->nedges; e++)
+			if (st->edges >> e & 1) {
+				fprintf(f, " edge ");
+				print_vars(f, g->edge[e].vars);
+			}
+		if (g->nbias[st->var])
+			fprintf(f, " bias x%d", st->var);
+		for (uint32_t r = st->msgs; r; r &= r - 1)
+			fprintf(f, " message %d", __builtin_ctz(r) + 1);
+		fprintf(f, "\n    message ");
+		print_vars(f, st->scope);
+		fprintf(f, ": n^%d x %d floats%s, cost n^%d\n", rows,
+		        st->values ? g->k->value_dim + 1 : 1,
+		        st->scope & 2u ? " per query position" : "",
+		        popcount32(st->scope) + 1);
+	}
+	fprintf(f, "  workspace: messages of at most n^%d rows, an n x n score "
+	        "table per two-variable edge\n", p->mem_exp);
+}
+
+/* print_plan: roots and messages of a tree plan, or the elimination. */
 static void print_plan(FILE *f, const Plan *p)
 {
-	const Kernel *k = p->g->k;
 	fprintf(f, "plan: %s\n", plan_kind_name(p->kind));
-	if (p->kind == PLAN_DENSE) {
-		fprintf(f, "  enumerate all n^%d position tuples (exact; no faster "
-		        "plan for a %s graph in this polyc)\n", k->nvars,
-		        graph_class_name(p->g->cls));
+	if (p->kind == PLAN_ELIM) {
+		print_elim(f, p);
 		return;
 	}
 	for (int r = 0; r < p->nroots; r++)

@@ -4,9 +4,10 @@
  * A tree-class kernel becomes message passing (DESIGN §3): every component
  * is rooted (x1's at x1, the others at their lowest variable) and every
  * non-root variable sends its parent one attention-like message, children
- * before parents.  Other classes are computed by exact enumeration of all
- * position tuples until a variable-elimination planner replaces it.  The
- * plan also carries the cost model that --explain prints.
+ * before parents.  Other classes get variable elimination: x2 … xt are
+ * summed out in a min-fill order (DESIGN §3), each step leaving a message
+ * over the variables it touched.  The plan also carries the cost model
+ * that --explain prints.
  */
 #include "polyc.h"
 
@@ -75,14 +76,101 @@ static void plan_tree(Plan *p)
 		p->cost_coef = g->k->value_dim;
 }
 
-/* plan_dense: enumeration of all n^t tuples, each scoring every monomial. */
-static void plan_dense(Plan *p)
+/* fill_in = the edges that summing out x_j adds between its neighbours
+ * in the primal graph adj. */
+static int fill_in(const uint32_t *adj, int j)
 {
-	const Kernel *k = p->g->k;
-	p->cost_exp = k->nvars;
-	p->cost_coef = 2.0 * k->value_dim;
-	for (int i = 0; i < k->nmono; i++)
-		p->cost_coef += 1.0;  /* tables hold each monomial's contribution */
+	int fill = 0;
+	for (uint32_t r = adj[j]; r; r &= r - 1) {
+		int a = __builtin_ctz(r);
+		fill += popcount32(adj[j] & ~adj[a] & ~(1u << a));
+	}
+	return fill / 2;
+}
+
+/* pick_next = the variable of left (never x1) whose elimination adds the
+ * fewest fill edges; ties go to the fewest neighbours, then the lowest
+ * index. */
+static int pick_next(const uint32_t *adj, uint32_t left)
+{
+	int best = 0, best_fill = 0, best_deg = 0;
+	for (uint32_t r = left; r; r &= r - 1) {
+		int j = __builtin_ctz(r), f = fill_in(adj, j), dg = popcount32(adj[j]);
+		if (!best || f < best_fill || (f == best_fill && dg < best_deg))
+			best = j, best_fill = f, best_deg = dg;
+	}
+	return best;
+}
+
+/* eliminate: x_j's step: the edges and messages holding it that no step
+ * read yet, and the message over its neighbours; the primal graph gains
+ * the fill edges. */
+static void eliminate(Plan *p, uint32_t *adj, int j, uint64_t *edges_left,
+                      uint32_t *msgs_left)
+{
+	const Graph *g = p->g;
+	ElimStep *st = &p->step[p->nsteps];
+	st->var = j;
+	st->scope = adj[j];
+	st->values = (g->k->values >> j) & 1;
+	for (int e = 0; e < g->nedges; e++)
+		if ((*edges_left >> e & 1) && (g->edge[e].vars >> j & 1))
+			st->edges |= 1ull << e, *edges_left &= ~(1ull << e);
+	for (uint32_t r = *msgs_left; r; r &= r - 1) {
+		int s = __builtin_ctz(r);
+		if (p->step[s].scope >> j & 1) {
+			st->msgs |= 1u << s, *msgs_left &= ~(1u << s);
+			st->values |= p->step[s].values;
+		}
+	}
+	*msgs_left |= 1u << p->nsteps++;
+	for (uint32_t r = adj[j]; r; r &= r - 1) {
+		int a = __builtin_ctz(r);
+		adj[a] = (adj[a] | adj[j]) & ~(1u << a) & ~(1u << j);
+	}
+	adj[j] = 0;
+}
+
+/* step_cost = flops of one step per tuple of its scope and position of
+ * its variable: the scores it adds and the value channels it multiplies. */
+static double step_cost(const Plan *p, const ElimStep *st)
+{
+	const Graph *g = p->g;
+	double c = 4;            /* exp, max, sum */
+	for (int e = 0; e < g->nedges; e++)
+		if (st->edges >> e & 1)
+			c += popcount32(g->edge[e].vars) > 2 ? 2.0 * g->edge[e].nmono * g->k->head_dim : 1;
+	c += popcount32(st->msgs);
+	if (st->values)
+		c += 2.0 * g->k->value_dim * (1 + popcount32(st->msgs));
+	return c;
+}
+
+/* plan_elim: the min-fill order and its steps; the widest step costs
+ * n^(|R|+1) (every tuple of R, every position of x_j: a step holding x1
+ * runs once per query position), its message n^|R minus x1| rows. */
+static void plan_elim(Plan *p)
+{
+	const Graph *g = p->g;
+	uint32_t adj[PC_MAX_VARS + 1], left = 0, msgs_left = 0;
+	uint64_t edges_left = g->nedges >= 64 ? ~0ull : (1ull << g->nedges) - 1;
+	memcpy(adj, g->adj, sizeof adj);
+	for (int j = 2; j <= g->nvars; j++)
+		left |= 1u << j;
+	p->cost_exp = p->mem_exp = 0;
+	while (left) {
+		int j = pick_next(adj, left);
+		left &= ~(1u << j);
+		eliminate(p, adj, j, &edges_left, &msgs_left);
+		const ElimStep *st = &p->step[p->nsteps - 1];
+		int width = popcount32(st->scope) + 1;
+		int mem = popcount32(st->scope & ~2u);
+		p->mem_exp = mem > p->mem_exp ? mem : p->mem_exp;
+		if (width > p->cost_exp)
+			p->cost_exp = width, p->cost_coef = 0;
+		if (width == p->cost_exp)
+			p->cost_coef += step_cost(p, st);
+	}
 }
 
 /* plan_build: the plan for the kernel of g; false (reported to d) when
@@ -98,11 +186,11 @@ bool plan_build(Plan *p, const Graph *g, Diag *d)
 	}
 	memset(p, 0, sizeof *p);
 	p->g = g;
-	p->kind = g->cls == GC_TREE ? PLAN_TREE : PLAN_DENSE;
+	p->kind = g->cls == GC_TREE ? PLAN_TREE : PLAN_ELIM;
 	if (p->kind == PLAN_TREE)
 		plan_tree(p);
 	else
-		plan_dense(p);
+		plan_elim(p);
 	return true;
 }
 
@@ -117,7 +205,7 @@ const char *plan_kind_name(PlanKind k)
 {
 	switch (k) {
 	case PLAN_TREE: return "exact-tree";
-	case PLAN_DENSE: return "exact-dense";
+	case PLAN_ELIM: return "exact-elimination";
 	}
 	return "?";
 }

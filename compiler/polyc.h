@@ -231,7 +231,7 @@ int popcount32(uint32_t x);
 
 typedef enum PlanKind {
 	PLAN_TREE,               /* exact message passing on a forest */
-	PLAN_DENSE,              /* exact enumeration of all tuples */
+	PLAN_ELIM,               /* exact variable elimination, any graph */
 } PlanKind;
 
 /* The message x_var sends its parent: the edge's attention with the
@@ -244,6 +244,16 @@ typedef struct Message {
 	bool values;             /* the subtree of x_var carries values */
 } Message;
 
+/* One step of variable elimination: x_var is summed out of every factor
+ * holding it, leaving a message over scope. */
+typedef struct ElimStep {
+	int var;                 /* j */
+	uint32_t scope;          /* R: the variables the factors share with x_j */
+	uint64_t edges;          /* bit e: Graph.edge[e] is read here (first use) */
+	uint32_t msgs;           /* bit s: the message of step s is read here */
+	bool values;             /* a value-carrying variable lies below */
+} ElimStep;
+
 typedef struct Plan {
 	PlanKind kind;
 	const Graph *g;
@@ -253,6 +263,9 @@ typedef struct Plan {
 	int root[PC_MAX_VARS];       /* component roots, x1's first */
 	int nroots;
 	bool sub_values[PC_MAX_VARS + 1]; /* subtree of x_j carries values */
+	ElimStep step[PC_MAX_VARS];  /* PLAN_ELIM: in elimination order */
+	int nsteps;
+	int mem_exp;                 /* PLAN_ELIM: largest message, n^mem_exp rows */
 	int cost_exp;                /* work grows as n^cost_exp */
 	double cost_coef;            /* flops ≈ cost_coef · n^cost_exp */
 } Plan;
@@ -292,9 +305,9 @@ void emit_tree_kernel(Emitter *E, const Plan *p);
 
 void emit_attend(Emitter *E, const char *kname, int dim, int dv);
 
-/* ---------------------------------------------------------- emit_dense.c */
+/* ----------------------------------------------------------- emit_elim.c */
 
-void emit_dense_kernel(Emitter *E, const Plan *p);
+void emit_elim_kernel(Emitter *E, const Plan *p);
 
 /* -------------------------------------------------------------- driver.c */
 

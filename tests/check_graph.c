@@ -136,12 +136,39 @@ START_TEST(test_components)
 }
 END_TEST
 
-START_TEST(test_dense_plan)
+START_TEST(test_elim_plan)
 {
 	Fixture f;
+	/* a triangle: one variable out first (its message over x1 and the
+	 * other), then the other; cost n^3, messages of n rows per query */
 	setup_poly(&f, "x1*x2 + x2*x3 + x3*x1", "");
-	ck_assert_int_eq(f.p.kind, PLAN_DENSE);
+	ck_assert_int_eq(f.p.kind, PLAN_ELIM);
+	ck_assert_int_eq(f.p.nsteps, 2);
+	ck_assert_int_eq(f.p.step[0].var, 2);
+	ck_assert_uint_eq(f.p.step[0].scope, (1u << 1) | (1u << 3));
+	ck_assert_uint_eq(f.p.step[0].edges, 3);   /* {x1,x2} and {x2,x3} */
+	ck_assert_int_eq(f.p.step[1].var, 3);
+	ck_assert_uint_eq(f.p.step[1].scope, 1u << 1);
+	ck_assert_uint_eq(f.p.step[1].msgs, 1);
 	ck_assert_int_eq(f.p.cost_exp, 3);
+	ck_assert_int_eq(f.p.mem_exp, 1);
+	teardown(&f);
+	/* a 4-variable monomial: n^4 work, n^2 rows per query position */
+	setup_poly(&f, "x1*x2*x3*x4", "");
+	ck_assert_int_eq(f.p.cost_exp, 4);
+	ck_assert_int_eq(f.p.mem_exp, 2);
+	teardown(&f);
+	/* min-fill takes the pendant x4 (no fill) before the cycle */
+	setup_poly(&f, "x1*x2 + x2*x3 + x3*x1 + x3*x4", "");
+	ck_assert_int_eq(f.p.step[0].var, 4);
+	ck_assert_uint_eq(f.p.step[0].scope, 1u << 3);
+	ck_assert(f.p.step[0].values);
+	ck_assert_int_eq(f.p.cost_exp, 3);
+	teardown(&f);
+	/* a 5-cycle stays at treewidth 2: n^3 */
+	setup_poly(&f, "x1*x2 + x2*x3 + x3*x4 + x4*x5 + x5*x1", "");
+	ck_assert_int_eq(f.p.cost_exp, 3);
+	ck_assert_int_eq(f.p.nsteps, 4);
 	teardown(&f);
 }
 END_TEST
@@ -204,7 +231,7 @@ Suite *graph_suite(void)
 	tcase_add_test(tc, test_path_order);
 	tcase_add_test(tc, test_star_and_inner_root);
 	tcase_add_test(tc, test_components);
-	tcase_add_test(tc, test_dense_plan);
+	tcase_add_test(tc, test_elim_plan);
 	tcase_add_loop_test(tc, test_explain_golden, 0,
 	                    sizeof explained / sizeof *explained);
 	suite_add_tcase(s, tc);

@@ -1,0 +1,54 @@
+/*
+ * pa_elim.h - the exact engine for graphs that are not trees (cyclic or
+ * high-degree, DESIGN §3): variable elimination driven by a plan that polyc
+ * computes and prints into the generated C as constant tables.
+ *
+ * Variables x2 … xt are summed out one at a time in the plan's order.  The
+ * step that sums out x_j reads every factor still holding x_j (the edges of
+ * the polynomial and the messages of earlier steps) and makes one message
+ * over R, the variables those factors share with x_j.  A message is stored
+ * as what tree messages carry: per tuple of R, its log-normalizer and (when
+ * values lie below it) the normalized value vector, so scores of any size
+ * stay finite.  x1 is never summed out: a step whose R holds x1 runs once
+ * per query position, in that thread's own buffers, so its message needs
+ * n^(|R|-1) rows, not n^|R|.
+ */
+#ifndef PA_ELIM_H
+#define PA_ELIM_H
+
+#include <stdint.h>
+
+#include "polyattn.h"
+
+/* A factor of the polynomial: the monomials over one set of variables
+ * (one variable: a per-token bias). */
+typedef struct pa_elim_edge {
+	uint32_t vars;           /* bit j: x_j is in the edge */
+	int nmono;
+	const int *mono;         /* monomial indices, as in K_info */
+} pa_elim_edge;
+
+/* One elimination step: sum out x_var. */
+typedef struct pa_elim_step {
+	int var;                 /* j */
+	uint32_t scope;          /* R: variables of the message made */
+	int nedges;
+	const int *edges;        /* edges consumed (they all hold x_j) */
+	int nmsgs;
+	const int *msgs;         /* earlier steps whose messages are consumed */
+	int values;              /* the message carries value_dim channels */
+} pa_elim_step;
+
+typedef struct pa_elim_plan {
+	int nedges;
+	const pa_elim_edge *edges;
+	int nsteps;
+	const pa_elim_step *steps; /* in elimination order */
+} pa_elim_plan;
+
+/* Run the plan p of kernel k: the kernel's whole computation. */
+pa_status pa_elim_run(const pa_kernel_info *k, const pa_elim_plan *p,
+                      int64_t batch, int64_t n, const float *const inputs[],
+                      float *out);
+
+#endif /* PA_ELIM_H */
