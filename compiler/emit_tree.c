@@ -371,13 +371,9 @@ static void emit_entry(Emitter *E, const Plan *p, const Buf *b, int nb)
 	const Kernel *k = p->g->k;
 	emit_line(E, "pa_status %s(int64_t batch, int64_t n, const float *const inputs[], float *out)", k->name);
 	emit_open(E, "");
-	emit_line(E, "if (!inputs || !out)");
-	emit_line(E, "\treturn PA_ERR_NULL;");
-	emit_line(E, "for (int i = 0; i < %s_info.num_inputs; i++)", k->name);
-	emit_line(E, "\tif (!inputs[i])");
-	emit_line(E, "\t\treturn PA_ERR_NULL;");
-	emit_line(E, "if (batch <= 0 || n <= 0)");
-	emit_line(E, "\treturn PA_ERR_ARGUMENT;");
+	emit_line(E, "const pa_status st = pa_check_args(&%s_info, batch, n, inputs, out);", k->name);
+	emit_line(E, "if (st != PA_OK)");
+	emit_line(E, "\treturn st;");
 	emit_line(E, "const int64_t np = (n + PA_BK - 1) / PA_BK * PA_BK;");
 	emit_line(E, "size_t total = 0;");
 	for (int i = 0; i < nb; i++)

@@ -940,13 +940,9 @@ static void self_attention_finish(int64_t batch, int64_t n, const float *const i
 
 pa_status self_attention(int64_t batch, int64_t n, const float *const inputs[], float *out)
 {
-	if (!inputs || !out)
-		return PA_ERR_NULL;
-	for (int i = 0; i < self_attention_info.num_inputs; i++)
-		if (!inputs[i])
-			return PA_ERR_NULL;
-	if (batch <= 0 || n <= 0)
-		return PA_ERR_ARGUMENT;
+	const pa_status st = pa_check_args(&self_attention_info, batch, n, inputs, out);
+	if (st != PA_OK)
+		return st;
 	const int64_t np = (n + PA_BK - 1) / PA_BK * PA_BK;
 	size_t total = 0;
 	const size_t at_q2 = pa_carve(&total, batch, n, 64);

@@ -10,6 +10,42 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* all_finite: no entry of x[0..len) is NaN or infinite (exponent bits all
+ * ones); an integer scan, so it vectorizes without fast-math. */
+static bool all_finite(const float *x, size_t len)
+{
+	uint32_t bad = 0;
+	for (size_t i = 0; i < len; i++) {
+		uint32_t bits;
+		memcpy(&bits, x + i, sizeof bits);
+		bad |= (bits & 0x7f800000u) == 0x7f800000u;
+	}
+	return !bad;
+}
+
+/* pa_check_args: see pa_kernel.h. */
+pa_status pa_check_args(const pa_kernel_info *k, int64_t batch, int64_t n,
+                        const float *const inputs[], const float *out)
+{
+	if (!inputs || !out)
+		return PA_ERR_NULL;
+	for (int i = 0; i < k->num_inputs; i++)
+		if (!inputs[i])
+			return PA_ERR_NULL;
+	if (batch <= 0 || n <= 0)
+		return PA_ERR_ARGUMENT;
+	size_t len[k->num_inputs > 0 ? k->num_inputs : 1];
+	for (int i = 0; i < k->num_inputs; i++)
+		if (__builtin_mul_overflow((size_t)batch, (size_t)n, &len[i]) ||
+		    __builtin_mul_overflow(len[i], (size_t)k->inputs[i].cols, &len[i]) ||
+		    len[i] > SIZE_MAX / sizeof(float))
+			return PA_ERR_ARGUMENT;
+	for (int i = 0; i < k->num_inputs; i++)
+		if (!all_finite(inputs[i], len[i]))
+			return PA_ERR_NONFINITE;
+	return PA_OK;
+}
+
 /* pa_carve: see pa_kernel.h. */
 size_t pa_carve(size_t *total, int64_t a, int64_t b, int64_t c)
 {
@@ -63,10 +99,9 @@ void pa_softmax_average(int64_t n, const float *w, const float *rows,
 pa_status pa_dense_run(const pa_kernel_info *k, int64_t batch, int64_t n,
                        const float *const inputs[], float *out)
 {
-	if (!out)
-		return PA_ERR_NULL;
-	if (batch <= 0 || n <= 0)
-		return PA_ERR_ARGUMENT;
+	pa_status st = pa_check_args(k, batch, n, inputs, out);
+	if (st != PA_OK)
+		return st;
 	size_t total;
 	if (__builtin_mul_overflow((size_t)batch, (size_t)n, &total) ||
 	    __builtin_mul_overflow(total, (size_t)k->value_dim, &total))
@@ -74,12 +109,12 @@ pa_status pa_dense_run(const pa_kernel_info *k, int64_t batch, int64_t n,
 	double *tmp = malloc(total * sizeof *tmp);
 	if (!tmp)
 		return PA_ERR_NOMEM;
-	pa_status s = pa_reference(k, batch, n, inputs, tmp);
-	if (s == PA_OK)
+	st = pa_reference(k, batch, n, inputs, tmp);
+	if (st == PA_OK)
 		for (size_t i = 0; i < total; i++)
 			out[i] = (float)tmp[i];
 	free(tmp);
-	return s;
+	return st;
 }
 
 /* isa_supported: whether this CPU runs kernels built for k. */

@@ -22,6 +22,16 @@
 #define PA_TQ 48
 
 /*
+ * The argument checks every kernel makes before it touches out, in this
+ * order: a NULL inputs, input or out pointer gives PA_ERR_NULL; batch or
+ * n <= 0, or an input whose size overflows, PA_ERR_ARGUMENT; a NaN or
+ * infinite entry in any factor or value matrix, PA_ERR_NONFINITE (a scan
+ * of O(batch·n·cols) per input, small beside the kernel's own work).
+ */
+pa_status pa_check_args(const pa_kernel_info *k, int64_t batch, int64_t n,
+                        const float *const inputs[], const float *out);
+
+/*
  * Reserve a*b*c floats in a workspace of *total floats, rounded up to a
  * 64-byte boundary, and return their offset.  On overflow *total becomes
  * SIZE_MAX, which pa_alloc refuses.

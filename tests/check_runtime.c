@@ -292,6 +292,14 @@ START_TEST(test_dense_run)
 	for (int i = 0; i < 9; i++)
 		ck_assert_float_eq((float)ref[i], out[i]);
 	ck_assert_int_eq(pa_dense_run(&path_info, 1, 0, in, out), PA_ERR_ARGUMENT);
+	ck_assert_int_eq(pa_dense_run(&path_info, INT64_MAX, 2, in, out),
+	                 PA_ERR_ARGUMENT);
+	const float *with_null[] = {f, f, f, NULL, v, v};
+	ck_assert_int_eq(pa_dense_run(&path_info, 1, 3, with_null, out), PA_ERR_NULL);
+	v[4] = NAN;
+	ck_assert_int_eq(pa_dense_run(&path_info, 1, 3, in, out), PA_ERR_NONFINITE);
+	v[4] = 4, f[5] = -INFINITY;
+	ck_assert_int_eq(pa_dense_run(&path_info, 1, 3, in, out), PA_ERR_NONFINITE);
 }
 END_TEST
 
