@@ -2,11 +2,14 @@
  * driver.c - everything polyc does to files and processes: writing
  * outputs atomically (a temporary file beside the target, renamed into
  * place only when complete, so a failed or interrupted run never leaves a
- * partial file) and running clang as the back end.
+ * partial file) and running clang as the back end.  An interrupted polyc
+ * (SIGINT, SIGTERM, SIGHUP) stops its clang and removes its temporaries
+ * before it dies of the signal.
  */
 #include "polyc.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +17,41 @@
 #include <unistd.h>
 
 extern char **environ;
+
+/* What on_signal cleans up: the temporaries that exist (TMP_OUT: a text
+ * output, TMP_C: the C handed to clang, TMP_CC: clang's output) and the
+ * clang that runs. */
+enum { TMP_OUT, TMP_C, TMP_CC, TMP__COUNT };
+static const char *volatile live_tmp[TMP__COUNT];
+static volatile pid_t live_cc;
+
+/* on_signal: stop clang, remove the temporaries, die of sig. */
+static void on_signal(int sig)
+{
+	if (live_cc > 0) {
+		kill(live_cc, SIGTERM);
+		waitpid(live_cc, NULL, 0);
+	}
+	for (int i = 0; i < TMP__COUNT; i++)
+		if (live_tmp[i])
+			unlink(live_tmp[i]);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* track: path (NULL: none) is the live temporary of kind i; the first
+ * call installs on_signal. */
+static void track(int i, const char *path)
+{
+	static bool installed;
+	if (!installed) {
+		static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+		for (size_t k = 0; k < sizeof sigs / sizeof *sigs; k++)
+			signal(sigs[k], on_signal);
+		installed = true;
+	}
+	live_tmp[i] = path;
+}
 
 /* temp_beside: a fresh file "<path>.tmpXXXXXX" opened for writing; its
  * name goes to buf.  NULL (reported) on failure. */
@@ -57,8 +95,11 @@ bool write_output(const char *path, void (*fn)(FILE *, void *), void *ctx,
 	FILE *f = temp_beside(path, tmp, sizeof tmp, d);
 	if (!f)
 		return false;
+	track(TMP_OUT, tmp);
 	fn(f, ctx);
-	return finish_temp(f, tmp, path, d);
+	bool ok = finish_temp(f, tmp, path, d);
+	track(TMP_OUT, NULL);
+	return ok;
 }
 
 /* run: run argv[0] with argv and wait; true when it exits with 0. */
@@ -72,12 +113,14 @@ static bool run(char **argv, Diag *d)
 		           strerror(rc));
 		return false;
 	}
+	live_cc = pid;
 	int st;
 	while (waitpid(pid, &st, 0) < 0)
 		if (errno != EINTR) {
 			diag_plain(d, "waiting for '%s': %s", argv[0], strerror(errno));
 			return false;
 		}
+	live_cc = 0;
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		return true;
 	if (WIFEXITED(st))
@@ -146,12 +189,14 @@ bool compile_c(const char *path, CcOutput kind, const CcOptions *o,
 		diag_plain(d, "cannot create '%s': %s", src, strerror(errno));
 		return false;
 	}
+	track(TMP_C, src);
 	FILE *f = fdopen(fd, "w");
 	fn(f, ctx);
 	bool ok = !ferror(f);
 	ok = fclose(f) == 0 && ok;
 	const char *target = strcmp(path, "-") == 0 ? src : path;
 	snprintf(obj, sizeof obj, "%s.tmp%d.o", target, (int)getpid());
+	track(TMP_CC, obj);
 	snprintf(inc, sizeof inc, "-I%s", o->include_dir);
 	char *argv[64 + 16];
 	cc_argv(argv, kind, o, inc, src, obj);
@@ -165,5 +210,7 @@ bool compile_c(const char *path, CcOutput kind, const CcOptions *o,
 	remove(src);
 	if (!ok || strcmp(path, "-") == 0)
 		remove(obj);
+	track(TMP_C, NULL);
+	track(TMP_CC, NULL);
 	return ok;
 }
