@@ -21,8 +21,9 @@
  *             its inputs alone, and refuses bad arguments with the right code.
  *
  * The reference costs about batch · n^t · (Σ_m k_m·head_dim + values·value_dim)
- * operations; sizes whose cost passes REF_BUDGET are skipped, and kernels
- * whose class is not "tree" are run on n ≤ 7 only.
+ * operations; sizes whose cost passes REF_BUDGET are skipped (n ≤ 7 always
+ * runs).  The abi test runs kernels whose class is not "tree" (their own
+ * cost grows faster than n²) on n ≤ ABI_GENERAL_N.
  *
  * The relative error of a row is max |out - ref| / max |ref| over the row.
  * When the values nearly cancel, max |ref| is far below the size of what the
@@ -40,6 +41,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "polyattn.h"
 
@@ -52,7 +56,8 @@ extern const char *const e2e_origins[];
 #define HUGE_SCORE 1e4       /* |score| each monomial reaches in "huge" */
 #define HUGE_TOL (TOL + 4 * HUGE_SCORE * 0x1p-24) /* see "huge" above */
 #define REF_BUDGET 4e7       /* reference operations allowed per call */
-#define SMALL_N 7            /* n limit for graphs that are not trees */
+#define SMALL_N 7            /* n always run, whatever the reference costs */
+#define ABI_GENERAL_N 17     /* largest abi n for graphs that are not trees */
 #define GUARD 64             /* guard floats on each side of out */
 
 static const int64_t acc_sizes[] = {1, 2, 7, 17, 64, 100, 257};
@@ -124,8 +129,6 @@ static double ref_cost(const pa_kernel_info *k, int64_t n, int64_t batch)
 /* size_ok: (n, batch) is affordable for k's reference and its class. */
 static bool size_ok(const pa_kernel_info *k, int64_t n, int64_t batch)
 {
-	if (!is_tree(k) && n > SMALL_N)
-		return false;
 	return n <= SMALL_N || ref_cost(k, n, batch) <= REF_BUDGET;
 }
 
@@ -513,8 +516,24 @@ static void check_info(const pa_kernel_info *k)
 		              k->name, m);
 }
 
-/* check_refusals: bad sizes give PA_ERR_ARGUMENT and NULL pointers
- * PA_ERR_NULL, without touching out. */
+/* refuse_nonfinite: with entry e of input i set to x (NaN or ±Inf), the
+ * kernel returns PA_ERR_NONFINITE; the entry is restored. */
+static void refuse_nonfinite(const Inputs *in, float *out, int i, size_t e,
+                             float x)
+{
+	const float *ptrs[256];
+	inputs_view(in, 0, ptrs);
+	float saved = in->buf[i][e];
+	in->buf[i][e] = x;
+	ck_assert_msg(in->k->run(in->batch, in->n, ptrs, out) == PA_ERR_NONFINITE,
+	              "%s: %g in input %d (%s) not refused", in->k->name, x, i,
+	              in->k->inputs[i].name);
+	in->buf[i][e] = saved;
+}
+
+/* check_refusals: bad sizes give PA_ERR_ARGUMENT, NULL pointers
+ * PA_ERR_NULL and NaN or infinite inputs PA_ERR_NONFINITE, without
+ * touching out. */
 static void check_refusals(const Inputs *in, float *out, size_t len)
 {
 	const pa_kernel_info *k = in->k;
@@ -528,6 +547,16 @@ static void check_refusals(const Inputs *in, float *out, size_t len)
 	ck_assert_int_eq(k->run(in->batch, -1, ptrs, out), PA_ERR_ARGUMENT);
 	ck_assert_int_eq(k->run(in->batch, in->n, NULL, out), PA_ERR_NULL);
 	ck_assert_int_eq(k->run(in->batch, in->n, ptrs, NULL), PA_ERR_NULL);
+	ck_assert_int_eq(k->run(INT64_MAX, in->n, ptrs, out), PA_ERR_ARGUMENT);
+	const float *hole = ptrs[k->num_inputs - 1];
+	ptrs[k->num_inputs - 1] = NULL;
+	ck_assert_int_eq(k->run(in->batch, in->n, ptrs, out), PA_ERR_NULL);
+	ptrs[k->num_inputs - 1] = hole;
+	for (int i = 0; i < k->num_inputs; i++) {
+		size_t last = inputs_len(in, i) - 1;
+		refuse_nonfinite(in, out, i, i % 2 ? 0 : last, NAN);
+		refuse_nonfinite(in, out, i, last / 2, i % 2 ? -INFINITY : INFINITY);
+	}
 	ck_assert_msg(memcmp(copy, out, len * sizeof *copy) == 0,
 	              "%s: a refused call wrote to out", k->name);
 	free(copy);
@@ -606,8 +635,86 @@ START_TEST(abi)
 		return;
 	check_info(k);
 	for (int a = 0; a < COUNT(abi_sizes); a++)
-		if (abi_sizes[a] <= SMALL_N || is_tree(k))
+		if (is_tree(k) || abi_sizes[a] <= ABI_GENERAL_N)
 			abi_once(_i, abi_sizes[a]);
+}
+END_TEST
+
+/* --------------------------------------------------------------- nomem */
+
+/* vm_bytes: this process's virtual memory size, from /proc/self/statm. */
+static size_t vm_bytes(void)
+{
+	unsigned long pages = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (f) {
+		if (fscanf(f, "%lu", &pages) != 1)
+			pages = 0;
+		fclose(f);
+	}
+	return pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* nomem_child: in a child process whose address space may grow by
+ * NOMEM_SLACK bytes at most, k on n rows (a workspace of megabytes) must
+ * return PA_ERR_NOMEM and leave out alone.  Exit status 0 if so. */
+#define NOMEM_SLACK (1 << 20)
+static int nomem_child(const pa_kernel_info *k, int64_t n)
+{
+	Inputs in;
+	uint64_t s = rnd_seed(4, 0, n, 1);
+	inputs_alloc(&in, k, n, 1);
+	fill_factors_unit(&in, &s);
+	fill_values(&in, &s);
+	const float *ptrs[256];
+	inputs_view(&in, 0, ptrs);
+	size_t len = (size_t)n * k->value_dim;
+	float *out = malloc(len * sizeof *out);
+	if (!out)
+		return 3;
+	memset(out, 0x5a, len * sizeof *out);
+	struct rlimit rl = {vm_bytes() + NOMEM_SLACK, vm_bytes() + NOMEM_SLACK};
+	if (setrlimit(RLIMIT_AS, &rl) != 0)
+		return 4;
+	pa_status st = k->run(1, n, ptrs, out);
+	for (size_t e = 0; e < len; e++)
+		if (((unsigned char *)out)[e * sizeof *out] != 0x5a)
+			return 2;
+	return st == PA_ERR_NOMEM ? 0 : 1;
+}
+
+/* nomem: a tree kernel whose workspace cannot be allocated returns
+ * PA_ERR_NOMEM without writing out (run in a child under RLIMIT_AS; the
+ * kernel allocates one workspace, so there is nothing to leak).
+ * AddressSanitizer reserves terabytes of address space up front, so
+ * RLIMIT_AS is left out under it. */
+START_TEST(nomem)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	return;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+	return;
+#endif
+#endif
+	const pa_kernel_info *k = NULL;
+	for (int i = 0; i < e2e_nkernels && !k; i++)
+		if (is_tree(e2e_kernels[i]) && !skip_kernel(e2e_kernels[i]))
+			k = e2e_kernels[i];
+	if (!k)
+		return;
+	fflush(NULL);
+	pid_t pid = fork();
+	ck_assert(pid >= 0);
+	if (pid == 0)
+		_exit(nomem_child(k, 65536));
+	int st;
+	ck_assert(waitpid(pid, &st, 0) == pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	              "%s: out of address space: %s", k->name,
+	              !WIFEXITED(st) ? "the child crashed" :
+	              WEXITSTATUS(st) == 1 ? "not PA_ERR_NOMEM" :
+	              WEXITSTATUS(st) == 2 ? "out was written" : "setup failed");
 }
 END_TEST
 
@@ -626,6 +733,9 @@ static Suite *e2e_suite(void)
 		tcase_add_loop_test(tc, cases[c].test, 0, e2e_nkernels);
 		suite_add_tcase(s, tc);
 	}
+	TCase *tc = tcase_create("nomem");
+	tcase_add_test(tc, nomem);
+	suite_add_tcase(s, tc);
 	return s;
 }
 
