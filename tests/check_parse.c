@@ -439,6 +439,55 @@ START_TEST(test_limits)
 }
 END_TEST
 
+/* repeat_text = a heap string: head, then item n times joined by sep,
+ * then tail. */
+static char *repeat_text(const char *head, const char *item, const char *sep,
+                         int n, const char *tail)
+{
+	size_t len = strlen(head) + (size_t)n * (strlen(item) + strlen(sep)) +
+	             strlen(tail) + 1;
+	char *buf = malloc(len), *at = buf;
+	at = stpcpy(at, head);
+	for (int i = 0; i < n; i++)
+		at = stpcpy(stpcpy(at, i ? sep : ""), item);
+	strcpy(at, tail);
+	return buf;
+}
+
+/* first_error_is: the parse of text fails with errors errors, the first
+ * of which contains msg. */
+static void first_error_is(char *text, int errors, const char *msg)
+{
+	Run r;
+	run_parse(&r, "big.poly", text);
+	ck_assert_ptr_null(r.prog);
+	ck_assert_int_eq(r.d.errors, errors);
+	ck_assert_msg(strstr(r.out, msg) != NULL, "no '%s' in:\n%.400s", msg,
+	              r.out);
+	run_close(&r);
+	free(text);
+}
+
+/* Long inputs within the file-size limit: the grammar has no nesting and
+ * its lists are left-recursive, so the parser's stack stays small however
+ * long a polynomial or a term is, and each limit is reported once. */
+START_TEST(test_long_inputs)
+{
+	first_error_is(repeat_text("", "x1*x2", " + ", 100000, ""), 1,
+	               "too many monomials: a polynomial has at most 64");
+	first_error_is(repeat_text("", "x1", "*", 100000, ""), 1,
+	               "a monomial has at most 16 factor occurrences; this one "
+	               "has 100000");
+	/* 255 "defined twice", then the limit ends the file */
+	first_error_is(repeat_text("", "kernel k { poly = x1; }", "\n", 1000, ""),
+	               256, "too many kernels: a file holds at most 256");
+	first_error_is(repeat_text("", "-", "", 100000, "x1"), 1,
+	               "expected a number or a variable");
+	char *name = repeat_text("kernel ", "k", "", 100000, " { poly = x1; }");
+	first_error_is(name, 1, "is longer than 63 characters");
+}
+END_TEST
+
 /* define = the diagnostics of applying def to a parse of text ("" if
  * none); *ok = what apply_define returned; *r keeps the Program. */
 static void define(Run *r, const char *text, const char *def, bool *ok)
@@ -550,6 +599,7 @@ Suite *parse_suite(void)
 	tcase_add_test(tc, test_values_forms);
 	tcase_add_test(tc, test_several_kernels);
 	tcase_add_test(tc, test_limits);
+	tcase_add_test(tc, test_long_inputs);
 	tcase_add_test(tc, test_reentrant);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("diagnose");
