@@ -119,6 +119,10 @@ e2e: $(E2E_SETS:%=$(E2E)/check_%)
 diag: $(POLYC)
 	sh tests/diag/run.sh $(POLYC) tests/diag
 
+# --- polyc as a command: a missing or failing clang, interruption, -o -
+cli: $(POLYC)
+	sh tests/cli/run.sh $(POLYC)
+
 # --- generated/: the C polyc emits for every example, kept readable in git
 GENERATED = $(EXAMPLES:%=generated/%.c)
 generated: $(POLYC)
@@ -168,7 +172,7 @@ $(B)/bench/bench_tree: bench/bench_tree.c bench/peak.c $(B)/bench/tree.o $(B)/be
 bench: $(B)/bench/bench_tree
 	sh bench/run.sh $(B)/bench
 
-test: all unit diag e2e check-generated examples
+test: all unit diag cli e2e check-generated examples
 
 # --- robustness: the front end under libFuzzer, the suites under
 # AddressSanitizer and UndefinedBehaviorSanitizer (clang's compiler-rt).
