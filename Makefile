@@ -172,6 +172,14 @@ $(B)/bench/bench_tree: bench/bench_tree.c bench/peak.c $(B)/bench/tree.o $(B)/be
 bench: $(B)/bench/bench_tree
 	sh bench/run.sh $(B)/bench
 
+# make bench-large: the tree kernel of bench/large.poly at n up to 100,000,
+# its seconds and peak RSS against the workspace formula of the README.
+$(B)/bench/bench_large: bench/bench_large.c $(B)/bench/large.o $(B)/bench/large.h $(LIBPA)
+	$(CC) $(CFLAGS) -fopenmp -Iruntime -I$(B)/bench bench/bench_large.c \
+	    $(B)/bench/large.o $(LIBPA) -lm -o $@
+bench-large: $(B)/bench/bench_large
+	$(B)/bench/bench_large
+
 test: all unit diag cli e2e check-generated examples
 
 # --- robustness: the front end under libFuzzer, the suites under
