@@ -12,6 +12,13 @@
  * within each monomial, then the value matrices by increasing variable.
  * Input i is batch × n × inputs[i].cols floats, row-major; out is
  * batch × n × value_dim.
+ *
+ * Before it writes anything a kernel checks its arguments: NULL pointers
+ * give PA_ERR_NULL; batch or n ≤ 0 or overflowing sizes PA_ERR_ARGUMENT;
+ * a NaN or infinite entry in any input PA_ERR_NONFINITE (an O(n·cols)
+ * scan per input); a workspace it cannot allocate PA_ERR_NOMEM, with
+ * nothing leaked.  Finite inputs give finite outputs unless a score
+ * itself overflows float.
  */
 #ifndef POLYATTN_H
 #define POLYATTN_H
