@@ -190,7 +190,7 @@ SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all \
 FUZZ_SECONDS = 60
 FUZZ_ARGS = -max_len=4096 -dict=tests/fuzz/poly.dict
 $(B)/fuzz_parse: tests/fuzz/fuzz_parse.c $(B)/libpolyc.a
-	$(CC) $(CFLAGS) $(CPPFLAGS) -fsanitize=fuzzer $^ -lm -o $@
+	$(CC) $(CFLAGS) $(CPPFLAGS) -fsanitize=fuzzer $(filter %.c %.a,$^) -lm -o $@
 
 # make fuzz FUZZ_SECONDS=600: fuzz for that long from tests/fuzz/corpus;
 # new inputs go to $(B)/fuzz/corpus, a crashing one to $(B)/fuzz/crash-*.
