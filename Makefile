@@ -2,6 +2,9 @@
 #
 #   make            build build/polyc and build/libpolyattn.a
 #   make test       unit suites, end-to-end kernel checks, generated/ freshness
+#   make sanitize   the suites with everything built under ASan and UBSan
+#   make fuzz       libFuzzer on the front end (FUZZ_SECONDS, default 60)
+#   make bench-large  a tree kernel at n = 100,000: seconds, peak RSS
 #   make run        compile examples/compose2.poly and run its program
 #   make examples   build every example program under build/examples/
 #   make bench      time the tree kernels (and PyTorch, if installed)
