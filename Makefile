@@ -41,7 +41,7 @@ LIBPA        = $(B)/libpolyattn.a
 # Generated kernels use OpenMP; programs linking them need it too.
 KERNEL_LDLIBS = $(LIBPA) -fopenmp -lm
 
-.PHONY: all test unit e2e diag install check-install check-generated generated examples run bench clean \
+.PHONY: bench-general all test unit e2e diag install check-install check-generated generated examples run bench clean \
         fuzz sanitize sanitize-run cli bench-large
 .SUFFIXES:
 
@@ -116,7 +116,8 @@ ISAS = generic avx2 avx512
 e2e: $(E2E_SETS:%=$(E2E)/check_%)
 	for i in $(ISAS); do for s in $(TREE_HEAD_DIMS:%=tree_h%); do \
 	  echo "e2e $$s, PA_ISA=$$i"; PA_ISA=$$i $(E2E)/check_$$s || exit 1; done; done
-	$(E2E)/check_general
+	for i in $(ISAS); do echo "e2e general, PA_ISA=$$i"; \
+	  PA_ISA=$$i $(E2E)/check_general || exit 1; done
 
 # --- golden diagnostics: tests/diag/NAME.poly must fail as NAME.err says
 diag: $(POLYC)
@@ -171,6 +172,17 @@ $(B)/bench/%.h: bench/%.poly $(POLYC)
 $(B)/bench/bench_tree: bench/bench_tree.c bench/peak.c $(B)/bench/tree.o $(B)/bench/tree.h $(LIBPA)
 	$(CC) $(CFLAGS) -O3 -fopenmp -Iruntime -Ibench -I$(B)/bench bench/bench_tree.c bench/peak.c \
 	    $(B)/bench/tree.o $(LIBPA) -lm -o $@
+
+# Exact kernels of cyclic and high-degree graphs beside OpenBLAS sgemm
+# (Debian's libopenblas-dev, for comparison only: make bench-general).
+$(B)/bench/bench_general: bench/bench_general.c $(B)/bench/general.o $(B)/bench/general.h $(LIBPA)
+	$(CC) $(CFLAGS) -O3 -fopenmp -Iruntime -I$(B)/bench $$(pkg-config --cflags openblas) \
+	    bench/bench_general.c $(B)/bench/general.o $(LIBPA) $$(pkg-config --libs openblas) -lm -o $@
+
+bench-general:
+	@pkg-config --exists openblas || { echo "make bench-general needs OpenBLAS: apt-get install libopenblas-dev"; exit 1; }
+	$(MAKE) $(B)/bench/bench_general
+	$(B)/bench/bench_general
 
 bench: $(B)/bench/bench_tree
 	sh bench/run.sh $(B)/bench

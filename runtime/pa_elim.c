@@ -25,6 +25,7 @@
 
 #include "pa_kernel.h"
 #include "pa_math.h"
+#include "pa_simd.h"
 
 #define MAXV 16                 /* variables x1 … x16 */
 #define MAX_ROWS ((int64_t)1 << 34) /* floats one message may hold */
@@ -43,12 +44,20 @@ typedef struct Step {
 	int vars[MAXV];
 	int64_t rows;            /* n^nvars tuples */
 	int64_t stride[MAXV + 1]; /* index step of each variable of R, 0 if absent */
+	bool key_payload;        /* the payload depends on x_j's position only:
+	                            the weighted sum is a matrix product */
 } Step;
+
+#define ROWS 6                  /* tuples a step weighs at once */
 
 /* What one thread writes: per-query messages and scratch rows. */
 typedef struct Thread {
 	float *lse[MAXV], *o[MAXV]; /* messages of per-query steps */
-	float *w, *acc, *q;      /* n weights, value_dim sums, one query side */
+	float *w;                /* ROWS × n weights */
+	float *acc;              /* ROWS × vdp weighted sums */
+	float *pay;              /* n × vdp payload of a key_payload step */
+	float *q;                /* ROWS query sides of a high edge */
+	float *scores;           /* ROWS × np16 scores of a high edge */
 	float *block;            /* the allocation holding all of the above */
 } Thread;
 
@@ -58,6 +67,8 @@ typedef struct Elim {
 	const pa_elim_plan *p;
 	int64_t n;
 	int hd, vd, qdim;        /* qdim: widest query side of a high edge */
+	int vdp;                 /* value_dim rounded up to 16 */
+	int64_t np16;            /* n rounded up to 16 */
 	Mono *mono;
 	int value_in[MAXV + 1];  /* input index of V[j], -1 if none */
 	int consumer[64];        /* per edge: the variable whose step reads it */
@@ -99,6 +110,14 @@ static bool setup_steps(Elim *E)
 			}
 		if (!pow_rows(E->n, st->nvars, &st->rows))
 			return false;
+		st->key_payload = true;
+		const pa_elim_step *ps = &E->p->steps[s];
+		for (int i = 0; i < ps->nmsgs; i++) {
+			const Step *g = &E->step[ps->msgs[i]];
+			for (int a = 0; a < g->nvars; a++)
+				if (g->vars[a] != ps->var && st->stride[g->vars[a]])
+					st->key_payload = false;
+		}
 	}
 	return true;
 }
@@ -191,17 +210,20 @@ static void edge_table(Elim *E, int e, int a)
 	}
 }
 
-/* edge_keys: etab[ℓj·dim + i·hd + l] = x_j's side of the edge's i-th
- * monomial (an edge of three or more variables). */
+/* edge_keys: etab[(i·hd + l)·np16 + ℓj] = x_j's side of the edge's i-th
+ * monomial at column l (an edge of three or more variables), stored by
+ * column so that scores of a block of tuples are one matrix product;
+ * positions from n to np16 hold zeros. */
 static void edge_keys(Elim *E, int e)
 {
 	const pa_elim_edge *ed = &E->p->edges[e];
 	int j = E->consumer[e], hd = E->hd, dim = ed->nmono * hd;
+	int64_t np = E->np16;
 	#pragma omp parallel for schedule(static)
-	for (int64_t r = 0; r < E->n; r++)
-		for (int i = 0; i < ed->nmono; i++)
-			for (int l = 0; l < hd; l++)
-				E->etab[e][r * dim + i * hd + l] = side(E, ed->mono[i], j, true, NULL, r, l);
+	for (int d = 0; d < dim; d++)
+		for (int64_t r = 0; r < np; r++)
+			E->etab[e][d * np + r] = r < E->n ?
+				side(E, ed->mono[d / hd], j, true, NULL, r, d % hd) : 0.0f;
 }
 
 /* edge_size: floats edge e needs in etab. */
@@ -212,7 +234,7 @@ static int64_t edge_size(const Elim *E, int e)
 		return E->n;
 	if (__builtin_popcount(others) == 1)
 		return E->n * E->n;
-	return E->n * E->p->edges[e].nmono * E->hd;
+	return E->np16 * E->p->edges[e].nmono * E->hd;
 }
 
 /* prepare_edges: fill every edge's table for the current batch entry. */
@@ -229,32 +251,21 @@ static void prepare_edges(Elim *E)
 	}
 }
 
-/* add_edge: w[ℓj] += edge e's score at the tuple pos, for every ℓj. */
-static void add_edge(const Elim *E, Thread *T, int e, const int64_t *pos)
+/* is_high = edge e has three or more variables. */
+static bool is_high(const Elim *E, int e)
 {
-	const pa_elim_edge *ed = &E->p->edges[e];
-	int j = E->consumer[e], hd = E->hd, dim = ed->nmono * hd;
-	uint32_t others = ed->vars & ~(1u << j);
+	return __builtin_popcount(E->p->edges[e].vars) > 2;
+}
+
+/* add_edge: w[ℓj] += the score of edge e (one or two variables) at the
+ * tuple pos, for every ℓj: a row of its table. */
+static void add_edge(const Elim *E, int e, const int64_t *pos, float *w)
+{
+	uint32_t others = E->p->edges[e].vars & ~(1u << E->consumer[e]);
 	int64_t n = E->n;
-	float *w = T->w;
-	if (__builtin_popcount(others) <= 1) {
-		const float *row = E->etab[e] + (others ? pos[__builtin_ctz(others)] * n : 0);
-		for (int64_t r = 0; r < n; r++)
-			w[r] += row[r];
-		return;
-	}
-	for (int i = 0; i < ed->nmono; i++) {
-		int m = ed->mono[i];
-		for (int l = 0; l < hd; l++)
-			T->q[i * hd + l] = E->mono[m].weight * side(E, m, j, false, pos, 0, l);
-	}
-	for (int64_t r = 0; r < n; r++) {
-		const float *kr = E->etab[e] + r * dim;
-		float dot = 0.0f;
-		for (int d = 0; d < dim; d++)
-			dot += T->q[d] * kr[d];
-		w[r] += dot;
-	}
+	const float *row = E->etab[e] + (others ? pos[__builtin_ctz(others)] * n : 0);
+	for (int64_t r = 0; r < n; r++)
+		w[r] += row[r];
 }
 
 /* msg_base: the index of message g's row at pos with x_j at 0. */
@@ -279,11 +290,21 @@ static const float *msg_o(const Elim *E, const Thread *T, int g)
 	return E->step[g].per_query ? T->o[g] : E->o[g];
 }
 
-/* payload: acc[c] = Σ_ℓj p[ℓj] · V_j[ℓj][c] · Π_g o_g[…ℓj…][c]. */
-static void payload(const Elim *E, Thread *T, const pa_elim_step *ps,
-                    const int64_t *pos)
+/* decode: the positions of step s's variables for tuple t. */
+static void decode(const Step *st, int64_t n, int64_t t, int64_t *pos)
 {
-	int vd = E->vd, ng = 0, vin = E->value_in[ps->var];
+	for (int i = 0; i < st->nvars; i++, t /= n)
+		pos[st->vars[i]] = t % n;
+}
+
+/* build_payload: pay[ℓj][c] = V_j[ℓj][c] · Π_g o_g[…ℓj…][c], padded with
+ * zeros to vdp columns, for the rows at pos (all of them when the step is
+ * key_payload) or for one row only. */
+static void build_payload(const Elim *E, const Thread *T, int s,
+                          const int64_t *pos, float *pay)
+{
+	const pa_elim_step *ps = &E->p->steps[s];
+	int vd = E->vd, vdp = E->vdp, ng = 0, vin = E->value_in[ps->var];
 	const float *og[MAXV];
 	int64_t base[MAXV], sj[MAXV];
 	for (int i = 0; i < ps->nmsgs; i++) {
@@ -295,35 +316,215 @@ static void payload(const Elim *E, Thread *T, const pa_elim_step *ps,
 		sj[ng++] = E->step[g].stride[ps->var];
 	}
 	const float *v = vin >= 0 ? E->in[vin] : NULL;
-	for (int c = 0; c < vd; c++)
-		T->acc[c] = 0.0f;
 	for (int64_t r = 0; r < E->n; r++) {
-		float p = T->w[r];
-		if (p == 0.0f)
-			continue;
-		float x[vd];
+		float *x = pay + r * vdp;
 		for (int c = 0; c < vd; c++)
-			x[c] = v ? p * v[r * vd + c] : p;
+			x[c] = v ? v[r * vd + c] : 1.0f;
+		for (int c = vd; c < vdp; c++)
+			x[c] = 0.0f;
 		for (int i = 0; i < ng; i++) {
 			const float *o = og[i] + (base[i] + r * sj[i]) * vd;
 			for (int c = 0; c < vd; c++)
 				x[c] *= o[c];
 		}
-		for (int c = 0; c < vd; c++)
-			T->acc[c] += x[c];
 	}
 }
 
-/* run_tuple: step s at the tuple pos: its message row idx. */
-static void run_tuple(const Elim *E, Thread *T, int s, const int64_t *pos,
-                      int64_t idx, float *lse, float *o)
+/* gemm_generic: acc[i][c] = Σ_r p[i·ldp + r] · pay[r·vdp + c] for
+ * i < ROWS, c < vdp; the portable form of the kernels below. */
+static void gemm_generic(const float *p, int64_t ldp, const float *pay,
+                         int vdp, int64_t n, float *acc)
+{
+	memset(acc, 0, (size_t)(ROWS * vdp) * sizeof *acc);
+	for (int i = 0; i < ROWS; i++)
+		for (int64_t r = 0; r < n; r++) {
+			float w = p[i * ldp + r];
+			for (int c = 0; c < vdp; c++)
+				acc[i * vdp + c] += w * pay[r * vdp + c];
+		}
+}
+
+#if defined(__x86_64__)
+/* gemm_avx512: gemm_generic with ROWS × 32 columns in 12 registers (a
+ * 16-column tile for the last columns when vdp is an odd multiple of 16). */
+__attribute__((target("avx512f"))) static void
+gemm_avx512(const float *p, int64_t ldp, const float *pay, int vdp, int64_t n,
+            float *acc)
+{
+	int c = 0;
+	for (; c + 32 <= vdp; c += 32) {
+		__m512 a[ROWS][2];
+		for (int i = 0; i < ROWS; i++)
+			a[i][0] = a[i][1] = _mm512_setzero_ps();
+		for (int64_t r = 0; r < n; r++) {
+			__m512 b0 = _mm512_loadu_ps(pay + r * vdp + c);
+			__m512 b1 = _mm512_loadu_ps(pay + r * vdp + c + 16);
+			for (int i = 0; i < ROWS; i++) {
+				__m512 w = _mm512_set1_ps(p[i * ldp + r]);
+				a[i][0] = _mm512_fmadd_ps(w, b0, a[i][0]);
+				a[i][1] = _mm512_fmadd_ps(w, b1, a[i][1]);
+			}
+		}
+		for (int i = 0; i < ROWS; i++) {
+			_mm512_storeu_ps(acc + i * vdp + c, a[i][0]);
+			_mm512_storeu_ps(acc + i * vdp + c + 16, a[i][1]);
+		}
+	}
+	for (; c < vdp; c += 16) {
+		__m512 a[ROWS];
+		for (int i = 0; i < ROWS; i++)
+			a[i] = _mm512_setzero_ps();
+		for (int64_t r = 0; r < n; r++) {
+			__m512 b = _mm512_loadu_ps(pay + r * vdp + c);
+			for (int i = 0; i < ROWS; i++)
+				a[i] = _mm512_fmadd_ps(_mm512_set1_ps(p[i * ldp + r]), b, a[i]);
+		}
+		for (int i = 0; i < ROWS; i++)
+			_mm512_storeu_ps(acc + i * vdp + c, a[i]);
+	}
+}
+
+/* gemm_avx2: gemm_generic with ROWS × 16 columns in 12 registers. */
+__attribute__((target("avx2,fma"))) static void
+gemm_avx2(const float *p, int64_t ldp, const float *pay, int vdp, int64_t n,
+          float *acc)
+{
+	for (int c = 0; c < vdp; c += 16) {
+		__m256 a[ROWS][2];
+		for (int i = 0; i < ROWS; i++)
+			a[i][0] = a[i][1] = _mm256_setzero_ps();
+		for (int64_t r = 0; r < n; r++) {
+			__m256 b0 = _mm256_loadu_ps(pay + r * vdp + c);
+			__m256 b1 = _mm256_loadu_ps(pay + r * vdp + c + 8);
+			for (int i = 0; i < ROWS; i++) {
+				__m256 w = _mm256_broadcast_ss(p + i * ldp + r);
+				a[i][0] = _mm256_fmadd_ps(w, b0, a[i][0]);
+				a[i][1] = _mm256_fmadd_ps(w, b1, a[i][1]);
+			}
+		}
+		for (int i = 0; i < ROWS; i++) {
+			_mm256_storeu_ps(acc + i * vdp + c, a[i][0]);
+			_mm256_storeu_ps(acc + i * vdp + c + 8, a[i][1]);
+		}
+	}
+}
+#endif
+
+/* gemm: the widest of the kernels above this CPU runs (PA_ISA may force
+ * a narrower one, as for the tree kernels). */
+static void gemm(const float *p, int64_t ldp, const float *pay, int vdp,
+                 int64_t n, float *acc)
+{
+#if defined(__x86_64__)
+	if (pa_isa() == PA_ISA_AVX512)
+		return gemm_avx512(p, ldp, pay, vdp, n, acc);
+	if (pa_isa() == PA_ISA_AVX2)
+		return gemm_avx2(p, ldp, pay, vdp, n, acc);
+#endif
+	gemm_generic(p, ldp, pay, vdp, n, acc);
+}
+
+/* gemv: acc[c] = Σ_r p[r] · pay[r·vdp + c], one row (a step whose
+ * payload differs from row to row). */
+static void gemv(const float *p, const float *pay, int vdp, int64_t n,
+                 float *acc)
+{
+	memset(acc, 0, (size_t)vdp * sizeof *acc);
+	for (int64_t r = 0; r < n; r++)
+		for (int c = 0; c < vdp; c++)
+			acc[c] += p[r] * pay[r * vdp + c];
+}
+
+/* softmax_generic: w[r] = exp(w[r] - max w) for r < n; *mx = max w;
+ * returns the sum.  The vector forms below compute the same. */
+static float softmax_generic(float *w, int64_t n, float *mx)
+{
+	float m = -INFINITY, den = 0.0f;
+	for (int64_t r = 0; r < n; r++)
+		m = w[r] > m ? w[r] : m;
+	for (int64_t r = 0; r < n; r++) {
+		w[r] = pa_expf(w[r] - m);
+		den += w[r];
+	}
+	*mx = m;
+	return den;
+}
+
+#if defined(__x86_64__)
+/* softmax_avx512: softmax_generic 16 lanes at a time. */
+__attribute__((target("avx512f"))) static float
+softmax_avx512(float *w, int64_t n, float *mx)
+{
+	int64_t r = 0, n16 = n / 16 * 16;
+	__m512 vm = _mm512_set1_ps(-INFINITY), vs = _mm512_setzero_ps();
+	for (; r < n16; r += 16)
+		vm = _mm512_max_ps(vm, _mm512_loadu_ps(w + r));
+	float m = pa_hmax16(vm), den = 0.0f;
+	for (; r < n; r++)
+		m = w[r] > m ? w[r] : m;
+	vm = _mm512_set1_ps(m);
+	for (r = 0; r < n16; r += 16) {
+		__m512 p = pa_exp16(_mm512_sub_ps(_mm512_loadu_ps(w + r), vm));
+		_mm512_storeu_ps(w + r, p);
+		vs = _mm512_add_ps(vs, p);
+	}
+	for (; r < n; r++) {
+		w[r] = pa_expf(w[r] - m);
+		den += w[r];
+	}
+	*mx = m;
+	return den + pa_hsum16(vs);
+}
+
+/* softmax_avx2: softmax_generic 8 lanes at a time. */
+__attribute__((target("avx2,fma"))) static float
+softmax_avx2(float *w, int64_t n, float *mx)
+{
+	int64_t r = 0, n8 = n / 8 * 8;
+	__m256 vm = _mm256_set1_ps(-INFINITY), vs = _mm256_setzero_ps();
+	for (; r < n8; r += 8)
+		vm = _mm256_max_ps(vm, _mm256_loadu_ps(w + r));
+	float m = pa_hmax8(vm), den = 0.0f;
+	for (; r < n; r++)
+		m = w[r] > m ? w[r] : m;
+	vm = _mm256_set1_ps(m);
+	for (r = 0; r < n8; r += 8) {
+		__m256 p = pa_exp8(_mm256_sub_ps(_mm256_loadu_ps(w + r), vm));
+		_mm256_storeu_ps(w + r, p);
+		vs = _mm256_add_ps(vs, p);
+	}
+	for (; r < n; r++) {
+		w[r] = pa_expf(w[r] - m);
+		den += w[r];
+	}
+	*mx = m;
+	return den + pa_hsum8(vs);
+}
+#endif
+
+/* softmax: the widest form this CPU runs. */
+static float softmax(float *w, int64_t n, float *mx)
+{
+#if defined(__x86_64__)
+	if (pa_isa() == PA_ISA_AVX512)
+		return softmax_avx512(w, n, mx);
+	if (pa_isa() == PA_ISA_AVX2)
+		return softmax_avx2(w, n, mx);
+#endif
+	return softmax_generic(w, n, mx);
+}
+
+/* weigh: w[ℓj] = exp(score - max) for step s at the tuple pos, where the
+ * score adds the edges and the consumed messages' log-normalizers; the
+ * log-normalizer goes to *lse, the sum of the weights is returned. */
+static float weigh(const Elim *E, Thread *T, int s, const int64_t *pos,
+                   float *w, float *lse)
 {
 	const pa_elim_step *ps = &E->p->steps[s];
 	int64_t n = E->n;
-	float *w = T->w;
-	memset(w, 0, (size_t)n * sizeof *w);
 	for (int a = 0; a < ps->nedges; a++)
-		add_edge(E, T, ps->edges[a], pos);
+		if (!is_high(E, ps->edges[a]))
+			add_edge(E, ps->edges[a], pos, w);
 	for (int i = 0; i < ps->nmsgs; i++) {
 		int g = ps->msgs[i];
 		const float *l = msg_lse(E, T, g) + msg_base(E, g, ps->var, pos);
@@ -331,33 +532,87 @@ static void run_tuple(const Elim *E, Thread *T, int s, const int64_t *pos,
 		for (int64_t r = 0; r < n; r++)
 			w[r] += l[r * sj];
 	}
-	float mx = -INFINITY, den = 0.0f;
-	for (int64_t r = 0; r < n; r++)
-		mx = w[r] > mx ? w[r] : mx;
-	for (int64_t r = 0; r < n; r++) {
-		w[r] = pa_expf(w[r] - mx);
-		den += w[r];
-	}
-	lse[idx] = mx + logf(den);
-	if (!ps->values)
-		return;
-	payload(E, T, ps, pos);
-	for (int c = 0; c < E->vd; c++)
-		o[idx * E->vd + c] = T->acc[c] / den;
+	float mx, den = softmax(w, n, &mx);
+	*lse = mx + logf(den);
+	return den;
 }
 
-/* decode: the positions of step s's variables for tuple t. */
-static void decode(const Step *st, int64_t n, int64_t t, int64_t *pos)
+/* high_scores: w[i][ℓj] = the scores of the edges of three or more
+ * variables for the block's tuples (row i at t0 + i), one matrix product
+ * of their query sides with the edge's stored key side per edge; w rows
+ * beyond rows are zero. */
+static void high_scores(const Elim *E, Thread *T, int s, int64_t t0, int rows,
+                        int64_t *pos)
 {
-	for (int i = 0; i < st->nvars; i++, t /= n)
-		pos[st->vars[i]] = t % n;
+	const pa_elim_step *ps = &E->p->steps[s];
+	int64_t n = E->n, np = E->np16;
+	memset(T->w, 0, (size_t)(ROWS * n) * sizeof(float));
+	for (int a = 0; a < ps->nedges; a++) {
+		int e = ps->edges[a];
+		if (!is_high(E, e))
+			continue;
+		const pa_elim_edge *ed = &E->p->edges[e];
+		int hd = E->hd, dim = ed->nmono * hd;
+		memset(T->q, 0, (size_t)(ROWS * dim) * sizeof(float));
+		for (int i = 0; i < rows; i++) {
+			decode(&E->step[s], n, t0 + i, pos);
+			for (int d = 0; d < dim; d++) {
+				int m = ed->mono[d / hd];
+				T->q[i * dim + d] = E->mono[m].weight *
+				                    side(E, m, ps->var, false, pos, 0, d % hd);
+			}
+		}
+		gemm(T->q, dim, E->etab[e], (int)np, dim, T->scores);
+		for (int i = 0; i < rows; i++)
+			for (int64_t r = 0; r < n; r++)
+				T->w[i * n + r] += T->scores[i * np + r];
+	}
+}
+
+/* run_block: tuples t0 … t0+rows-1 (rows ≤ ROWS) of step s: their
+ * log-normalizers and value vectors into lse and o.  pos holds the fixed
+ * positions (x1 for a per-query step). */
+static void run_block(const Elim *E, Thread *T, int s, int64_t t0, int rows,
+                      int64_t *pos, float *lse, float *o)
+{
+	const pa_elim_step *ps = &E->p->steps[s];
+	int64_t n = E->n;
+	int vd = E->vd, vdp = E->vdp;
+	float den[ROWS];
+	high_scores(E, T, s, t0, rows, pos);
+	for (int i = 0; i < rows; i++) {
+		decode(&E->step[s], n, t0 + i, pos);
+		den[i] = weigh(E, T, s, pos, T->w + i * n, &lse[t0 + i]);
+		if (ps->values && !E->step[s].key_payload) {
+			build_payload(E, T, s, pos, T->pay);
+			gemv(T->w + i * n, T->pay, vdp, n, T->acc + i * vdp);
+		}
+	}
+	if (!ps->values)
+		return;
+	if (E->step[s].key_payload)
+		gemm(T->w, n, T->pay, vdp, n, T->acc);
+	for (int i = 0; i < rows; i++)
+		for (int c = 0; c < vd; c++)
+			o[(t0 + i) * vd + c] = T->acc[i * vdp + c] / den[i];
+}
+
+/* run_step: every tuple from t0 by ROWS below end, after building the
+ * shared payload of a key_payload step. */
+static void run_step(const Elim *E, Thread *T, int s, int64_t *pos,
+                     int64_t t0, int64_t end, float *lse, float *o)
+{
+	for (int64_t t = t0; t < end; t += ROWS)
+		run_block(E, T, s, t, end - t < ROWS ? (int)(end - t) : ROWS, pos,
+		          lse, o);
 }
 
 /* thread_alloc: scratch rows and per-query messages; false if out of
  * memory. */
 static bool thread_alloc(const Elim *E, Thread *T)
 {
-	size_t total = (size_t)(E->n + E->vd + E->qdim);
+	size_t total = (size_t)(ROWS * E->n + ROWS * E->vdp + E->n * E->vdp +
+	                        ROWS * E->qdim + ROWS * E->np16);
 	for (int s = 0; s < E->p->nsteps; s++)
 		if (E->step[s].per_query)
 			total += (size_t)E->step[s].rows * (1 + E->vd);
@@ -365,9 +620,11 @@ static bool thread_alloc(const Elim *E, Thread *T)
 	if (!T->block)
 		return false;
 	float *at = T->block;
-	T->w = at, at += E->n;
-	T->acc = at, at += E->vd;
-	T->q = at, at += E->qdim;
+	T->w = at, at += ROWS * E->n;
+	T->acc = at, at += ROWS * E->vdp;
+	T->pay = at, at += E->n * E->vdp;
+	T->q = at, at += ROWS * E->qdim;
+	T->scores = at, at += ROWS * E->np16;
 	for (int s = 0; s < E->p->nsteps; s++)
 		if (E->step[s].per_query) {
 			T->lse[s] = at, at += E->step[s].rows;
@@ -377,7 +634,7 @@ static bool thread_alloc(const Elim *E, Thread *T)
 }
 
 /* run_global: the steps whose message does not hold x1, once each, their
- * tuples spread over the threads.  false if out of memory. */
+ * blocks of tuples spread over the threads.  false if out of memory. */
 static bool run_global(Elim *E)
 {
 	bool ok = true;
@@ -388,12 +645,17 @@ static bool run_global(Elim *E)
 		for (int s = 0; s < E->p->nsteps; s++) {
 			if (E->step[s].per_query)
 				continue;
-			#pragma omp for schedule(dynamic, 16)
-			for (int64_t t = 0; t < E->step[s].rows; t++) {
-				int64_t pos[MAXV + 1] = {0};
-				decode(&E->step[s], E->n, t, pos);
+			int64_t pos[MAXV + 1] = {0};
+			if (ok && E->p->steps[s].values && E->step[s].key_payload)
+				build_payload(E, &T, s, pos, T.pay);
+			int64_t blocks = (E->step[s].rows + ROWS - 1) / ROWS;
+			#pragma omp for schedule(dynamic, 4)
+			for (int64_t b = 0; b < blocks; b++) {
+				int64_t end = (b + 1) * ROWS;
 				if (ok)
-					run_tuple(E, &T, s, pos, t, E->lse[s], E->o[s]);
+					run_step(E, &T, s, pos, b * ROWS,
+					         end < E->step[s].rows ? end : E->step[s].rows,
+					         E->lse[s], E->o[s]);
 			}
 		}
 		free(T.block);
@@ -434,10 +696,9 @@ static bool run_queries(Elim *E, float *out)
 			for (int s = 0; s < E->p->nsteps; s++) {
 				if (!E->step[s].per_query)
 					continue;
-				for (int64_t t = 0; t < E->step[s].rows; t++) {
-					decode(&E->step[s], E->n, t, pos);
-					run_tuple(E, &T, s, pos, t, T.lse[s], T.o[s]);
-				}
+				if (E->p->steps[s].values && E->step[s].key_payload)
+					build_payload(E, &T, s, pos, T.pay);
+				run_step(E, &T, s, pos, 0, E->step[s].rows, T.lse[s], T.o[s]);
 			}
 			output_row(E, &T, l1, out + l1 * E->vd);
 		}
@@ -486,7 +747,8 @@ pa_status pa_elim_run(const pa_kernel_info *k, const pa_elim_plan *p,
 	Elim *E = calloc(1, sizeof *E);
 	if (!E)
 		return PA_ERR_NOMEM;
-	*E = (Elim){.k = k, .p = p, .n = n, .hd = k->head_dim, .vd = k->value_dim};
+	*E = (Elim){.k = k, .p = p, .n = n, .hd = k->head_dim, .vd = k->value_dim,
+	            .vdp = (k->value_dim + 15) / 16 * 16, .np16 = (n + 15) / 16 * 16};
 	E->mono = calloc(k->num_monomials, sizeof *E->mono);
 	if (!setup_steps(E))
 		st = PA_ERR_ARGUMENT;
