@@ -18,7 +18,11 @@
  *             algorithm (rows without near-ties still agree within 1e-4);
  *   abi       K_info describes the inputs DESIGN §6 prescribes, the kernel
  *             returns PA_OK, writes every output and nothing around it, leaves
- *             its inputs alone, and refuses bad arguments with the right code.
+ *             its inputs alone, and refuses bad arguments with the right code:
+ *             NULL pointers, sizes ≤ 0 or overflowing, NaN and ±Inf in every
+ *             input;
+ *   nomem     (once per binary) the first tree kernel with too little address
+ *             space returns PA_ERR_NOMEM, leaves out alone and leaks nothing.
  *
  * The reference costs about batch · n^t · (Σ_m k_m·head_dim + values·value_dim)
  * operations; sizes whose cost passes REF_BUDGET are skipped (n ≤ 7 always
