@@ -7,11 +7,14 @@
  *
  * Useful work of a message over an edge: 2·n²·head_dim for the scores
  * and 2·n²·value_dim for the weighted payload; exp is not counted.
- * usage: bench_tree [TSV]   (TSV: also write "kernel n seconds" lines)
+ * usage: bench_tree [-k KERNEL]... [-n N]... [TSV]
+ *   -k, -n  time only these kernels / lengths (default: all of them)
+ *   TSV     also write "kernel n seconds" lines there
  */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "peak.h"
@@ -51,7 +54,7 @@ static double time_kernel(const pa_kernel_info *k, int n, int reps)
 		size_t len = (size_t)n * k->inputs[i].cols;
 		in[i] = malloc(sizeof(float) * len);
 		for (size_t e = 0; e < len; e++)
-			in[i][e] = (float)rand_r(&seed) / RAND_MAX - 0.5f;
+			in[i][e] = (float)((double)rand_r(&seed) / RAND_MAX - 0.5);
 	}
 	double t[16];
 	k->run(1, n, (const float *const *)in, out);  /* warm up */
@@ -68,10 +71,30 @@ static double time_kernel(const pa_kernel_info *k, int n, int reps)
 	return t[reps / 2];
 }
 
+/* selected = whether name is among the -k (or v among the -n) arguments
+ * of argv, or there are none. */
+static int selected(int argc, char **argv, const char *flag, const char *name, int v)
+{
+	int any = 0;
+	for (int i = 1; i + 1 < argc; i++)
+		if (strcmp(argv[i], flag) == 0) {
+			any = 1;
+			if (name ? strcmp(argv[i + 1], name) == 0 : atoi(argv[i + 1]) == v)
+				return 1;
+		}
+	return !any;
+}
+
 int main(int argc, char **argv)
 {
-	FILE *tsv = argc > 1 ? fopen(argv[1], "w") : NULL;
-	double peak = peak_gflops(), secs[NK][NS];
+	const char *tsv_path = NULL;
+	for (int i = 1; i < argc; i++)
+		if (argv[i][0] == '-')
+			i++;
+		else
+			tsv_path = argv[i];
+	FILE *tsv = tsv_path ? fopen(tsv_path, "w") : NULL;
+	double peak = peak_gflops(), secs[NK][NS] = {{0}};
 	printf("polyc tree kernels: head_dim = value_dim = 64, batch 1, %d threads, ISA %s\n",
 	       omp_get_max_threads(), pa_isa_name(pa_isa()));
 	printf("FMA peak, measured: %.1f GFLOP/s\n\n", peak);
@@ -81,7 +104,10 @@ int main(int argc, char **argv)
 		for (int s = 0; s < NS; s++) {
 			const pa_kernel_info *ki = kernels[k].info;
 			int n = sizes[s];
-			double t = secs[k][s] = time_kernel(ki, n, n >= 16384 ? 3 : 7);
+			if (!selected(argc, argv, "-k", ki->name, 0) ||
+			    !selected(argc, argv, "-n", NULL, n))
+				continue;
+			double t = secs[k][s] = time_kernel(ki, n, n >= 16384 ? 5 : 9);
 			double flops = kernels[k].edges * 2.0 * n * n * (ki->head_dim + ki->value_dim);
 			printf("%-8s %-28s %6d %10.4f %9.1f %6.1f%%\n", ki->name, ki->polynomial,
 			       n, t, flops / t / 1e9, 100 * flops / t / 1e9 / peak);
@@ -90,7 +116,8 @@ int main(int argc, char **argv)
 		}
 	printf("\ngrowth from n = 4096 to 16384 (n^2 predicts 16x):");
 	for (int k = 0; k < NK; k++)
-		printf("  %s %.1fx", kernels[k].info->name, secs[k][2] / secs[k][1]);
+		if (secs[k][1] > 0 && secs[k][2] > 0)
+			printf("  %s %.1fx", kernels[k].info->name, secs[k][2] / secs[k][1]);
 	printf("\n");
 	if (tsv)
 		fclose(tsv);

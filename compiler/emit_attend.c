@@ -2,13 +2,20 @@
  * emit_attend.c - the attention micro-kernel of a tree message, printed
  * once per instruction set from a table of templates.
  *
- * A micro-kernel takes PA_TQ query rows and streams the key panels; for
- * each panel and each tile of PA_BQ rows: a register tile of scores
- * (rows × KS keys), the online softmax of each
- * row (a new maximum rescales what has been summed), then a register tile
- * of the weighted payload (rows × CW columns).  The same printing code
- * serves every instruction set; what differs is one row per operation in
- * simd_table below, so a new ISA is new rows, not new branches.
+ * A micro-kernel takes PA_TQ query rows and streams the panels of PA_BK
+ * keys.  The lanes of a vector are queries: the task's queries are held
+ * transposed (qt[d][i]), a query tile is QV vectors, and for each panel
+ * and tile it computes
+ *   - scores s[j][i] = q_i . k_j + kb_j, a register tile of KR keys × QV
+ *     vectors, and the panel's maximum per query;
+ *   - the online softmax, lane by lane: a new maximum m rescales the sum
+ *     and the payload sums by e^(m_old - m), and s becomes e^(s - m);
+ *   - the payload acc[c][i] += Σ_j s[j][i] · pv[j][c], a register tile of
+ *     CR columns × QV vectors.
+ * So the whole softmax is elementwise: no horizontal reduction, no scalar
+ * per-row bookkeeping.  The same printing code serves every instruction
+ * set; what differs is one row per operation in simd_table below and one
+ * row of isa_shape, so a new ISA is new rows, not new branches.
  *
  * Template escapes, expanded by simd(): %0 %1 %2 are the operands, in
  * order; everything else is copied.
@@ -21,18 +28,16 @@
 	X(TYPE)     /* the vector type */                                \
 	X(TARGET)   /* the function attribute enabling the ISA */        \
 	X(ZERO)     /* all lanes 0 */                                    \
-	X(LOAD)     /* %0: const float * */                              \
-	X(STORE)    /* %0: float *, %1: vector */                        \
-	X(BCAST)    /* %0: const float *, one float in every lane */     \
+	X(LOAD)     /* %0: a float lvalue, the vector starting there */  \
+	X(STORE)    /* %0: a float lvalue, %1: vector */                 \
+	X(BCAST)    /* %0: a float lvalue, in every lane */              \
 	X(SET1)     /* %0: float expression in every lane */             \
 	X(FMA)      /* %0 * %1 + %2 */                                   \
 	X(ADD)                                                           \
 	X(SUB)                                                           \
 	X(MUL)                                                           \
 	X(MAX)                                                           \
-	X(EXP)      /* e^%0 lane-wise, 0 for -inf */                     \
-	X(HMAX)     /* the largest lane, a float */                      \
-	X(HSUM)     /* the sum of the lanes, a float */
+	X(EXP)      /* e^%0 lane-wise, 0 for -inf */
 
 typedef enum SimdOp {
 #define X(op) OP_##op,
@@ -48,17 +53,20 @@ typedef enum Isa {
 	ISA__COUNT
 } Isa;
 
-/* How each ISA is named, how wide it is and how its tiles are shaped. */
+/* How each ISA is named, how wide it is and how its tiles are shaped:
+ * a score tile holds kr × qv vectors, a payload tile cr × qv (the
+ * register file: 16 vectors for AVX2, 32 for AVX-512). */
 static const struct IsaShape {
 	const char *suffix;      /* function name suffix */
 	const char *guard;       /* preprocessor condition, NULL = always */
-	int width;               /* floats per vector */
-	int ks;                  /* keys per score tile (divides PA_BK) */
-	int cw;                  /* payload columns per tile (divides 16) */
+	int width;               /* floats (queries) per vector */
+	int qv;                  /* vectors per query tile (width·qv divides PA_TQ) */
+	int kr;                  /* keys per score tile (divides PA_BK) */
+	int cr;                  /* payload columns per tile (divides 16) */
 } isa_shape[ISA__COUNT] = {
-	[ISA_GENERIC] = {"generic", NULL, 1, 8, 16},
-	[ISA_AVX2] = {"avx2", "defined(__x86_64__)", 8, 16, 16},
-	[ISA_AVX512] = {"avx512", "defined(__x86_64__)", 16, 32, 16},
+	[ISA_GENERIC] = {"generic", NULL, 1, 4, 4, 4},
+	[ISA_AVX2] = {"avx2", "defined(__x86_64__)", 8, 3, 4, 4},
+	[ISA_AVX512] = {"avx512", "defined(__x86_64__)", 16, 3, 8, 8},
 };
 
 static const struct SimdRow {
@@ -69,9 +77,9 @@ static const struct SimdRow {
 	{ISA_GENERIC, OP_TYPE, "float"},
 	{ISA_GENERIC, OP_TARGET, ""},
 	{ISA_GENERIC, OP_ZERO, "0.0f"},
-	{ISA_GENERIC, OP_LOAD, "*(%0)"},
-	{ISA_GENERIC, OP_STORE, "*(%0) = %1"},
-	{ISA_GENERIC, OP_BCAST, "*(%0)"},
+	{ISA_GENERIC, OP_LOAD, "%0"},
+	{ISA_GENERIC, OP_STORE, "%0 = %1"},
+	{ISA_GENERIC, OP_BCAST, "%0"},
 	{ISA_GENERIC, OP_SET1, "%0"},
 	{ISA_GENERIC, OP_FMA, "%0 * %1 + %2"},
 	{ISA_GENERIC, OP_ADD, "%0 + %1"},
@@ -79,15 +87,13 @@ static const struct SimdRow {
 	{ISA_GENERIC, OP_MUL, "%0 * %1"},
 	{ISA_GENERIC, OP_MAX, "fmaxf(%0, %1)"},
 	{ISA_GENERIC, OP_EXP, "pa_expf(%0)"},
-	{ISA_GENERIC, OP_HMAX, "%0"},
-	{ISA_GENERIC, OP_HSUM, "%0"},
 
 	{ISA_AVX2, OP_TYPE, "__m256"},
 	{ISA_AVX2, OP_TARGET, "__attribute__((target(\"avx2,fma\"))) "},
 	{ISA_AVX2, OP_ZERO, "_mm256_setzero_ps()"},
-	{ISA_AVX2, OP_LOAD, "_mm256_loadu_ps(%0)"},
-	{ISA_AVX2, OP_STORE, "_mm256_storeu_ps(%0, %1)"},
-	{ISA_AVX2, OP_BCAST, "_mm256_broadcast_ss(%0)"},
+	{ISA_AVX2, OP_LOAD, "_mm256_loadu_ps(&%0)"},
+	{ISA_AVX2, OP_STORE, "_mm256_storeu_ps(&%0, %1)"},
+	{ISA_AVX2, OP_BCAST, "_mm256_broadcast_ss(&%0)"},
 	{ISA_AVX2, OP_SET1, "_mm256_set1_ps(%0)"},
 	{ISA_AVX2, OP_FMA, "_mm256_fmadd_ps(%0, %1, %2)"},
 	{ISA_AVX2, OP_ADD, "_mm256_add_ps(%0, %1)"},
@@ -95,15 +101,13 @@ static const struct SimdRow {
 	{ISA_AVX2, OP_MUL, "_mm256_mul_ps(%0, %1)"},
 	{ISA_AVX2, OP_MAX, "_mm256_max_ps(%0, %1)"},
 	{ISA_AVX2, OP_EXP, "pa_exp8(%0)"},
-	{ISA_AVX2, OP_HMAX, "pa_hmax8(%0)"},
-	{ISA_AVX2, OP_HSUM, "pa_hsum8(%0)"},
 
 	{ISA_AVX512, OP_TYPE, "__m512"},
 	{ISA_AVX512, OP_TARGET, "__attribute__((target(\"avx512f\"))) "},
 	{ISA_AVX512, OP_ZERO, "_mm512_setzero_ps()"},
-	{ISA_AVX512, OP_LOAD, "_mm512_loadu_ps(%0)"},
-	{ISA_AVX512, OP_STORE, "_mm512_storeu_ps(%0, %1)"},
-	{ISA_AVX512, OP_BCAST, "_mm512_set1_ps(*(%0))"},
+	{ISA_AVX512, OP_LOAD, "_mm512_loadu_ps(&%0)"},
+	{ISA_AVX512, OP_STORE, "_mm512_storeu_ps(&%0, %1)"},
+	{ISA_AVX512, OP_BCAST, "_mm512_set1_ps(%0)"},
 	{ISA_AVX512, OP_SET1, "_mm512_set1_ps(%0)"},
 	{ISA_AVX512, OP_FMA, "_mm512_fmadd_ps(%0, %1, %2)"},
 	{ISA_AVX512, OP_ADD, "_mm512_add_ps(%0, %1)"},
@@ -111,8 +115,6 @@ static const struct SimdRow {
 	{ISA_AVX512, OP_MUL, "_mm512_mul_ps(%0, %1)"},
 	{ISA_AVX512, OP_MAX, "_mm512_max_ps(%0, %1)"},
 	{ISA_AVX512, OP_EXP, "pa_exp16(%0)"},
-	{ISA_AVX512, OP_HMAX, "pa_hmax16(%0)"},
-	{ISA_AVX512, OP_HSUM, "pa_hsum16(%0)"},
 };
 
 /* simd = template (isa, op) with its escapes replaced by the operands,
@@ -160,6 +162,12 @@ static const char *fmt(const char *f, ...)
 	return out;
 }
 
+/* plus = "base + k", or "base" when k is 0. */
+static const char *plus(const char *base, int k)
+{
+	return k ? fmt("%s + %d", base, k) : base;
+}
+
 /* Shape of one micro-kernel. */
 typedef struct Attend {
 	const char *kname;
@@ -169,104 +177,137 @@ typedef struct Attend {
 	Isa isa;
 } Attend;
 
-/* emit_score_tile: s[0..PA_BQ)[kk..kk+ks) = q . k + kb, in registers. */
-static void emit_score_tile(Emitter *E, const Attend *a)
+/* Per-ISA shorthands of the printing functions below. */
+#define W (isa_shape[a->isa].width)
+#define QV (isa_shape[a->isa].qv)
+#define QT (W * QV)              /* queries per tile */
+
+/* emit_score_tile: s[kk..kk+kr)[tile] = q . k + kb in registers, and the
+ * panel's maximum per query in top<v>. */
+static void emit_score_tile(Emitter *E, const Attend *a, const char *T)
 {
 	Isa isa = a->isa;
-	int w = isa_shape[isa].width, nv = isa_shape[isa].ks / w;
-	char T[32];
-	snprintf(T, sizeof T, "%s", S0(TYPE));
-	emit_line(E, "/* scores: PA_BQ rows x %d keys in registers */", isa_shape[isa].ks);
-	emit_open(E, "for (int kk = 0; kk < PA_BK; kk += %d)", isa_shape[isa].ks);
-	for (int i = 0; i < 6; i++)
-		for (int v = 0; v < nv; v++)
-			emit_line(E, "%s s%d_%d = %s;", T, i, v,
-			          S1(LOAD, fmt("kbp + kk + %d", v * w)));
+	int kr = isa_shape[isa].kr;
+	emit_line(E, "/* scores s[j][i] = q_i . k_j + kb_j: %d keys x %d queries in registers */",
+	          kr, QT);
+	emit_open(E, "for (int kk = 0; kk < PA_BK; kk += %d)", kr);
+	for (int j = 0; j < kr; j++)
+		for (int v = 0; v < QV; v++)
+			emit_line(E, "%s s%d_%d = %s;", T, j, v,
+			          v ? fmt("s%d_0", j) : S1(BCAST, fmt("kbp[%s]", plus("kk", j))));
 	emit_open(E, "for (int d = 0; d < %d; d++)", a->dim);
-	for (int v = 0; v < nv; v++)
-		emit_line(E, "const %s k%d = %s;", T, v,
-		          S1(LOAD, fmt("kp + d * PA_BK + kk + %d", v * w)));
-	emit_line(E, "%s b;", T);
-	for (int i = 0; i < 6; i++) {
-		emit_line(E, "b = %s;", S1(BCAST, fmt("&qt[t0 + %d][d]", i)));
-		for (int v = 0; v < nv; v++)
-			emit_line(E, "s%d_%d = %s;", i, v,
-			          S3(FMA, "b", fmt("k%d", v), fmt("s%d_%d", i, v)));
+	for (int v = 0; v < QV; v++)
+		emit_line(E, "const %s q%d = %s;", T, v, S1(LOAD, fmt("qt[d][%s]", plus("t0", v * W))));
+	emit_line(E, "%s k;", T);
+	for (int j = 0; j < isa_shape[isa].kr; j++) {
+		emit_line(E, "k = %s;", S1(BCAST, fmt("kp[d * PA_BK + %s]", plus("kk", j))));
+		for (int v = 0; v < QV; v++)
+			emit_line(E, "s%d_%d = %s;", j, v,
+			          S3(FMA, "k", fmt("q%d", v), fmt("s%d_%d", j, v)));
 	}
 	emit_close(E);
-	for (int i = 0; i < 6; i++)
-		for (int v = 0; v < nv; v++)
-			emit_line(E, "%s;", S2(STORE, fmt("&s[%d][kk + %d]", i, v * w),
-			                       fmt("s%d_%d", i, v)));
+	for (int j = 0; j < kr; j++)
+		for (int v = 0; v < QV; v++) {
+			emit_line(E, "top%d = %s;", v, S2(MAX, fmt("top%d", v), fmt("s%d_%d", j, v)));
+			emit_line(E, "%s;", S2(STORE, fmt("s[%s][%d]", plus("kk", j), v * W),
+			                       fmt("s%d_%d", j, v)));
+		}
 	emit_close(E);
 }
 
-/* emit_softmax: per row, the panel's maximum, the rescaling of what was
- * summed when it rises, and s = exp(s - max) summed into sum[i]. */
-static void emit_softmax(Emitter *E, const Attend *a)
+/* emit_softmax: lane by lane, the new maximum m<v>, the factor r<v> that
+ * rescales what was summed under the old one, s = e^(s - m) summed. */
+static void emit_softmax(Emitter *E, const Attend *a, const char *T)
 {
 	Isa isa = a->isa;
-	int w = isa_shape[isa].width;
-	char T[32];
-	snprintf(T, sizeof T, "%s", S0(TYPE));
-	emit_line(E, "/* online softmax: a new row maximum rescales what is summed */");
-	emit_open(E, "for (int i = 0; i < PA_BQ; i++)");
-	emit_line(E, "const int r = t0 + i;");
-	emit_line(E, "%s m = %s;", T, S1(LOAD, "&s[i][0]"));
-	emit_line(E, "for (int j = %d; j < PA_BK; j += %d)", w, w);
-	emit_line(E, "\tm = %s;", S2(MAX, "m", S1(LOAD, "&s[i][j]")));
-	emit_line(E, "const float mnew = fmaxf(mx[r], %s);", S1(HMAX, "m"));
-	emit_open(E, "if (mnew > mx[r])");
-	emit_line(E, "const float alpha = pa_expf(mx[r] - mnew);");
-	emit_line(E, "sum[r] *= alpha;");
-	if (a->dv) {
-		emit_line(E, "for (int v = 0; v < %d; v += %d)", a->dvp, w);
-		emit_line(E, "\t%s;", S2(STORE, "&acc[r][v]",
-		                         S2(MUL, S1(LOAD, "&acc[r][v]"), S1(SET1, "alpha"))));
+	emit_line(E, "/* online softmax, one lane per query: a new maximum m rescales");
+	emit_line(E, " * the sums by r = e^(m_old - m) */");
+	for (int v = 0; v < QV; v++) {
+		const char *old = fmt("mx[%s]", plus("t0", v * W));
+		emit_line(E, "const %s m%d = %s;", T, v, S2(MAX, S1(LOAD, old), fmt("top%d", v)));
+		emit_line(E, "const %s r%d = %s;", T, v, S1(EXP, S2(SUB, S1(LOAD, old), fmt("m%d", v))));
+		emit_line(E, "%s l%d = %s;", T, v,
+		          S2(MUL, S1(LOAD, fmt("sum[%s]", plus("t0", v * W))), fmt("r%d", v)));
+		emit_line(E, "%s;", S2(STORE, old, fmt("m%d", v)));
 	}
-	emit_line(E, "mx[r] = mnew;");
-	emit_close(E);
-	emit_line(E, "const %s mv = %s;", T, S1(SET1, "mx[r]"));
-	emit_line(E, "%s t = %s;", T, S0(ZERO));
-	emit_open(E, "for (int j = 0; j < PA_BK; j += %d)", w);
-	emit_line(E, "const %s p = %s;", T, S1(EXP, S2(SUB, S1(LOAD, "&s[i][j]"), "mv")));
-	emit_line(E, "%s;", S2(STORE, "&s[i][j]", "p"));
-	emit_line(E, "t = %s;", S2(ADD, "t", "p"));
-	emit_close(E);
-	emit_line(E, "sum[r] += %s;", S1(HSUM, "t"));
-	emit_close(E);
-}
-
-/* emit_payload_tile: acc += s . pv over the panel, PA_BQ rows × cw
- * columns in registers at a time. */
-static void emit_payload_tile(Emitter *E, const Attend *a)
-{
-	Isa isa = a->isa;
-	int w = isa_shape[isa].width, cw = isa_shape[isa].cw, nc = cw / w;
-	char T[32];
-	snprintf(T, sizeof T, "%s", S0(TYPE));
-	emit_line(E, "/* payload: acc += p . pv, PA_BQ rows x %d columns in registers */", cw);
-	emit_open(E, "for (int c = 0; c < %d; c += %d)", a->dvp, cw);
-	for (int i = 0; i < 6; i++)
-		for (int v = 0; v < nc; v++)
-			emit_line(E, "%s a%d_%d = %s;", T, i, v,
-			          S1(LOAD, fmt("&acc[t0 + %d][c + %d]", i, v * w)));
 	emit_open(E, "for (int j = 0; j < PA_BK; j++)");
-	emit_line(E, "const float *pr = pvp + j * %d + c;", a->dvp);
-	for (int v = 0; v < nc; v++)
-		emit_line(E, "const %s v%d = %s;", T, v, S1(LOAD, fmt("pr + %d", v * w)));
-	emit_line(E, "%s p;", T);
-	for (int i = 0; i < 6; i++) {
-		emit_line(E, "p = %s;", S1(BCAST, fmt("&s[%d][j]", i)));
-		for (int v = 0; v < nc; v++)
-			emit_line(E, "a%d_%d = %s;", i, v,
-			          S3(FMA, "p", fmt("v%d", v), fmt("a%d_%d", i, v)));
+	for (int v = 0; v < QV; v++) {
+		const char *sj = fmt("s[j][%d]", v * W);
+		emit_line(E, "const %s p%d = %s;", T, v, S1(EXP, S2(SUB, S1(LOAD, sj), fmt("m%d", v))));
+		emit_line(E, "%s;", S2(STORE, sj, fmt("p%d", v)));
+		emit_line(E, "l%d = %s;", v, S2(ADD, fmt("l%d", v), fmt("p%d", v)));
 	}
 	emit_close(E);
-	for (int i = 0; i < 6; i++)
-		for (int v = 0; v < nc; v++)
-			emit_line(E, "%s;", S2(STORE, fmt("&acc[t0 + %d][c + %d]", i, v * w),
-			                       fmt("a%d_%d", i, v)));
+	for (int v = 0; v < QV; v++)
+		emit_line(E, "%s;", S2(STORE, fmt("sum[%s]", plus("t0", v * W)), fmt("l%d", v)));
+}
+
+/* emit_payload_tile: acc[c][tile] = r · acc[c][tile] + Σ_j s[j][tile] ·
+ * pv[j][c] over the panel, cr columns × QV vectors in registers. */
+static void emit_payload_tile(Emitter *E, const Attend *a, const char *T)
+{
+	Isa isa = a->isa;
+	int cr = isa_shape[isa].cr;
+	emit_line(E, "/* payload acc[c][i] = r_i acc[c][i] + sum_j s[j][i] pv[j][c]:");
+	emit_line(E, " * %d columns x %d queries in registers */", cr, QT);
+	emit_open(E, "for (int c = 0; c < %d; c += %d)", a->dvp, cr);
+	for (int c = 0; c < cr; c++)
+		for (int v = 0; v < QV; v++)
+			emit_line(E, "%s a%d_%d = %s;", T, c, v,
+			          S2(MUL, S1(LOAD, fmt("acc[%s][%s]", plus("c", c), plus("t0", v * W))), fmt("r%d", v)));
+	emit_open(E, "for (int j = 0; j < PA_BK; j++)");
+	for (int v = 0; v < QV; v++)
+		emit_line(E, "const %s p%d = %s;", T, v, S1(LOAD, fmt("s[j][%d]", v * W)));
+	emit_line(E, "const float *pr = pvp + j * %d + c;", a->dvp);
+	emit_line(E, "%s x;", T);
+	for (int c = 0; c < cr; c++) {
+		emit_line(E, "x = %s;", S1(BCAST, fmt("pr[%d]", c)));
+		for (int v = 0; v < QV; v++)
+			emit_line(E, "a%d_%d = %s;", c, v,
+			          S3(FMA, "x", fmt("p%d", v), fmt("a%d_%d", c, v)));
+	}
+	emit_close(E);
+	for (int c = 0; c < cr; c++)
+		for (int v = 0; v < QV; v++)
+			emit_line(E, "%s;", S2(STORE, fmt("acc[%s][%s]", plus("c", c), plus("t0", v * W)),
+			                       fmt("a%d_%d", c, v)));
+	emit_close(E);
+}
+
+/* emit_prologue: the task's queries transposed, zero sums, maxima -inf. */
+static void emit_prologue(Emitter *E, const Attend *a)
+{
+	emit_line(E, "/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0 */");
+	emit_line(E, "float qt[%d][PA_TQ] __attribute__((aligned(64)));", a->dim);
+	emit_line(E, "float mx[PA_TQ] __attribute__((aligned(64)));");
+	emit_line(E, "float sum[PA_TQ] __attribute__((aligned(64)));");
+	emit_line(E, "float s[PA_BK][%d] __attribute__((aligned(64)));", QT);
+	if (a->dv)
+		emit_line(E, "float acc[%d][PA_TQ] __attribute__((aligned(64)));", a->dvp);
+	else
+		emit_line(E, "(void)pv, (void)o;");
+	emit_open(E, "for (int i = 0; i < PA_TQ; i++)");
+	emit_line(E, "for (int d = 0; d < %d; d++)", a->dim);
+	emit_line(E, "\tqt[d][i] = i < rows ? q[i * %d + d] : 0.0f;", a->dim);
+	if (a->dv) {
+		emit_line(E, "for (int c = 0; c < %d; c++)", a->dvp);
+		emit_line(E, "\tacc[c][i] = 0.0f;");
+	}
+	emit_line(E, "mx[i] = -INFINITY;");
+	emit_line(E, "sum[i] = 0.0f;");
+	emit_close(E);
+	emit_line(E, "const int tiles = (rows + %d) / %d * %d;", QT - 1, QT, QT);
+}
+
+/* emit_epilogue: o_i = acc[.][i] / sum_i, lse_i = m_i + log sum_i. */
+static void emit_epilogue(Emitter *E, const Attend *a)
+{
+	emit_open(E, "for (int i = 0; i < rows; i++)");
+	if (a->dv) {
+		emit_line(E, "for (int c = 0; c < %d; c++)", a->dv);
+		emit_line(E, "\to[i * %d + c] = acc[c][i] / sum[i];", a->dv);
+	}
+	emit_line(E, "lse[i] = mx[i] + logf(sum[i]);");
 	emit_close(E);
 }
 
@@ -274,6 +315,8 @@ static void emit_payload_tile(Emitter *E, const Attend *a)
 static void emit_variant(Emitter *E, const Attend *a)
 {
 	Isa isa = a->isa;
+	char T[32];
+	snprintf(T, sizeof T, "%s", S0(TYPE));
 	if (isa_shape[isa].guard)
 		emit_line(E, "#if %s", isa_shape[isa].guard);
 	emit_line(E, "static %svoid %s_attend_d%d_v%d_%s(int64_t nb, int rows,",
@@ -281,43 +324,31 @@ static void emit_variant(Emitter *E, const Attend *a)
 	emit_line(E, "\tconst float *restrict q, const float *restrict kt, const float *restrict kb,");
 	emit_line(E, "\tconst float *restrict pv, float *restrict o, float *restrict lse)");
 	emit_open(E, "");
-	emit_line(E, "float qt[PA_TQ][%d], mx[PA_TQ], sum[PA_TQ];", a->dim);
-	emit_line(E, "float s[PA_BQ][PA_BK] __attribute__((aligned(64)));");
-	if (a->dv)
-		emit_line(E, "float acc[PA_TQ][%d] __attribute__((aligned(64))) = {{0}};", a->dvp);
-	else
-		emit_line(E, "(void)pv, (void)o;");
-	emit_line(E, "const int tiles = (rows + PA_BQ - 1) / PA_BQ * PA_BQ;");
-	emit_open(E, "for (int i = 0; i < tiles; i++)");
-	emit_line(E, "for (int d = 0; d < %d; d++)", a->dim);
-	emit_line(E, "\tqt[i][d] = i < rows ? q[i * %d + d] : 0.0f;", a->dim);
-	emit_line(E, "mx[i] = -INFINITY;");
-	emit_line(E, "sum[i] = 0.0f;");
-	emit_close(E);
-	emit_line(E, "/* each panel of keys stays in cache while every tile of rows uses it */");
+	emit_prologue(E, a);
+	emit_line(E, "/* each panel of keys stays in cache while every tile of queries uses it */");
 	emit_open(E, "for (int64_t jb = 0; jb < nb; jb++)");
 	emit_line(E, "const float *kp = kt + jb * %d * PA_BK, *kbp = kb + jb * PA_BK;", a->dim);
 	if (a->dv)
 		emit_line(E, "const float *pvp = pv + jb * PA_BK * %d;", a->dvp);
-	emit_open(E, "for (int t0 = 0; t0 < tiles; t0 += PA_BQ)");
-	emit_score_tile(E, a);
-	emit_softmax(E, a);
+	emit_open(E, "for (int t0 = 0; t0 < tiles; t0 += %d)", QT);
+	for (int v = 0; v < QV; v++)
+		emit_line(E, "%s top%d = %s;", T, v, v ? "top0" : S1(SET1, "-INFINITY"));
+	emit_score_tile(E, a, T);
+	emit_softmax(E, a, T);
 	if (a->dv)
-		emit_payload_tile(E, a);
+		emit_payload_tile(E, a, T);
 	emit_close(E);
 	emit_close(E);
-	emit_open(E, "for (int i = 0; i < rows; i++)");
-	if (a->dv) {
-		emit_line(E, "for (int v = 0; v < %d; v++)", a->dv);
-		emit_line(E, "\to[i * %d + v] = acc[i][v] / sum[i];", a->dv);
-	}
-	emit_line(E, "lse[i] = mx[i] + logf(sum[i]);");
-	emit_close(E);
+	emit_epilogue(E, a);
 	emit_close(E);
 	if (isa_shape[isa].guard)
 		emit_line(E, "#endif");
 	emit_line(E, "");
 }
+
+#undef W
+#undef QV
+#undef QT
 
 /* emit_attend: the micro-kernel of every ISA for (dim, dv), and the
  * function that picks one for this CPU. */
@@ -330,6 +361,7 @@ void emit_attend(Emitter *E, const char *kname, int dim, int dv)
 	          dim, dv ? "," : ".");
 	if (dv)
 		emit_line(E, " * o_i = sum_j exp(s_ij - lse_i) pv_j over %d payload columns.", dv);
+	emit_line(E, " * Vector lanes are queries, so the online softmax is elementwise.");
 	emit_line(E, " */");
 	for (int isa = 0; isa < ISA__COUNT; isa++) {
 		a.isa = isa;

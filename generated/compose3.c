@@ -7,7 +7,7 @@
 
 #include "pa_kernel.h"
 
-_Static_assert(PA_BQ == 6 && PA_BK == 32, "pa_kernel.h does not match polyc 0.1.0");
+_Static_assert(PA_TQ == 48 && PA_BK == 32, "pa_kernel.h does not match polyc 0.1.0");
 
 /*
  * kernel compose3: x1*x2 + x2*x3 + x3*x4
@@ -42,535 +42,219 @@ struct compose3_work {
  * Attention of rows q[0 .. rows-1] (rows <= PA_TQ) over nb panels of PA_BK
  * keys with 64 columns: s_ij = q_i . k_j + kb_j, lse_i = log sum_j exp(s_ij),
  * o_i = sum_j exp(s_ij - lse_i) pv_j over 64 payload columns.
+ * Vector lanes are queries, so the online softmax is elementwise.
  */
 static void compose3_attend_d64_v64_generic(int64_t nb, int rows,
 	const float *restrict q, const float *restrict kt, const float *restrict kb,
 	const float *restrict pv, float *restrict o, float *restrict lse)
 {
-	float qt[PA_TQ][64], mx[PA_TQ], sum[PA_TQ];
-	float s[PA_BQ][PA_BK] __attribute__((aligned(64)));
-	float acc[PA_TQ][64] __attribute__((aligned(64))) = {{0}};
-	const int tiles = (rows + PA_BQ - 1) / PA_BQ * PA_BQ;
-	for (int i = 0; i < tiles; i++) {
+	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0 */
+	float qt[64][PA_TQ] __attribute__((aligned(64)));
+	float mx[PA_TQ] __attribute__((aligned(64)));
+	float sum[PA_TQ] __attribute__((aligned(64)));
+	float s[PA_BK][4] __attribute__((aligned(64)));
+	float acc[64][PA_TQ] __attribute__((aligned(64)));
+	for (int i = 0; i < PA_TQ; i++) {
 		for (int d = 0; d < 64; d++)
-			qt[i][d] = i < rows ? q[i * 64 + d] : 0.0f;
+			qt[d][i] = i < rows ? q[i * 64 + d] : 0.0f;
+		for (int c = 0; c < 64; c++)
+			acc[c][i] = 0.0f;
 		mx[i] = -INFINITY;
 		sum[i] = 0.0f;
 	}
-	/* each panel of keys stays in cache while every tile of rows uses it */
+	const int tiles = (rows + 3) / 4 * 4;
+	/* each panel of keys stays in cache while every tile of queries uses it */
 	for (int64_t jb = 0; jb < nb; jb++) {
 		const float *kp = kt + jb * 64 * PA_BK, *kbp = kb + jb * PA_BK;
 		const float *pvp = pv + jb * PA_BK * 64;
-		for (int t0 = 0; t0 < tiles; t0 += PA_BQ) {
-			/* scores: PA_BQ rows x 8 keys in registers */
-			for (int kk = 0; kk < PA_BK; kk += 8) {
-				float s0_0 = *(kbp + kk + 0);
-				float s0_1 = *(kbp + kk + 1);
-				float s0_2 = *(kbp + kk + 2);
-				float s0_3 = *(kbp + kk + 3);
-				float s0_4 = *(kbp + kk + 4);
-				float s0_5 = *(kbp + kk + 5);
-				float s0_6 = *(kbp + kk + 6);
-				float s0_7 = *(kbp + kk + 7);
-				float s1_0 = *(kbp + kk + 0);
-				float s1_1 = *(kbp + kk + 1);
-				float s1_2 = *(kbp + kk + 2);
-				float s1_3 = *(kbp + kk + 3);
-				float s1_4 = *(kbp + kk + 4);
-				float s1_5 = *(kbp + kk + 5);
-				float s1_6 = *(kbp + kk + 6);
-				float s1_7 = *(kbp + kk + 7);
-				float s2_0 = *(kbp + kk + 0);
-				float s2_1 = *(kbp + kk + 1);
-				float s2_2 = *(kbp + kk + 2);
-				float s2_3 = *(kbp + kk + 3);
-				float s2_4 = *(kbp + kk + 4);
-				float s2_5 = *(kbp + kk + 5);
-				float s2_6 = *(kbp + kk + 6);
-				float s2_7 = *(kbp + kk + 7);
-				float s3_0 = *(kbp + kk + 0);
-				float s3_1 = *(kbp + kk + 1);
-				float s3_2 = *(kbp + kk + 2);
-				float s3_3 = *(kbp + kk + 3);
-				float s3_4 = *(kbp + kk + 4);
-				float s3_5 = *(kbp + kk + 5);
-				float s3_6 = *(kbp + kk + 6);
-				float s3_7 = *(kbp + kk + 7);
-				float s4_0 = *(kbp + kk + 0);
-				float s4_1 = *(kbp + kk + 1);
-				float s4_2 = *(kbp + kk + 2);
-				float s4_3 = *(kbp + kk + 3);
-				float s4_4 = *(kbp + kk + 4);
-				float s4_5 = *(kbp + kk + 5);
-				float s4_6 = *(kbp + kk + 6);
-				float s4_7 = *(kbp + kk + 7);
-				float s5_0 = *(kbp + kk + 0);
-				float s5_1 = *(kbp + kk + 1);
-				float s5_2 = *(kbp + kk + 2);
-				float s5_3 = *(kbp + kk + 3);
-				float s5_4 = *(kbp + kk + 4);
-				float s5_5 = *(kbp + kk + 5);
-				float s5_6 = *(kbp + kk + 6);
-				float s5_7 = *(kbp + kk + 7);
+		for (int t0 = 0; t0 < tiles; t0 += 4) {
+			float top0 = -INFINITY;
+			float top1 = top0;
+			float top2 = top0;
+			float top3 = top0;
+			/* scores s[j][i] = q_i . k_j + kb_j: 4 keys x 4 queries in registers */
+			for (int kk = 0; kk < PA_BK; kk += 4) {
+				float s0_0 = kbp[kk];
+				float s0_1 = s0_0;
+				float s0_2 = s0_0;
+				float s0_3 = s0_0;
+				float s1_0 = kbp[kk + 1];
+				float s1_1 = s1_0;
+				float s1_2 = s1_0;
+				float s1_3 = s1_0;
+				float s2_0 = kbp[kk + 2];
+				float s2_1 = s2_0;
+				float s2_2 = s2_0;
+				float s2_3 = s2_0;
+				float s3_0 = kbp[kk + 3];
+				float s3_1 = s3_0;
+				float s3_2 = s3_0;
+				float s3_3 = s3_0;
 				for (int d = 0; d < 64; d++) {
-					const float k0 = *(kp + d * PA_BK + kk + 0);
-					const float k1 = *(kp + d * PA_BK + kk + 1);
-					const float k2 = *(kp + d * PA_BK + kk + 2);
-					const float k3 = *(kp + d * PA_BK + kk + 3);
-					const float k4 = *(kp + d * PA_BK + kk + 4);
-					const float k5 = *(kp + d * PA_BK + kk + 5);
-					const float k6 = *(kp + d * PA_BK + kk + 6);
-					const float k7 = *(kp + d * PA_BK + kk + 7);
-					float b;
-					b = *(&qt[t0 + 0][d]);
-					s0_0 = b * k0 + s0_0;
-					s0_1 = b * k1 + s0_1;
-					s0_2 = b * k2 + s0_2;
-					s0_3 = b * k3 + s0_3;
-					s0_4 = b * k4 + s0_4;
-					s0_5 = b * k5 + s0_5;
-					s0_6 = b * k6 + s0_6;
-					s0_7 = b * k7 + s0_7;
-					b = *(&qt[t0 + 1][d]);
-					s1_0 = b * k0 + s1_0;
-					s1_1 = b * k1 + s1_1;
-					s1_2 = b * k2 + s1_2;
-					s1_3 = b * k3 + s1_3;
-					s1_4 = b * k4 + s1_4;
-					s1_5 = b * k5 + s1_5;
-					s1_6 = b * k6 + s1_6;
-					s1_7 = b * k7 + s1_7;
-					b = *(&qt[t0 + 2][d]);
-					s2_0 = b * k0 + s2_0;
-					s2_1 = b * k1 + s2_1;
-					s2_2 = b * k2 + s2_2;
-					s2_3 = b * k3 + s2_3;
-					s2_4 = b * k4 + s2_4;
-					s2_5 = b * k5 + s2_5;
-					s2_6 = b * k6 + s2_6;
-					s2_7 = b * k7 + s2_7;
-					b = *(&qt[t0 + 3][d]);
-					s3_0 = b * k0 + s3_0;
-					s3_1 = b * k1 + s3_1;
-					s3_2 = b * k2 + s3_2;
-					s3_3 = b * k3 + s3_3;
-					s3_4 = b * k4 + s3_4;
-					s3_5 = b * k5 + s3_5;
-					s3_6 = b * k6 + s3_6;
-					s3_7 = b * k7 + s3_7;
-					b = *(&qt[t0 + 4][d]);
-					s4_0 = b * k0 + s4_0;
-					s4_1 = b * k1 + s4_1;
-					s4_2 = b * k2 + s4_2;
-					s4_3 = b * k3 + s4_3;
-					s4_4 = b * k4 + s4_4;
-					s4_5 = b * k5 + s4_5;
-					s4_6 = b * k6 + s4_6;
-					s4_7 = b * k7 + s4_7;
-					b = *(&qt[t0 + 5][d]);
-					s5_0 = b * k0 + s5_0;
-					s5_1 = b * k1 + s5_1;
-					s5_2 = b * k2 + s5_2;
-					s5_3 = b * k3 + s5_3;
-					s5_4 = b * k4 + s5_4;
-					s5_5 = b * k5 + s5_5;
-					s5_6 = b * k6 + s5_6;
-					s5_7 = b * k7 + s5_7;
+					const float q0 = qt[d][t0];
+					const float q1 = qt[d][t0 + 1];
+					const float q2 = qt[d][t0 + 2];
+					const float q3 = qt[d][t0 + 3];
+					float k;
+					k = kp[d * PA_BK + kk];
+					s0_0 = k * q0 + s0_0;
+					s0_1 = k * q1 + s0_1;
+					s0_2 = k * q2 + s0_2;
+					s0_3 = k * q3 + s0_3;
+					k = kp[d * PA_BK + kk + 1];
+					s1_0 = k * q0 + s1_0;
+					s1_1 = k * q1 + s1_1;
+					s1_2 = k * q2 + s1_2;
+					s1_3 = k * q3 + s1_3;
+					k = kp[d * PA_BK + kk + 2];
+					s2_0 = k * q0 + s2_0;
+					s2_1 = k * q1 + s2_1;
+					s2_2 = k * q2 + s2_2;
+					s2_3 = k * q3 + s2_3;
+					k = kp[d * PA_BK + kk + 3];
+					s3_0 = k * q0 + s3_0;
+					s3_1 = k * q1 + s3_1;
+					s3_2 = k * q2 + s3_2;
+					s3_3 = k * q3 + s3_3;
 				}
-				*(&s[0][kk + 0]) = s0_0;
-				*(&s[0][kk + 1]) = s0_1;
-				*(&s[0][kk + 2]) = s0_2;
-				*(&s[0][kk + 3]) = s0_3;
-				*(&s[0][kk + 4]) = s0_4;
-				*(&s[0][kk + 5]) = s0_5;
-				*(&s[0][kk + 6]) = s0_6;
-				*(&s[0][kk + 7]) = s0_7;
-				*(&s[1][kk + 0]) = s1_0;
-				*(&s[1][kk + 1]) = s1_1;
-				*(&s[1][kk + 2]) = s1_2;
-				*(&s[1][kk + 3]) = s1_3;
-				*(&s[1][kk + 4]) = s1_4;
-				*(&s[1][kk + 5]) = s1_5;
-				*(&s[1][kk + 6]) = s1_6;
-				*(&s[1][kk + 7]) = s1_7;
-				*(&s[2][kk + 0]) = s2_0;
-				*(&s[2][kk + 1]) = s2_1;
-				*(&s[2][kk + 2]) = s2_2;
-				*(&s[2][kk + 3]) = s2_3;
-				*(&s[2][kk + 4]) = s2_4;
-				*(&s[2][kk + 5]) = s2_5;
-				*(&s[2][kk + 6]) = s2_6;
-				*(&s[2][kk + 7]) = s2_7;
-				*(&s[3][kk + 0]) = s3_0;
-				*(&s[3][kk + 1]) = s3_1;
-				*(&s[3][kk + 2]) = s3_2;
-				*(&s[3][kk + 3]) = s3_3;
-				*(&s[3][kk + 4]) = s3_4;
-				*(&s[3][kk + 5]) = s3_5;
-				*(&s[3][kk + 6]) = s3_6;
-				*(&s[3][kk + 7]) = s3_7;
-				*(&s[4][kk + 0]) = s4_0;
-				*(&s[4][kk + 1]) = s4_1;
-				*(&s[4][kk + 2]) = s4_2;
-				*(&s[4][kk + 3]) = s4_3;
-				*(&s[4][kk + 4]) = s4_4;
-				*(&s[4][kk + 5]) = s4_5;
-				*(&s[4][kk + 6]) = s4_6;
-				*(&s[4][kk + 7]) = s4_7;
-				*(&s[5][kk + 0]) = s5_0;
-				*(&s[5][kk + 1]) = s5_1;
-				*(&s[5][kk + 2]) = s5_2;
-				*(&s[5][kk + 3]) = s5_3;
-				*(&s[5][kk + 4]) = s5_4;
-				*(&s[5][kk + 5]) = s5_5;
-				*(&s[5][kk + 6]) = s5_6;
-				*(&s[5][kk + 7]) = s5_7;
+				top0 = fmaxf(top0, s0_0);
+				s[kk][0] = s0_0;
+				top1 = fmaxf(top1, s0_1);
+				s[kk][1] = s0_1;
+				top2 = fmaxf(top2, s0_2);
+				s[kk][2] = s0_2;
+				top3 = fmaxf(top3, s0_3);
+				s[kk][3] = s0_3;
+				top0 = fmaxf(top0, s1_0);
+				s[kk + 1][0] = s1_0;
+				top1 = fmaxf(top1, s1_1);
+				s[kk + 1][1] = s1_1;
+				top2 = fmaxf(top2, s1_2);
+				s[kk + 1][2] = s1_2;
+				top3 = fmaxf(top3, s1_3);
+				s[kk + 1][3] = s1_3;
+				top0 = fmaxf(top0, s2_0);
+				s[kk + 2][0] = s2_0;
+				top1 = fmaxf(top1, s2_1);
+				s[kk + 2][1] = s2_1;
+				top2 = fmaxf(top2, s2_2);
+				s[kk + 2][2] = s2_2;
+				top3 = fmaxf(top3, s2_3);
+				s[kk + 2][3] = s2_3;
+				top0 = fmaxf(top0, s3_0);
+				s[kk + 3][0] = s3_0;
+				top1 = fmaxf(top1, s3_1);
+				s[kk + 3][1] = s3_1;
+				top2 = fmaxf(top2, s3_2);
+				s[kk + 3][2] = s3_2;
+				top3 = fmaxf(top3, s3_3);
+				s[kk + 3][3] = s3_3;
 			}
-			/* online softmax: a new row maximum rescales what is summed */
-			for (int i = 0; i < PA_BQ; i++) {
-				const int r = t0 + i;
-				float m = *(&s[i][0]);
-				for (int j = 1; j < PA_BK; j += 1)
-					m = fmaxf(m, *(&s[i][j]));
-				const float mnew = fmaxf(mx[r], m);
-				if (mnew > mx[r]) {
-					const float alpha = pa_expf(mx[r] - mnew);
-					sum[r] *= alpha;
-					for (int v = 0; v < 64; v += 1)
-						*(&acc[r][v]) = *(&acc[r][v]) * alpha;
-					mx[r] = mnew;
-				}
-				const float mv = mx[r];
-				float t = 0.0f;
-				for (int j = 0; j < PA_BK; j += 1) {
-					const float p = pa_expf(*(&s[i][j]) - mv);
-					*(&s[i][j]) = p;
-					t = t + p;
-				}
-				sum[r] += t;
+			/* online softmax, one lane per query: a new maximum m rescales
+			 * the sums by r = e^(m_old - m) */
+			const float m0 = fmaxf(mx[t0], top0);
+			const float r0 = pa_expf(mx[t0] - m0);
+			float l0 = sum[t0] * r0;
+			mx[t0] = m0;
+			const float m1 = fmaxf(mx[t0 + 1], top1);
+			const float r1 = pa_expf(mx[t0 + 1] - m1);
+			float l1 = sum[t0 + 1] * r1;
+			mx[t0 + 1] = m1;
+			const float m2 = fmaxf(mx[t0 + 2], top2);
+			const float r2 = pa_expf(mx[t0 + 2] - m2);
+			float l2 = sum[t0 + 2] * r2;
+			mx[t0 + 2] = m2;
+			const float m3 = fmaxf(mx[t0 + 3], top3);
+			const float r3 = pa_expf(mx[t0 + 3] - m3);
+			float l3 = sum[t0 + 3] * r3;
+			mx[t0 + 3] = m3;
+			for (int j = 0; j < PA_BK; j++) {
+				const float p0 = pa_expf(s[j][0] - m0);
+				s[j][0] = p0;
+				l0 = l0 + p0;
+				const float p1 = pa_expf(s[j][1] - m1);
+				s[j][1] = p1;
+				l1 = l1 + p1;
+				const float p2 = pa_expf(s[j][2] - m2);
+				s[j][2] = p2;
+				l2 = l2 + p2;
+				const float p3 = pa_expf(s[j][3] - m3);
+				s[j][3] = p3;
+				l3 = l3 + p3;
 			}
-			/* payload: acc += p . pv, PA_BQ rows x 16 columns in registers */
-			for (int c = 0; c < 64; c += 16) {
-				float a0_0 = *(&acc[t0 + 0][c + 0]);
-				float a0_1 = *(&acc[t0 + 0][c + 1]);
-				float a0_2 = *(&acc[t0 + 0][c + 2]);
-				float a0_3 = *(&acc[t0 + 0][c + 3]);
-				float a0_4 = *(&acc[t0 + 0][c + 4]);
-				float a0_5 = *(&acc[t0 + 0][c + 5]);
-				float a0_6 = *(&acc[t0 + 0][c + 6]);
-				float a0_7 = *(&acc[t0 + 0][c + 7]);
-				float a0_8 = *(&acc[t0 + 0][c + 8]);
-				float a0_9 = *(&acc[t0 + 0][c + 9]);
-				float a0_10 = *(&acc[t0 + 0][c + 10]);
-				float a0_11 = *(&acc[t0 + 0][c + 11]);
-				float a0_12 = *(&acc[t0 + 0][c + 12]);
-				float a0_13 = *(&acc[t0 + 0][c + 13]);
-				float a0_14 = *(&acc[t0 + 0][c + 14]);
-				float a0_15 = *(&acc[t0 + 0][c + 15]);
-				float a1_0 = *(&acc[t0 + 1][c + 0]);
-				float a1_1 = *(&acc[t0 + 1][c + 1]);
-				float a1_2 = *(&acc[t0 + 1][c + 2]);
-				float a1_3 = *(&acc[t0 + 1][c + 3]);
-				float a1_4 = *(&acc[t0 + 1][c + 4]);
-				float a1_5 = *(&acc[t0 + 1][c + 5]);
-				float a1_6 = *(&acc[t0 + 1][c + 6]);
-				float a1_7 = *(&acc[t0 + 1][c + 7]);
-				float a1_8 = *(&acc[t0 + 1][c + 8]);
-				float a1_9 = *(&acc[t0 + 1][c + 9]);
-				float a1_10 = *(&acc[t0 + 1][c + 10]);
-				float a1_11 = *(&acc[t0 + 1][c + 11]);
-				float a1_12 = *(&acc[t0 + 1][c + 12]);
-				float a1_13 = *(&acc[t0 + 1][c + 13]);
-				float a1_14 = *(&acc[t0 + 1][c + 14]);
-				float a1_15 = *(&acc[t0 + 1][c + 15]);
-				float a2_0 = *(&acc[t0 + 2][c + 0]);
-				float a2_1 = *(&acc[t0 + 2][c + 1]);
-				float a2_2 = *(&acc[t0 + 2][c + 2]);
-				float a2_3 = *(&acc[t0 + 2][c + 3]);
-				float a2_4 = *(&acc[t0 + 2][c + 4]);
-				float a2_5 = *(&acc[t0 + 2][c + 5]);
-				float a2_6 = *(&acc[t0 + 2][c + 6]);
-				float a2_7 = *(&acc[t0 + 2][c + 7]);
-				float a2_8 = *(&acc[t0 + 2][c + 8]);
-				float a2_9 = *(&acc[t0 + 2][c + 9]);
-				float a2_10 = *(&acc[t0 + 2][c + 10]);
-				float a2_11 = *(&acc[t0 + 2][c + 11]);
-				float a2_12 = *(&acc[t0 + 2][c + 12]);
-				float a2_13 = *(&acc[t0 + 2][c + 13]);
-				float a2_14 = *(&acc[t0 + 2][c + 14]);
-				float a2_15 = *(&acc[t0 + 2][c + 15]);
-				float a3_0 = *(&acc[t0 + 3][c + 0]);
-				float a3_1 = *(&acc[t0 + 3][c + 1]);
-				float a3_2 = *(&acc[t0 + 3][c + 2]);
-				float a3_3 = *(&acc[t0 + 3][c + 3]);
-				float a3_4 = *(&acc[t0 + 3][c + 4]);
-				float a3_5 = *(&acc[t0 + 3][c + 5]);
-				float a3_6 = *(&acc[t0 + 3][c + 6]);
-				float a3_7 = *(&acc[t0 + 3][c + 7]);
-				float a3_8 = *(&acc[t0 + 3][c + 8]);
-				float a3_9 = *(&acc[t0 + 3][c + 9]);
-				float a3_10 = *(&acc[t0 + 3][c + 10]);
-				float a3_11 = *(&acc[t0 + 3][c + 11]);
-				float a3_12 = *(&acc[t0 + 3][c + 12]);
-				float a3_13 = *(&acc[t0 + 3][c + 13]);
-				float a3_14 = *(&acc[t0 + 3][c + 14]);
-				float a3_15 = *(&acc[t0 + 3][c + 15]);
-				float a4_0 = *(&acc[t0 + 4][c + 0]);
-				float a4_1 = *(&acc[t0 + 4][c + 1]);
-				float a4_2 = *(&acc[t0 + 4][c + 2]);
-				float a4_3 = *(&acc[t0 + 4][c + 3]);
-				float a4_4 = *(&acc[t0 + 4][c + 4]);
-				float a4_5 = *(&acc[t0 + 4][c + 5]);
-				float a4_6 = *(&acc[t0 + 4][c + 6]);
-				float a4_7 = *(&acc[t0 + 4][c + 7]);
-				float a4_8 = *(&acc[t0 + 4][c + 8]);
-				float a4_9 = *(&acc[t0 + 4][c + 9]);
-				float a4_10 = *(&acc[t0 + 4][c + 10]);
-				float a4_11 = *(&acc[t0 + 4][c + 11]);
-				float a4_12 = *(&acc[t0 + 4][c + 12]);
-				float a4_13 = *(&acc[t0 + 4][c + 13]);
-				float a4_14 = *(&acc[t0 + 4][c + 14]);
-				float a4_15 = *(&acc[t0 + 4][c + 15]);
-				float a5_0 = *(&acc[t0 + 5][c + 0]);
-				float a5_1 = *(&acc[t0 + 5][c + 1]);
-				float a5_2 = *(&acc[t0 + 5][c + 2]);
-				float a5_3 = *(&acc[t0 + 5][c + 3]);
-				float a5_4 = *(&acc[t0 + 5][c + 4]);
-				float a5_5 = *(&acc[t0 + 5][c + 5]);
-				float a5_6 = *(&acc[t0 + 5][c + 6]);
-				float a5_7 = *(&acc[t0 + 5][c + 7]);
-				float a5_8 = *(&acc[t0 + 5][c + 8]);
-				float a5_9 = *(&acc[t0 + 5][c + 9]);
-				float a5_10 = *(&acc[t0 + 5][c + 10]);
-				float a5_11 = *(&acc[t0 + 5][c + 11]);
-				float a5_12 = *(&acc[t0 + 5][c + 12]);
-				float a5_13 = *(&acc[t0 + 5][c + 13]);
-				float a5_14 = *(&acc[t0 + 5][c + 14]);
-				float a5_15 = *(&acc[t0 + 5][c + 15]);
+			sum[t0] = l0;
+			sum[t0 + 1] = l1;
+			sum[t0 + 2] = l2;
+			sum[t0 + 3] = l3;
+			/* payload acc[c][i] = r_i acc[c][i] + sum_j s[j][i] pv[j][c]:
+			 * 4 columns x 4 queries in registers */
+			for (int c = 0; c < 64; c += 4) {
+				float a0_0 = acc[c][t0] * r0;
+				float a0_1 = acc[c][t0 + 1] * r1;
+				float a0_2 = acc[c][t0 + 2] * r2;
+				float a0_3 = acc[c][t0 + 3] * r3;
+				float a1_0 = acc[c + 1][t0] * r0;
+				float a1_1 = acc[c + 1][t0 + 1] * r1;
+				float a1_2 = acc[c + 1][t0 + 2] * r2;
+				float a1_3 = acc[c + 1][t0 + 3] * r3;
+				float a2_0 = acc[c + 2][t0] * r0;
+				float a2_1 = acc[c + 2][t0 + 1] * r1;
+				float a2_2 = acc[c + 2][t0 + 2] * r2;
+				float a2_3 = acc[c + 2][t0 + 3] * r3;
+				float a3_0 = acc[c + 3][t0] * r0;
+				float a3_1 = acc[c + 3][t0 + 1] * r1;
+				float a3_2 = acc[c + 3][t0 + 2] * r2;
+				float a3_3 = acc[c + 3][t0 + 3] * r3;
 				for (int j = 0; j < PA_BK; j++) {
+					const float p0 = s[j][0];
+					const float p1 = s[j][1];
+					const float p2 = s[j][2];
+					const float p3 = s[j][3];
 					const float *pr = pvp + j * 64 + c;
-					const float v0 = *(pr + 0);
-					const float v1 = *(pr + 1);
-					const float v2 = *(pr + 2);
-					const float v3 = *(pr + 3);
-					const float v4 = *(pr + 4);
-					const float v5 = *(pr + 5);
-					const float v6 = *(pr + 6);
-					const float v7 = *(pr + 7);
-					const float v8 = *(pr + 8);
-					const float v9 = *(pr + 9);
-					const float v10 = *(pr + 10);
-					const float v11 = *(pr + 11);
-					const float v12 = *(pr + 12);
-					const float v13 = *(pr + 13);
-					const float v14 = *(pr + 14);
-					const float v15 = *(pr + 15);
-					float p;
-					p = *(&s[0][j]);
-					a0_0 = p * v0 + a0_0;
-					a0_1 = p * v1 + a0_1;
-					a0_2 = p * v2 + a0_2;
-					a0_3 = p * v3 + a0_3;
-					a0_4 = p * v4 + a0_4;
-					a0_5 = p * v5 + a0_5;
-					a0_6 = p * v6 + a0_6;
-					a0_7 = p * v7 + a0_7;
-					a0_8 = p * v8 + a0_8;
-					a0_9 = p * v9 + a0_9;
-					a0_10 = p * v10 + a0_10;
-					a0_11 = p * v11 + a0_11;
-					a0_12 = p * v12 + a0_12;
-					a0_13 = p * v13 + a0_13;
-					a0_14 = p * v14 + a0_14;
-					a0_15 = p * v15 + a0_15;
-					p = *(&s[1][j]);
-					a1_0 = p * v0 + a1_0;
-					a1_1 = p * v1 + a1_1;
-					a1_2 = p * v2 + a1_2;
-					a1_3 = p * v3 + a1_3;
-					a1_4 = p * v4 + a1_4;
-					a1_5 = p * v5 + a1_5;
-					a1_6 = p * v6 + a1_6;
-					a1_7 = p * v7 + a1_7;
-					a1_8 = p * v8 + a1_8;
-					a1_9 = p * v9 + a1_9;
-					a1_10 = p * v10 + a1_10;
-					a1_11 = p * v11 + a1_11;
-					a1_12 = p * v12 + a1_12;
-					a1_13 = p * v13 + a1_13;
-					a1_14 = p * v14 + a1_14;
-					a1_15 = p * v15 + a1_15;
-					p = *(&s[2][j]);
-					a2_0 = p * v0 + a2_0;
-					a2_1 = p * v1 + a2_1;
-					a2_2 = p * v2 + a2_2;
-					a2_3 = p * v3 + a2_3;
-					a2_4 = p * v4 + a2_4;
-					a2_5 = p * v5 + a2_5;
-					a2_6 = p * v6 + a2_6;
-					a2_7 = p * v7 + a2_7;
-					a2_8 = p * v8 + a2_8;
-					a2_9 = p * v9 + a2_9;
-					a2_10 = p * v10 + a2_10;
-					a2_11 = p * v11 + a2_11;
-					a2_12 = p * v12 + a2_12;
-					a2_13 = p * v13 + a2_13;
-					a2_14 = p * v14 + a2_14;
-					a2_15 = p * v15 + a2_15;
-					p = *(&s[3][j]);
-					a3_0 = p * v0 + a3_0;
-					a3_1 = p * v1 + a3_1;
-					a3_2 = p * v2 + a3_2;
-					a3_3 = p * v3 + a3_3;
-					a3_4 = p * v4 + a3_4;
-					a3_5 = p * v5 + a3_5;
-					a3_6 = p * v6 + a3_6;
-					a3_7 = p * v7 + a3_7;
-					a3_8 = p * v8 + a3_8;
-					a3_9 = p * v9 + a3_9;
-					a3_10 = p * v10 + a3_10;
-					a3_11 = p * v11 + a3_11;
-					a3_12 = p * v12 + a3_12;
-					a3_13 = p * v13 + a3_13;
-					a3_14 = p * v14 + a3_14;
-					a3_15 = p * v15 + a3_15;
-					p = *(&s[4][j]);
-					a4_0 = p * v0 + a4_0;
-					a4_1 = p * v1 + a4_1;
-					a4_2 = p * v2 + a4_2;
-					a4_3 = p * v3 + a4_3;
-					a4_4 = p * v4 + a4_4;
-					a4_5 = p * v5 + a4_5;
-					a4_6 = p * v6 + a4_6;
-					a4_7 = p * v7 + a4_7;
-					a4_8 = p * v8 + a4_8;
-					a4_9 = p * v9 + a4_9;
-					a4_10 = p * v10 + a4_10;
-					a4_11 = p * v11 + a4_11;
-					a4_12 = p * v12 + a4_12;
-					a4_13 = p * v13 + a4_13;
-					a4_14 = p * v14 + a4_14;
-					a4_15 = p * v15 + a4_15;
-					p = *(&s[5][j]);
-					a5_0 = p * v0 + a5_0;
-					a5_1 = p * v1 + a5_1;
-					a5_2 = p * v2 + a5_2;
-					a5_3 = p * v3 + a5_3;
-					a5_4 = p * v4 + a5_4;
-					a5_5 = p * v5 + a5_5;
-					a5_6 = p * v6 + a5_6;
-					a5_7 = p * v7 + a5_7;
-					a5_8 = p * v8 + a5_8;
-					a5_9 = p * v9 + a5_9;
-					a5_10 = p * v10 + a5_10;
-					a5_11 = p * v11 + a5_11;
-					a5_12 = p * v12 + a5_12;
-					a5_13 = p * v13 + a5_13;
-					a5_14 = p * v14 + a5_14;
-					a5_15 = p * v15 + a5_15;
+					float x;
+					x = pr[0];
+					a0_0 = x * p0 + a0_0;
+					a0_1 = x * p1 + a0_1;
+					a0_2 = x * p2 + a0_2;
+					a0_3 = x * p3 + a0_3;
+					x = pr[1];
+					a1_0 = x * p0 + a1_0;
+					a1_1 = x * p1 + a1_1;
+					a1_2 = x * p2 + a1_2;
+					a1_3 = x * p3 + a1_3;
+					x = pr[2];
+					a2_0 = x * p0 + a2_0;
+					a2_1 = x * p1 + a2_1;
+					a2_2 = x * p2 + a2_2;
+					a2_3 = x * p3 + a2_3;
+					x = pr[3];
+					a3_0 = x * p0 + a3_0;
+					a3_1 = x * p1 + a3_1;
+					a3_2 = x * p2 + a3_2;
+					a3_3 = x * p3 + a3_3;
 				}
-				*(&acc[t0 + 0][c + 0]) = a0_0;
-				*(&acc[t0 + 0][c + 1]) = a0_1;
-				*(&acc[t0 + 0][c + 2]) = a0_2;
-				*(&acc[t0 + 0][c + 3]) = a0_3;
-				*(&acc[t0 + 0][c + 4]) = a0_4;
-				*(&acc[t0 + 0][c + 5]) = a0_5;
-				*(&acc[t0 + 0][c + 6]) = a0_6;
-				*(&acc[t0 + 0][c + 7]) = a0_7;
-				*(&acc[t0 + 0][c + 8]) = a0_8;
-				*(&acc[t0 + 0][c + 9]) = a0_9;
-				*(&acc[t0 + 0][c + 10]) = a0_10;
-				*(&acc[t0 + 0][c + 11]) = a0_11;
-				*(&acc[t0 + 0][c + 12]) = a0_12;
-				*(&acc[t0 + 0][c + 13]) = a0_13;
-				*(&acc[t0 + 0][c + 14]) = a0_14;
-				*(&acc[t0 + 0][c + 15]) = a0_15;
-				*(&acc[t0 + 1][c + 0]) = a1_0;
-				*(&acc[t0 + 1][c + 1]) = a1_1;
-				*(&acc[t0 + 1][c + 2]) = a1_2;
-				*(&acc[t0 + 1][c + 3]) = a1_3;
-				*(&acc[t0 + 1][c + 4]) = a1_4;
-				*(&acc[t0 + 1][c + 5]) = a1_5;
-				*(&acc[t0 + 1][c + 6]) = a1_6;
-				*(&acc[t0 + 1][c + 7]) = a1_7;
-				*(&acc[t0 + 1][c + 8]) = a1_8;
-				*(&acc[t0 + 1][c + 9]) = a1_9;
-				*(&acc[t0 + 1][c + 10]) = a1_10;
-				*(&acc[t0 + 1][c + 11]) = a1_11;
-				*(&acc[t0 + 1][c + 12]) = a1_12;
-				*(&acc[t0 + 1][c + 13]) = a1_13;
-				*(&acc[t0 + 1][c + 14]) = a1_14;
-				*(&acc[t0 + 1][c + 15]) = a1_15;
-				*(&acc[t0 + 2][c + 0]) = a2_0;
-				*(&acc[t0 + 2][c + 1]) = a2_1;
-				*(&acc[t0 + 2][c + 2]) = a2_2;
-				*(&acc[t0 + 2][c + 3]) = a2_3;
-				*(&acc[t0 + 2][c + 4]) = a2_4;
-				*(&acc[t0 + 2][c + 5]) = a2_5;
-				*(&acc[t0 + 2][c + 6]) = a2_6;
-				*(&acc[t0 + 2][c + 7]) = a2_7;
-				*(&acc[t0 + 2][c + 8]) = a2_8;
-				*(&acc[t0 + 2][c + 9]) = a2_9;
-				*(&acc[t0 + 2][c + 10]) = a2_10;
-				*(&acc[t0 + 2][c + 11]) = a2_11;
-				*(&acc[t0 + 2][c + 12]) = a2_12;
-				*(&acc[t0 + 2][c + 13]) = a2_13;
-				*(&acc[t0 + 2][c + 14]) = a2_14;
-				*(&acc[t0 + 2][c + 15]) = a2_15;
-				*(&acc[t0 + 3][c + 0]) = a3_0;
-				*(&acc[t0 + 3][c + 1]) = a3_1;
-				*(&acc[t0 + 3][c + 2]) = a3_2;
-				*(&acc[t0 + 3][c + 3]) = a3_3;
-				*(&acc[t0 + 3][c + 4]) = a3_4;
-				*(&acc[t0 + 3][c + 5]) = a3_5;
-				*(&acc[t0 + 3][c + 6]) = a3_6;
-				*(&acc[t0 + 3][c + 7]) = a3_7;
-				*(&acc[t0 + 3][c + 8]) = a3_8;
-				*(&acc[t0 + 3][c + 9]) = a3_9;
-				*(&acc[t0 + 3][c + 10]) = a3_10;
-				*(&acc[t0 + 3][c + 11]) = a3_11;
-				*(&acc[t0 + 3][c + 12]) = a3_12;
-				*(&acc[t0 + 3][c + 13]) = a3_13;
-				*(&acc[t0 + 3][c + 14]) = a3_14;
-				*(&acc[t0 + 3][c + 15]) = a3_15;
-				*(&acc[t0 + 4][c + 0]) = a4_0;
-				*(&acc[t0 + 4][c + 1]) = a4_1;
-				*(&acc[t0 + 4][c + 2]) = a4_2;
-				*(&acc[t0 + 4][c + 3]) = a4_3;
-				*(&acc[t0 + 4][c + 4]) = a4_4;
-				*(&acc[t0 + 4][c + 5]) = a4_5;
-				*(&acc[t0 + 4][c + 6]) = a4_6;
-				*(&acc[t0 + 4][c + 7]) = a4_7;
-				*(&acc[t0 + 4][c + 8]) = a4_8;
-				*(&acc[t0 + 4][c + 9]) = a4_9;
-				*(&acc[t0 + 4][c + 10]) = a4_10;
-				*(&acc[t0 + 4][c + 11]) = a4_11;
-				*(&acc[t0 + 4][c + 12]) = a4_12;
-				*(&acc[t0 + 4][c + 13]) = a4_13;
-				*(&acc[t0 + 4][c + 14]) = a4_14;
-				*(&acc[t0 + 4][c + 15]) = a4_15;
-				*(&acc[t0 + 5][c + 0]) = a5_0;
-				*(&acc[t0 + 5][c + 1]) = a5_1;
-				*(&acc[t0 + 5][c + 2]) = a5_2;
-				*(&acc[t0 + 5][c + 3]) = a5_3;
-				*(&acc[t0 + 5][c + 4]) = a5_4;
-				*(&acc[t0 + 5][c + 5]) = a5_5;
-				*(&acc[t0 + 5][c + 6]) = a5_6;
-				*(&acc[t0 + 5][c + 7]) = a5_7;
-				*(&acc[t0 + 5][c + 8]) = a5_8;
-				*(&acc[t0 + 5][c + 9]) = a5_9;
-				*(&acc[t0 + 5][c + 10]) = a5_10;
-				*(&acc[t0 + 5][c + 11]) = a5_11;
-				*(&acc[t0 + 5][c + 12]) = a5_12;
-				*(&acc[t0 + 5][c + 13]) = a5_13;
-				*(&acc[t0 + 5][c + 14]) = a5_14;
-				*(&acc[t0 + 5][c + 15]) = a5_15;
+				acc[c][t0] = a0_0;
+				acc[c][t0 + 1] = a0_1;
+				acc[c][t0 + 2] = a0_2;
+				acc[c][t0 + 3] = a0_3;
+				acc[c + 1][t0] = a1_0;
+				acc[c + 1][t0 + 1] = a1_1;
+				acc[c + 1][t0 + 2] = a1_2;
+				acc[c + 1][t0 + 3] = a1_3;
+				acc[c + 2][t0] = a2_0;
+				acc[c + 2][t0 + 1] = a2_1;
+				acc[c + 2][t0 + 2] = a2_2;
+				acc[c + 2][t0 + 3] = a2_3;
+				acc[c + 3][t0] = a3_0;
+				acc[c + 3][t0 + 1] = a3_1;
+				acc[c + 3][t0 + 2] = a3_2;
+				acc[c + 3][t0 + 3] = a3_3;
 			}
 		}
 	}
 	for (int i = 0; i < rows; i++) {
-		for (int v = 0; v < 64; v++)
-			o[i * 64 + v] = acc[i][v] / sum[i];
+		for (int c = 0; c < 64; c++)
+			o[i * 64 + c] = acc[c][i] / sum[i];
 		lse[i] = mx[i] + logf(sum[i]);
 	}
 }
@@ -580,150 +264,174 @@ static __attribute__((target("avx2,fma"))) void compose3_attend_d64_v64_avx2(int
 	const float *restrict q, const float *restrict kt, const float *restrict kb,
 	const float *restrict pv, float *restrict o, float *restrict lse)
 {
-	float qt[PA_TQ][64], mx[PA_TQ], sum[PA_TQ];
-	float s[PA_BQ][PA_BK] __attribute__((aligned(64)));
-	float acc[PA_TQ][64] __attribute__((aligned(64))) = {{0}};
-	const int tiles = (rows + PA_BQ - 1) / PA_BQ * PA_BQ;
-	for (int i = 0; i < tiles; i++) {
+	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0 */
+	float qt[64][PA_TQ] __attribute__((aligned(64)));
+	float mx[PA_TQ] __attribute__((aligned(64)));
+	float sum[PA_TQ] __attribute__((aligned(64)));
+	float s[PA_BK][24] __attribute__((aligned(64)));
+	float acc[64][PA_TQ] __attribute__((aligned(64)));
+	for (int i = 0; i < PA_TQ; i++) {
 		for (int d = 0; d < 64; d++)
-			qt[i][d] = i < rows ? q[i * 64 + d] : 0.0f;
+			qt[d][i] = i < rows ? q[i * 64 + d] : 0.0f;
+		for (int c = 0; c < 64; c++)
+			acc[c][i] = 0.0f;
 		mx[i] = -INFINITY;
 		sum[i] = 0.0f;
 	}
-	/* each panel of keys stays in cache while every tile of rows uses it */
+	const int tiles = (rows + 23) / 24 * 24;
+	/* each panel of keys stays in cache while every tile of queries uses it */
 	for (int64_t jb = 0; jb < nb; jb++) {
 		const float *kp = kt + jb * 64 * PA_BK, *kbp = kb + jb * PA_BK;
 		const float *pvp = pv + jb * PA_BK * 64;
-		for (int t0 = 0; t0 < tiles; t0 += PA_BQ) {
-			/* scores: PA_BQ rows x 16 keys in registers */
-			for (int kk = 0; kk < PA_BK; kk += 16) {
-				__m256 s0_0 = _mm256_loadu_ps(kbp + kk + 0);
-				__m256 s0_1 = _mm256_loadu_ps(kbp + kk + 8);
-				__m256 s1_0 = _mm256_loadu_ps(kbp + kk + 0);
-				__m256 s1_1 = _mm256_loadu_ps(kbp + kk + 8);
-				__m256 s2_0 = _mm256_loadu_ps(kbp + kk + 0);
-				__m256 s2_1 = _mm256_loadu_ps(kbp + kk + 8);
-				__m256 s3_0 = _mm256_loadu_ps(kbp + kk + 0);
-				__m256 s3_1 = _mm256_loadu_ps(kbp + kk + 8);
-				__m256 s4_0 = _mm256_loadu_ps(kbp + kk + 0);
-				__m256 s4_1 = _mm256_loadu_ps(kbp + kk + 8);
-				__m256 s5_0 = _mm256_loadu_ps(kbp + kk + 0);
-				__m256 s5_1 = _mm256_loadu_ps(kbp + kk + 8);
+		for (int t0 = 0; t0 < tiles; t0 += 24) {
+			__m256 top0 = _mm256_set1_ps(-INFINITY);
+			__m256 top1 = top0;
+			__m256 top2 = top0;
+			/* scores s[j][i] = q_i . k_j + kb_j: 4 keys x 24 queries in registers */
+			for (int kk = 0; kk < PA_BK; kk += 4) {
+				__m256 s0_0 = _mm256_broadcast_ss(&kbp[kk]);
+				__m256 s0_1 = s0_0;
+				__m256 s0_2 = s0_0;
+				__m256 s1_0 = _mm256_broadcast_ss(&kbp[kk + 1]);
+				__m256 s1_1 = s1_0;
+				__m256 s1_2 = s1_0;
+				__m256 s2_0 = _mm256_broadcast_ss(&kbp[kk + 2]);
+				__m256 s2_1 = s2_0;
+				__m256 s2_2 = s2_0;
+				__m256 s3_0 = _mm256_broadcast_ss(&kbp[kk + 3]);
+				__m256 s3_1 = s3_0;
+				__m256 s3_2 = s3_0;
 				for (int d = 0; d < 64; d++) {
-					const __m256 k0 = _mm256_loadu_ps(kp + d * PA_BK + kk + 0);
-					const __m256 k1 = _mm256_loadu_ps(kp + d * PA_BK + kk + 8);
-					__m256 b;
-					b = _mm256_broadcast_ss(&qt[t0 + 0][d]);
-					s0_0 = _mm256_fmadd_ps(b, k0, s0_0);
-					s0_1 = _mm256_fmadd_ps(b, k1, s0_1);
-					b = _mm256_broadcast_ss(&qt[t0 + 1][d]);
-					s1_0 = _mm256_fmadd_ps(b, k0, s1_0);
-					s1_1 = _mm256_fmadd_ps(b, k1, s1_1);
-					b = _mm256_broadcast_ss(&qt[t0 + 2][d]);
-					s2_0 = _mm256_fmadd_ps(b, k0, s2_0);
-					s2_1 = _mm256_fmadd_ps(b, k1, s2_1);
-					b = _mm256_broadcast_ss(&qt[t0 + 3][d]);
-					s3_0 = _mm256_fmadd_ps(b, k0, s3_0);
-					s3_1 = _mm256_fmadd_ps(b, k1, s3_1);
-					b = _mm256_broadcast_ss(&qt[t0 + 4][d]);
-					s4_0 = _mm256_fmadd_ps(b, k0, s4_0);
-					s4_1 = _mm256_fmadd_ps(b, k1, s4_1);
-					b = _mm256_broadcast_ss(&qt[t0 + 5][d]);
-					s5_0 = _mm256_fmadd_ps(b, k0, s5_0);
-					s5_1 = _mm256_fmadd_ps(b, k1, s5_1);
+					const __m256 q0 = _mm256_loadu_ps(&qt[d][t0]);
+					const __m256 q1 = _mm256_loadu_ps(&qt[d][t0 + 8]);
+					const __m256 q2 = _mm256_loadu_ps(&qt[d][t0 + 16]);
+					__m256 k;
+					k = _mm256_broadcast_ss(&kp[d * PA_BK + kk]);
+					s0_0 = _mm256_fmadd_ps(k, q0, s0_0);
+					s0_1 = _mm256_fmadd_ps(k, q1, s0_1);
+					s0_2 = _mm256_fmadd_ps(k, q2, s0_2);
+					k = _mm256_broadcast_ss(&kp[d * PA_BK + kk + 1]);
+					s1_0 = _mm256_fmadd_ps(k, q0, s1_0);
+					s1_1 = _mm256_fmadd_ps(k, q1, s1_1);
+					s1_2 = _mm256_fmadd_ps(k, q2, s1_2);
+					k = _mm256_broadcast_ss(&kp[d * PA_BK + kk + 2]);
+					s2_0 = _mm256_fmadd_ps(k, q0, s2_0);
+					s2_1 = _mm256_fmadd_ps(k, q1, s2_1);
+					s2_2 = _mm256_fmadd_ps(k, q2, s2_2);
+					k = _mm256_broadcast_ss(&kp[d * PA_BK + kk + 3]);
+					s3_0 = _mm256_fmadd_ps(k, q0, s3_0);
+					s3_1 = _mm256_fmadd_ps(k, q1, s3_1);
+					s3_2 = _mm256_fmadd_ps(k, q2, s3_2);
 				}
-				_mm256_storeu_ps(&s[0][kk + 0], s0_0);
-				_mm256_storeu_ps(&s[0][kk + 8], s0_1);
-				_mm256_storeu_ps(&s[1][kk + 0], s1_0);
-				_mm256_storeu_ps(&s[1][kk + 8], s1_1);
-				_mm256_storeu_ps(&s[2][kk + 0], s2_0);
-				_mm256_storeu_ps(&s[2][kk + 8], s2_1);
-				_mm256_storeu_ps(&s[3][kk + 0], s3_0);
-				_mm256_storeu_ps(&s[3][kk + 8], s3_1);
-				_mm256_storeu_ps(&s[4][kk + 0], s4_0);
-				_mm256_storeu_ps(&s[4][kk + 8], s4_1);
-				_mm256_storeu_ps(&s[5][kk + 0], s5_0);
-				_mm256_storeu_ps(&s[5][kk + 8], s5_1);
+				top0 = _mm256_max_ps(top0, s0_0);
+				_mm256_storeu_ps(&s[kk][0], s0_0);
+				top1 = _mm256_max_ps(top1, s0_1);
+				_mm256_storeu_ps(&s[kk][8], s0_1);
+				top2 = _mm256_max_ps(top2, s0_2);
+				_mm256_storeu_ps(&s[kk][16], s0_2);
+				top0 = _mm256_max_ps(top0, s1_0);
+				_mm256_storeu_ps(&s[kk + 1][0], s1_0);
+				top1 = _mm256_max_ps(top1, s1_1);
+				_mm256_storeu_ps(&s[kk + 1][8], s1_1);
+				top2 = _mm256_max_ps(top2, s1_2);
+				_mm256_storeu_ps(&s[kk + 1][16], s1_2);
+				top0 = _mm256_max_ps(top0, s2_0);
+				_mm256_storeu_ps(&s[kk + 2][0], s2_0);
+				top1 = _mm256_max_ps(top1, s2_1);
+				_mm256_storeu_ps(&s[kk + 2][8], s2_1);
+				top2 = _mm256_max_ps(top2, s2_2);
+				_mm256_storeu_ps(&s[kk + 2][16], s2_2);
+				top0 = _mm256_max_ps(top0, s3_0);
+				_mm256_storeu_ps(&s[kk + 3][0], s3_0);
+				top1 = _mm256_max_ps(top1, s3_1);
+				_mm256_storeu_ps(&s[kk + 3][8], s3_1);
+				top2 = _mm256_max_ps(top2, s3_2);
+				_mm256_storeu_ps(&s[kk + 3][16], s3_2);
 			}
-			/* online softmax: a new row maximum rescales what is summed */
-			for (int i = 0; i < PA_BQ; i++) {
-				const int r = t0 + i;
-				__m256 m = _mm256_loadu_ps(&s[i][0]);
-				for (int j = 8; j < PA_BK; j += 8)
-					m = _mm256_max_ps(m, _mm256_loadu_ps(&s[i][j]));
-				const float mnew = fmaxf(mx[r], pa_hmax8(m));
-				if (mnew > mx[r]) {
-					const float alpha = pa_expf(mx[r] - mnew);
-					sum[r] *= alpha;
-					for (int v = 0; v < 64; v += 8)
-						_mm256_storeu_ps(&acc[r][v], _mm256_mul_ps(_mm256_loadu_ps(&acc[r][v]), _mm256_set1_ps(alpha)));
-					mx[r] = mnew;
-				}
-				const __m256 mv = _mm256_set1_ps(mx[r]);
-				__m256 t = _mm256_setzero_ps();
-				for (int j = 0; j < PA_BK; j += 8) {
-					const __m256 p = pa_exp8(_mm256_sub_ps(_mm256_loadu_ps(&s[i][j]), mv));
-					_mm256_storeu_ps(&s[i][j], p);
-					t = _mm256_add_ps(t, p);
-				}
-				sum[r] += pa_hsum8(t);
+			/* online softmax, one lane per query: a new maximum m rescales
+			 * the sums by r = e^(m_old - m) */
+			const __m256 m0 = _mm256_max_ps(_mm256_loadu_ps(&mx[t0]), top0);
+			const __m256 r0 = pa_exp8(_mm256_sub_ps(_mm256_loadu_ps(&mx[t0]), m0));
+			__m256 l0 = _mm256_mul_ps(_mm256_loadu_ps(&sum[t0]), r0);
+			_mm256_storeu_ps(&mx[t0], m0);
+			const __m256 m1 = _mm256_max_ps(_mm256_loadu_ps(&mx[t0 + 8]), top1);
+			const __m256 r1 = pa_exp8(_mm256_sub_ps(_mm256_loadu_ps(&mx[t0 + 8]), m1));
+			__m256 l1 = _mm256_mul_ps(_mm256_loadu_ps(&sum[t0 + 8]), r1);
+			_mm256_storeu_ps(&mx[t0 + 8], m1);
+			const __m256 m2 = _mm256_max_ps(_mm256_loadu_ps(&mx[t0 + 16]), top2);
+			const __m256 r2 = pa_exp8(_mm256_sub_ps(_mm256_loadu_ps(&mx[t0 + 16]), m2));
+			__m256 l2 = _mm256_mul_ps(_mm256_loadu_ps(&sum[t0 + 16]), r2);
+			_mm256_storeu_ps(&mx[t0 + 16], m2);
+			for (int j = 0; j < PA_BK; j++) {
+				const __m256 p0 = pa_exp8(_mm256_sub_ps(_mm256_loadu_ps(&s[j][0]), m0));
+				_mm256_storeu_ps(&s[j][0], p0);
+				l0 = _mm256_add_ps(l0, p0);
+				const __m256 p1 = pa_exp8(_mm256_sub_ps(_mm256_loadu_ps(&s[j][8]), m1));
+				_mm256_storeu_ps(&s[j][8], p1);
+				l1 = _mm256_add_ps(l1, p1);
+				const __m256 p2 = pa_exp8(_mm256_sub_ps(_mm256_loadu_ps(&s[j][16]), m2));
+				_mm256_storeu_ps(&s[j][16], p2);
+				l2 = _mm256_add_ps(l2, p2);
 			}
-			/* payload: acc += p . pv, PA_BQ rows x 16 columns in registers */
-			for (int c = 0; c < 64; c += 16) {
-				__m256 a0_0 = _mm256_loadu_ps(&acc[t0 + 0][c + 0]);
-				__m256 a0_1 = _mm256_loadu_ps(&acc[t0 + 0][c + 8]);
-				__m256 a1_0 = _mm256_loadu_ps(&acc[t0 + 1][c + 0]);
-				__m256 a1_1 = _mm256_loadu_ps(&acc[t0 + 1][c + 8]);
-				__m256 a2_0 = _mm256_loadu_ps(&acc[t0 + 2][c + 0]);
-				__m256 a2_1 = _mm256_loadu_ps(&acc[t0 + 2][c + 8]);
-				__m256 a3_0 = _mm256_loadu_ps(&acc[t0 + 3][c + 0]);
-				__m256 a3_1 = _mm256_loadu_ps(&acc[t0 + 3][c + 8]);
-				__m256 a4_0 = _mm256_loadu_ps(&acc[t0 + 4][c + 0]);
-				__m256 a4_1 = _mm256_loadu_ps(&acc[t0 + 4][c + 8]);
-				__m256 a5_0 = _mm256_loadu_ps(&acc[t0 + 5][c + 0]);
-				__m256 a5_1 = _mm256_loadu_ps(&acc[t0 + 5][c + 8]);
+			_mm256_storeu_ps(&sum[t0], l0);
+			_mm256_storeu_ps(&sum[t0 + 8], l1);
+			_mm256_storeu_ps(&sum[t0 + 16], l2);
+			/* payload acc[c][i] = r_i acc[c][i] + sum_j s[j][i] pv[j][c]:
+			 * 4 columns x 24 queries in registers */
+			for (int c = 0; c < 64; c += 4) {
+				__m256 a0_0 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c][t0]), r0);
+				__m256 a0_1 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c][t0 + 8]), r1);
+				__m256 a0_2 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c][t0 + 16]), r2);
+				__m256 a1_0 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c + 1][t0]), r0);
+				__m256 a1_1 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c + 1][t0 + 8]), r1);
+				__m256 a1_2 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c + 1][t0 + 16]), r2);
+				__m256 a2_0 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c + 2][t0]), r0);
+				__m256 a2_1 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c + 2][t0 + 8]), r1);
+				__m256 a2_2 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c + 2][t0 + 16]), r2);
+				__m256 a3_0 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c + 3][t0]), r0);
+				__m256 a3_1 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c + 3][t0 + 8]), r1);
+				__m256 a3_2 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c + 3][t0 + 16]), r2);
 				for (int j = 0; j < PA_BK; j++) {
+					const __m256 p0 = _mm256_loadu_ps(&s[j][0]);
+					const __m256 p1 = _mm256_loadu_ps(&s[j][8]);
+					const __m256 p2 = _mm256_loadu_ps(&s[j][16]);
 					const float *pr = pvp + j * 64 + c;
-					const __m256 v0 = _mm256_loadu_ps(pr + 0);
-					const __m256 v1 = _mm256_loadu_ps(pr + 8);
-					__m256 p;
-					p = _mm256_broadcast_ss(&s[0][j]);
-					a0_0 = _mm256_fmadd_ps(p, v0, a0_0);
-					a0_1 = _mm256_fmadd_ps(p, v1, a0_1);
-					p = _mm256_broadcast_ss(&s[1][j]);
-					a1_0 = _mm256_fmadd_ps(p, v0, a1_0);
-					a1_1 = _mm256_fmadd_ps(p, v1, a1_1);
-					p = _mm256_broadcast_ss(&s[2][j]);
-					a2_0 = _mm256_fmadd_ps(p, v0, a2_0);
-					a2_1 = _mm256_fmadd_ps(p, v1, a2_1);
-					p = _mm256_broadcast_ss(&s[3][j]);
-					a3_0 = _mm256_fmadd_ps(p, v0, a3_0);
-					a3_1 = _mm256_fmadd_ps(p, v1, a3_1);
-					p = _mm256_broadcast_ss(&s[4][j]);
-					a4_0 = _mm256_fmadd_ps(p, v0, a4_0);
-					a4_1 = _mm256_fmadd_ps(p, v1, a4_1);
-					p = _mm256_broadcast_ss(&s[5][j]);
-					a5_0 = _mm256_fmadd_ps(p, v0, a5_0);
-					a5_1 = _mm256_fmadd_ps(p, v1, a5_1);
+					__m256 x;
+					x = _mm256_broadcast_ss(&pr[0]);
+					a0_0 = _mm256_fmadd_ps(x, p0, a0_0);
+					a0_1 = _mm256_fmadd_ps(x, p1, a0_1);
+					a0_2 = _mm256_fmadd_ps(x, p2, a0_2);
+					x = _mm256_broadcast_ss(&pr[1]);
+					a1_0 = _mm256_fmadd_ps(x, p0, a1_0);
+					a1_1 = _mm256_fmadd_ps(x, p1, a1_1);
+					a1_2 = _mm256_fmadd_ps(x, p2, a1_2);
+					x = _mm256_broadcast_ss(&pr[2]);
+					a2_0 = _mm256_fmadd_ps(x, p0, a2_0);
+					a2_1 = _mm256_fmadd_ps(x, p1, a2_1);
+					a2_2 = _mm256_fmadd_ps(x, p2, a2_2);
+					x = _mm256_broadcast_ss(&pr[3]);
+					a3_0 = _mm256_fmadd_ps(x, p0, a3_0);
+					a3_1 = _mm256_fmadd_ps(x, p1, a3_1);
+					a3_2 = _mm256_fmadd_ps(x, p2, a3_2);
 				}
-				_mm256_storeu_ps(&acc[t0 + 0][c + 0], a0_0);
-				_mm256_storeu_ps(&acc[t0 + 0][c + 8], a0_1);
-				_mm256_storeu_ps(&acc[t0 + 1][c + 0], a1_0);
-				_mm256_storeu_ps(&acc[t0 + 1][c + 8], a1_1);
-				_mm256_storeu_ps(&acc[t0 + 2][c + 0], a2_0);
-				_mm256_storeu_ps(&acc[t0 + 2][c + 8], a2_1);
-				_mm256_storeu_ps(&acc[t0 + 3][c + 0], a3_0);
-				_mm256_storeu_ps(&acc[t0 + 3][c + 8], a3_1);
-				_mm256_storeu_ps(&acc[t0 + 4][c + 0], a4_0);
-				_mm256_storeu_ps(&acc[t0 + 4][c + 8], a4_1);
-				_mm256_storeu_ps(&acc[t0 + 5][c + 0], a5_0);
-				_mm256_storeu_ps(&acc[t0 + 5][c + 8], a5_1);
+				_mm256_storeu_ps(&acc[c][t0], a0_0);
+				_mm256_storeu_ps(&acc[c][t0 + 8], a0_1);
+				_mm256_storeu_ps(&acc[c][t0 + 16], a0_2);
+				_mm256_storeu_ps(&acc[c + 1][t0], a1_0);
+				_mm256_storeu_ps(&acc[c + 1][t0 + 8], a1_1);
+				_mm256_storeu_ps(&acc[c + 1][t0 + 16], a1_2);
+				_mm256_storeu_ps(&acc[c + 2][t0], a2_0);
+				_mm256_storeu_ps(&acc[c + 2][t0 + 8], a2_1);
+				_mm256_storeu_ps(&acc[c + 2][t0 + 16], a2_2);
+				_mm256_storeu_ps(&acc[c + 3][t0], a3_0);
+				_mm256_storeu_ps(&acc[c + 3][t0 + 8], a3_1);
+				_mm256_storeu_ps(&acc[c + 3][t0 + 16], a3_2);
 			}
 		}
 	}
 	for (int i = 0; i < rows; i++) {
-		for (int v = 0; v < 64; v++)
-			o[i * 64 + v] = acc[i][v] / sum[i];
+		for (int c = 0; c < 64; c++)
+			o[i * 64 + c] = acc[c][i] / sum[i];
 		lse[i] = mx[i] + logf(sum[i]);
 	}
 }
@@ -734,131 +442,266 @@ static __attribute__((target("avx512f"))) void compose3_attend_d64_v64_avx512(in
 	const float *restrict q, const float *restrict kt, const float *restrict kb,
 	const float *restrict pv, float *restrict o, float *restrict lse)
 {
-	float qt[PA_TQ][64], mx[PA_TQ], sum[PA_TQ];
-	float s[PA_BQ][PA_BK] __attribute__((aligned(64)));
-	float acc[PA_TQ][64] __attribute__((aligned(64))) = {{0}};
-	const int tiles = (rows + PA_BQ - 1) / PA_BQ * PA_BQ;
-	for (int i = 0; i < tiles; i++) {
+	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0 */
+	float qt[64][PA_TQ] __attribute__((aligned(64)));
+	float mx[PA_TQ] __attribute__((aligned(64)));
+	float sum[PA_TQ] __attribute__((aligned(64)));
+	float s[PA_BK][48] __attribute__((aligned(64)));
+	float acc[64][PA_TQ] __attribute__((aligned(64)));
+	for (int i = 0; i < PA_TQ; i++) {
 		for (int d = 0; d < 64; d++)
-			qt[i][d] = i < rows ? q[i * 64 + d] : 0.0f;
+			qt[d][i] = i < rows ? q[i * 64 + d] : 0.0f;
+		for (int c = 0; c < 64; c++)
+			acc[c][i] = 0.0f;
 		mx[i] = -INFINITY;
 		sum[i] = 0.0f;
 	}
-	/* each panel of keys stays in cache while every tile of rows uses it */
+	const int tiles = (rows + 47) / 48 * 48;
+	/* each panel of keys stays in cache while every tile of queries uses it */
 	for (int64_t jb = 0; jb < nb; jb++) {
 		const float *kp = kt + jb * 64 * PA_BK, *kbp = kb + jb * PA_BK;
 		const float *pvp = pv + jb * PA_BK * 64;
-		for (int t0 = 0; t0 < tiles; t0 += PA_BQ) {
-			/* scores: PA_BQ rows x 32 keys in registers */
-			for (int kk = 0; kk < PA_BK; kk += 32) {
-				__m512 s0_0 = _mm512_loadu_ps(kbp + kk + 0);
-				__m512 s0_1 = _mm512_loadu_ps(kbp + kk + 16);
-				__m512 s1_0 = _mm512_loadu_ps(kbp + kk + 0);
-				__m512 s1_1 = _mm512_loadu_ps(kbp + kk + 16);
-				__m512 s2_0 = _mm512_loadu_ps(kbp + kk + 0);
-				__m512 s2_1 = _mm512_loadu_ps(kbp + kk + 16);
-				__m512 s3_0 = _mm512_loadu_ps(kbp + kk + 0);
-				__m512 s3_1 = _mm512_loadu_ps(kbp + kk + 16);
-				__m512 s4_0 = _mm512_loadu_ps(kbp + kk + 0);
-				__m512 s4_1 = _mm512_loadu_ps(kbp + kk + 16);
-				__m512 s5_0 = _mm512_loadu_ps(kbp + kk + 0);
-				__m512 s5_1 = _mm512_loadu_ps(kbp + kk + 16);
+		for (int t0 = 0; t0 < tiles; t0 += 48) {
+			__m512 top0 = _mm512_set1_ps(-INFINITY);
+			__m512 top1 = top0;
+			__m512 top2 = top0;
+			/* scores s[j][i] = q_i . k_j + kb_j: 8 keys x 48 queries in registers */
+			for (int kk = 0; kk < PA_BK; kk += 8) {
+				__m512 s0_0 = _mm512_set1_ps(kbp[kk]);
+				__m512 s0_1 = s0_0;
+				__m512 s0_2 = s0_0;
+				__m512 s1_0 = _mm512_set1_ps(kbp[kk + 1]);
+				__m512 s1_1 = s1_0;
+				__m512 s1_2 = s1_0;
+				__m512 s2_0 = _mm512_set1_ps(kbp[kk + 2]);
+				__m512 s2_1 = s2_0;
+				__m512 s2_2 = s2_0;
+				__m512 s3_0 = _mm512_set1_ps(kbp[kk + 3]);
+				__m512 s3_1 = s3_0;
+				__m512 s3_2 = s3_0;
+				__m512 s4_0 = _mm512_set1_ps(kbp[kk + 4]);
+				__m512 s4_1 = s4_0;
+				__m512 s4_2 = s4_0;
+				__m512 s5_0 = _mm512_set1_ps(kbp[kk + 5]);
+				__m512 s5_1 = s5_0;
+				__m512 s5_2 = s5_0;
+				__m512 s6_0 = _mm512_set1_ps(kbp[kk + 6]);
+				__m512 s6_1 = s6_0;
+				__m512 s6_2 = s6_0;
+				__m512 s7_0 = _mm512_set1_ps(kbp[kk + 7]);
+				__m512 s7_1 = s7_0;
+				__m512 s7_2 = s7_0;
 				for (int d = 0; d < 64; d++) {
-					const __m512 k0 = _mm512_loadu_ps(kp + d * PA_BK + kk + 0);
-					const __m512 k1 = _mm512_loadu_ps(kp + d * PA_BK + kk + 16);
-					__m512 b;
-					b = _mm512_set1_ps(*(&qt[t0 + 0][d]));
-					s0_0 = _mm512_fmadd_ps(b, k0, s0_0);
-					s0_1 = _mm512_fmadd_ps(b, k1, s0_1);
-					b = _mm512_set1_ps(*(&qt[t0 + 1][d]));
-					s1_0 = _mm512_fmadd_ps(b, k0, s1_0);
-					s1_1 = _mm512_fmadd_ps(b, k1, s1_1);
-					b = _mm512_set1_ps(*(&qt[t0 + 2][d]));
-					s2_0 = _mm512_fmadd_ps(b, k0, s2_0);
-					s2_1 = _mm512_fmadd_ps(b, k1, s2_1);
-					b = _mm512_set1_ps(*(&qt[t0 + 3][d]));
-					s3_0 = _mm512_fmadd_ps(b, k0, s3_0);
-					s3_1 = _mm512_fmadd_ps(b, k1, s3_1);
-					b = _mm512_set1_ps(*(&qt[t0 + 4][d]));
-					s4_0 = _mm512_fmadd_ps(b, k0, s4_0);
-					s4_1 = _mm512_fmadd_ps(b, k1, s4_1);
-					b = _mm512_set1_ps(*(&qt[t0 + 5][d]));
-					s5_0 = _mm512_fmadd_ps(b, k0, s5_0);
-					s5_1 = _mm512_fmadd_ps(b, k1, s5_1);
+					const __m512 q0 = _mm512_loadu_ps(&qt[d][t0]);
+					const __m512 q1 = _mm512_loadu_ps(&qt[d][t0 + 16]);
+					const __m512 q2 = _mm512_loadu_ps(&qt[d][t0 + 32]);
+					__m512 k;
+					k = _mm512_set1_ps(kp[d * PA_BK + kk]);
+					s0_0 = _mm512_fmadd_ps(k, q0, s0_0);
+					s0_1 = _mm512_fmadd_ps(k, q1, s0_1);
+					s0_2 = _mm512_fmadd_ps(k, q2, s0_2);
+					k = _mm512_set1_ps(kp[d * PA_BK + kk + 1]);
+					s1_0 = _mm512_fmadd_ps(k, q0, s1_0);
+					s1_1 = _mm512_fmadd_ps(k, q1, s1_1);
+					s1_2 = _mm512_fmadd_ps(k, q2, s1_2);
+					k = _mm512_set1_ps(kp[d * PA_BK + kk + 2]);
+					s2_0 = _mm512_fmadd_ps(k, q0, s2_0);
+					s2_1 = _mm512_fmadd_ps(k, q1, s2_1);
+					s2_2 = _mm512_fmadd_ps(k, q2, s2_2);
+					k = _mm512_set1_ps(kp[d * PA_BK + kk + 3]);
+					s3_0 = _mm512_fmadd_ps(k, q0, s3_0);
+					s3_1 = _mm512_fmadd_ps(k, q1, s3_1);
+					s3_2 = _mm512_fmadd_ps(k, q2, s3_2);
+					k = _mm512_set1_ps(kp[d * PA_BK + kk + 4]);
+					s4_0 = _mm512_fmadd_ps(k, q0, s4_0);
+					s4_1 = _mm512_fmadd_ps(k, q1, s4_1);
+					s4_2 = _mm512_fmadd_ps(k, q2, s4_2);
+					k = _mm512_set1_ps(kp[d * PA_BK + kk + 5]);
+					s5_0 = _mm512_fmadd_ps(k, q0, s5_0);
+					s5_1 = _mm512_fmadd_ps(k, q1, s5_1);
+					s5_2 = _mm512_fmadd_ps(k, q2, s5_2);
+					k = _mm512_set1_ps(kp[d * PA_BK + kk + 6]);
+					s6_0 = _mm512_fmadd_ps(k, q0, s6_0);
+					s6_1 = _mm512_fmadd_ps(k, q1, s6_1);
+					s6_2 = _mm512_fmadd_ps(k, q2, s6_2);
+					k = _mm512_set1_ps(kp[d * PA_BK + kk + 7]);
+					s7_0 = _mm512_fmadd_ps(k, q0, s7_0);
+					s7_1 = _mm512_fmadd_ps(k, q1, s7_1);
+					s7_2 = _mm512_fmadd_ps(k, q2, s7_2);
 				}
-				_mm512_storeu_ps(&s[0][kk + 0], s0_0);
-				_mm512_storeu_ps(&s[0][kk + 16], s0_1);
-				_mm512_storeu_ps(&s[1][kk + 0], s1_0);
-				_mm512_storeu_ps(&s[1][kk + 16], s1_1);
-				_mm512_storeu_ps(&s[2][kk + 0], s2_0);
-				_mm512_storeu_ps(&s[2][kk + 16], s2_1);
-				_mm512_storeu_ps(&s[3][kk + 0], s3_0);
-				_mm512_storeu_ps(&s[3][kk + 16], s3_1);
-				_mm512_storeu_ps(&s[4][kk + 0], s4_0);
-				_mm512_storeu_ps(&s[4][kk + 16], s4_1);
-				_mm512_storeu_ps(&s[5][kk + 0], s5_0);
-				_mm512_storeu_ps(&s[5][kk + 16], s5_1);
+				top0 = _mm512_max_ps(top0, s0_0);
+				_mm512_storeu_ps(&s[kk][0], s0_0);
+				top1 = _mm512_max_ps(top1, s0_1);
+				_mm512_storeu_ps(&s[kk][16], s0_1);
+				top2 = _mm512_max_ps(top2, s0_2);
+				_mm512_storeu_ps(&s[kk][32], s0_2);
+				top0 = _mm512_max_ps(top0, s1_0);
+				_mm512_storeu_ps(&s[kk + 1][0], s1_0);
+				top1 = _mm512_max_ps(top1, s1_1);
+				_mm512_storeu_ps(&s[kk + 1][16], s1_1);
+				top2 = _mm512_max_ps(top2, s1_2);
+				_mm512_storeu_ps(&s[kk + 1][32], s1_2);
+				top0 = _mm512_max_ps(top0, s2_0);
+				_mm512_storeu_ps(&s[kk + 2][0], s2_0);
+				top1 = _mm512_max_ps(top1, s2_1);
+				_mm512_storeu_ps(&s[kk + 2][16], s2_1);
+				top2 = _mm512_max_ps(top2, s2_2);
+				_mm512_storeu_ps(&s[kk + 2][32], s2_2);
+				top0 = _mm512_max_ps(top0, s3_0);
+				_mm512_storeu_ps(&s[kk + 3][0], s3_0);
+				top1 = _mm512_max_ps(top1, s3_1);
+				_mm512_storeu_ps(&s[kk + 3][16], s3_1);
+				top2 = _mm512_max_ps(top2, s3_2);
+				_mm512_storeu_ps(&s[kk + 3][32], s3_2);
+				top0 = _mm512_max_ps(top0, s4_0);
+				_mm512_storeu_ps(&s[kk + 4][0], s4_0);
+				top1 = _mm512_max_ps(top1, s4_1);
+				_mm512_storeu_ps(&s[kk + 4][16], s4_1);
+				top2 = _mm512_max_ps(top2, s4_2);
+				_mm512_storeu_ps(&s[kk + 4][32], s4_2);
+				top0 = _mm512_max_ps(top0, s5_0);
+				_mm512_storeu_ps(&s[kk + 5][0], s5_0);
+				top1 = _mm512_max_ps(top1, s5_1);
+				_mm512_storeu_ps(&s[kk + 5][16], s5_1);
+				top2 = _mm512_max_ps(top2, s5_2);
+				_mm512_storeu_ps(&s[kk + 5][32], s5_2);
+				top0 = _mm512_max_ps(top0, s6_0);
+				_mm512_storeu_ps(&s[kk + 6][0], s6_0);
+				top1 = _mm512_max_ps(top1, s6_1);
+				_mm512_storeu_ps(&s[kk + 6][16], s6_1);
+				top2 = _mm512_max_ps(top2, s6_2);
+				_mm512_storeu_ps(&s[kk + 6][32], s6_2);
+				top0 = _mm512_max_ps(top0, s7_0);
+				_mm512_storeu_ps(&s[kk + 7][0], s7_0);
+				top1 = _mm512_max_ps(top1, s7_1);
+				_mm512_storeu_ps(&s[kk + 7][16], s7_1);
+				top2 = _mm512_max_ps(top2, s7_2);
+				_mm512_storeu_ps(&s[kk + 7][32], s7_2);
 			}
-			/* online softmax: a new row maximum rescales what is summed */
-			for (int i = 0; i < PA_BQ; i++) {
-				const int r = t0 + i;
-				__m512 m = _mm512_loadu_ps(&s[i][0]);
-				for (int j = 16; j < PA_BK; j += 16)
-					m = _mm512_max_ps(m, _mm512_loadu_ps(&s[i][j]));
-				const float mnew = fmaxf(mx[r], pa_hmax16(m));
-				if (mnew > mx[r]) {
-					const float alpha = pa_expf(mx[r] - mnew);
-					sum[r] *= alpha;
-					for (int v = 0; v < 64; v += 16)
-						_mm512_storeu_ps(&acc[r][v], _mm512_mul_ps(_mm512_loadu_ps(&acc[r][v]), _mm512_set1_ps(alpha)));
-					mx[r] = mnew;
-				}
-				const __m512 mv = _mm512_set1_ps(mx[r]);
-				__m512 t = _mm512_setzero_ps();
-				for (int j = 0; j < PA_BK; j += 16) {
-					const __m512 p = pa_exp16(_mm512_sub_ps(_mm512_loadu_ps(&s[i][j]), mv));
-					_mm512_storeu_ps(&s[i][j], p);
-					t = _mm512_add_ps(t, p);
-				}
-				sum[r] += pa_hsum16(t);
+			/* online softmax, one lane per query: a new maximum m rescales
+			 * the sums by r = e^(m_old - m) */
+			const __m512 m0 = _mm512_max_ps(_mm512_loadu_ps(&mx[t0]), top0);
+			const __m512 r0 = pa_exp16(_mm512_sub_ps(_mm512_loadu_ps(&mx[t0]), m0));
+			__m512 l0 = _mm512_mul_ps(_mm512_loadu_ps(&sum[t0]), r0);
+			_mm512_storeu_ps(&mx[t0], m0);
+			const __m512 m1 = _mm512_max_ps(_mm512_loadu_ps(&mx[t0 + 16]), top1);
+			const __m512 r1 = pa_exp16(_mm512_sub_ps(_mm512_loadu_ps(&mx[t0 + 16]), m1));
+			__m512 l1 = _mm512_mul_ps(_mm512_loadu_ps(&sum[t0 + 16]), r1);
+			_mm512_storeu_ps(&mx[t0 + 16], m1);
+			const __m512 m2 = _mm512_max_ps(_mm512_loadu_ps(&mx[t0 + 32]), top2);
+			const __m512 r2 = pa_exp16(_mm512_sub_ps(_mm512_loadu_ps(&mx[t0 + 32]), m2));
+			__m512 l2 = _mm512_mul_ps(_mm512_loadu_ps(&sum[t0 + 32]), r2);
+			_mm512_storeu_ps(&mx[t0 + 32], m2);
+			for (int j = 0; j < PA_BK; j++) {
+				const __m512 p0 = pa_exp16(_mm512_sub_ps(_mm512_loadu_ps(&s[j][0]), m0));
+				_mm512_storeu_ps(&s[j][0], p0);
+				l0 = _mm512_add_ps(l0, p0);
+				const __m512 p1 = pa_exp16(_mm512_sub_ps(_mm512_loadu_ps(&s[j][16]), m1));
+				_mm512_storeu_ps(&s[j][16], p1);
+				l1 = _mm512_add_ps(l1, p1);
+				const __m512 p2 = pa_exp16(_mm512_sub_ps(_mm512_loadu_ps(&s[j][32]), m2));
+				_mm512_storeu_ps(&s[j][32], p2);
+				l2 = _mm512_add_ps(l2, p2);
 			}
-			/* payload: acc += p . pv, PA_BQ rows x 16 columns in registers */
-			for (int c = 0; c < 64; c += 16) {
-				__m512 a0_0 = _mm512_loadu_ps(&acc[t0 + 0][c + 0]);
-				__m512 a1_0 = _mm512_loadu_ps(&acc[t0 + 1][c + 0]);
-				__m512 a2_0 = _mm512_loadu_ps(&acc[t0 + 2][c + 0]);
-				__m512 a3_0 = _mm512_loadu_ps(&acc[t0 + 3][c + 0]);
-				__m512 a4_0 = _mm512_loadu_ps(&acc[t0 + 4][c + 0]);
-				__m512 a5_0 = _mm512_loadu_ps(&acc[t0 + 5][c + 0]);
+			_mm512_storeu_ps(&sum[t0], l0);
+			_mm512_storeu_ps(&sum[t0 + 16], l1);
+			_mm512_storeu_ps(&sum[t0 + 32], l2);
+			/* payload acc[c][i] = r_i acc[c][i] + sum_j s[j][i] pv[j][c]:
+			 * 8 columns x 48 queries in registers */
+			for (int c = 0; c < 64; c += 8) {
+				__m512 a0_0 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c][t0]), r0);
+				__m512 a0_1 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c][t0 + 16]), r1);
+				__m512 a0_2 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c][t0 + 32]), r2);
+				__m512 a1_0 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 1][t0]), r0);
+				__m512 a1_1 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 1][t0 + 16]), r1);
+				__m512 a1_2 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 1][t0 + 32]), r2);
+				__m512 a2_0 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 2][t0]), r0);
+				__m512 a2_1 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 2][t0 + 16]), r1);
+				__m512 a2_2 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 2][t0 + 32]), r2);
+				__m512 a3_0 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 3][t0]), r0);
+				__m512 a3_1 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 3][t0 + 16]), r1);
+				__m512 a3_2 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 3][t0 + 32]), r2);
+				__m512 a4_0 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 4][t0]), r0);
+				__m512 a4_1 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 4][t0 + 16]), r1);
+				__m512 a4_2 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 4][t0 + 32]), r2);
+				__m512 a5_0 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 5][t0]), r0);
+				__m512 a5_1 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 5][t0 + 16]), r1);
+				__m512 a5_2 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 5][t0 + 32]), r2);
+				__m512 a6_0 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 6][t0]), r0);
+				__m512 a6_1 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 6][t0 + 16]), r1);
+				__m512 a6_2 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 6][t0 + 32]), r2);
+				__m512 a7_0 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 7][t0]), r0);
+				__m512 a7_1 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 7][t0 + 16]), r1);
+				__m512 a7_2 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 7][t0 + 32]), r2);
 				for (int j = 0; j < PA_BK; j++) {
+					const __m512 p0 = _mm512_loadu_ps(&s[j][0]);
+					const __m512 p1 = _mm512_loadu_ps(&s[j][16]);
+					const __m512 p2 = _mm512_loadu_ps(&s[j][32]);
 					const float *pr = pvp + j * 64 + c;
-					const __m512 v0 = _mm512_loadu_ps(pr + 0);
-					__m512 p;
-					p = _mm512_set1_ps(*(&s[0][j]));
-					a0_0 = _mm512_fmadd_ps(p, v0, a0_0);
-					p = _mm512_set1_ps(*(&s[1][j]));
-					a1_0 = _mm512_fmadd_ps(p, v0, a1_0);
-					p = _mm512_set1_ps(*(&s[2][j]));
-					a2_0 = _mm512_fmadd_ps(p, v0, a2_0);
-					p = _mm512_set1_ps(*(&s[3][j]));
-					a3_0 = _mm512_fmadd_ps(p, v0, a3_0);
-					p = _mm512_set1_ps(*(&s[4][j]));
-					a4_0 = _mm512_fmadd_ps(p, v0, a4_0);
-					p = _mm512_set1_ps(*(&s[5][j]));
-					a5_0 = _mm512_fmadd_ps(p, v0, a5_0);
+					__m512 x;
+					x = _mm512_set1_ps(pr[0]);
+					a0_0 = _mm512_fmadd_ps(x, p0, a0_0);
+					a0_1 = _mm512_fmadd_ps(x, p1, a0_1);
+					a0_2 = _mm512_fmadd_ps(x, p2, a0_2);
+					x = _mm512_set1_ps(pr[1]);
+					a1_0 = _mm512_fmadd_ps(x, p0, a1_0);
+					a1_1 = _mm512_fmadd_ps(x, p1, a1_1);
+					a1_2 = _mm512_fmadd_ps(x, p2, a1_2);
+					x = _mm512_set1_ps(pr[2]);
+					a2_0 = _mm512_fmadd_ps(x, p0, a2_0);
+					a2_1 = _mm512_fmadd_ps(x, p1, a2_1);
+					a2_2 = _mm512_fmadd_ps(x, p2, a2_2);
+					x = _mm512_set1_ps(pr[3]);
+					a3_0 = _mm512_fmadd_ps(x, p0, a3_0);
+					a3_1 = _mm512_fmadd_ps(x, p1, a3_1);
+					a3_2 = _mm512_fmadd_ps(x, p2, a3_2);
+					x = _mm512_set1_ps(pr[4]);
+					a4_0 = _mm512_fmadd_ps(x, p0, a4_0);
+					a4_1 = _mm512_fmadd_ps(x, p1, a4_1);
+					a4_2 = _mm512_fmadd_ps(x, p2, a4_2);
+					x = _mm512_set1_ps(pr[5]);
+					a5_0 = _mm512_fmadd_ps(x, p0, a5_0);
+					a5_1 = _mm512_fmadd_ps(x, p1, a5_1);
+					a5_2 = _mm512_fmadd_ps(x, p2, a5_2);
+					x = _mm512_set1_ps(pr[6]);
+					a6_0 = _mm512_fmadd_ps(x, p0, a6_0);
+					a6_1 = _mm512_fmadd_ps(x, p1, a6_1);
+					a6_2 = _mm512_fmadd_ps(x, p2, a6_2);
+					x = _mm512_set1_ps(pr[7]);
+					a7_0 = _mm512_fmadd_ps(x, p0, a7_0);
+					a7_1 = _mm512_fmadd_ps(x, p1, a7_1);
+					a7_2 = _mm512_fmadd_ps(x, p2, a7_2);
 				}
-				_mm512_storeu_ps(&acc[t0 + 0][c + 0], a0_0);
-				_mm512_storeu_ps(&acc[t0 + 1][c + 0], a1_0);
-				_mm512_storeu_ps(&acc[t0 + 2][c + 0], a2_0);
-				_mm512_storeu_ps(&acc[t0 + 3][c + 0], a3_0);
-				_mm512_storeu_ps(&acc[t0 + 4][c + 0], a4_0);
-				_mm512_storeu_ps(&acc[t0 + 5][c + 0], a5_0);
+				_mm512_storeu_ps(&acc[c][t0], a0_0);
+				_mm512_storeu_ps(&acc[c][t0 + 16], a0_1);
+				_mm512_storeu_ps(&acc[c][t0 + 32], a0_2);
+				_mm512_storeu_ps(&acc[c + 1][t0], a1_0);
+				_mm512_storeu_ps(&acc[c + 1][t0 + 16], a1_1);
+				_mm512_storeu_ps(&acc[c + 1][t0 + 32], a1_2);
+				_mm512_storeu_ps(&acc[c + 2][t0], a2_0);
+				_mm512_storeu_ps(&acc[c + 2][t0 + 16], a2_1);
+				_mm512_storeu_ps(&acc[c + 2][t0 + 32], a2_2);
+				_mm512_storeu_ps(&acc[c + 3][t0], a3_0);
+				_mm512_storeu_ps(&acc[c + 3][t0 + 16], a3_1);
+				_mm512_storeu_ps(&acc[c + 3][t0 + 32], a3_2);
+				_mm512_storeu_ps(&acc[c + 4][t0], a4_0);
+				_mm512_storeu_ps(&acc[c + 4][t0 + 16], a4_1);
+				_mm512_storeu_ps(&acc[c + 4][t0 + 32], a4_2);
+				_mm512_storeu_ps(&acc[c + 5][t0], a5_0);
+				_mm512_storeu_ps(&acc[c + 5][t0 + 16], a5_1);
+				_mm512_storeu_ps(&acc[c + 5][t0 + 32], a5_2);
+				_mm512_storeu_ps(&acc[c + 6][t0], a6_0);
+				_mm512_storeu_ps(&acc[c + 6][t0 + 16], a6_1);
+				_mm512_storeu_ps(&acc[c + 6][t0 + 32], a6_2);
+				_mm512_storeu_ps(&acc[c + 7][t0], a7_0);
+				_mm512_storeu_ps(&acc[c + 7][t0 + 16], a7_1);
+				_mm512_storeu_ps(&acc[c + 7][t0 + 32], a7_2);
 			}
 		}
 	}
 	for (int i = 0; i < rows; i++) {
-		for (int v = 0; v < 64; v++)
-			o[i * 64 + v] = acc[i][v] / sum[i];
+		for (int c = 0; c < 64; c++)
+			o[i * 64 + c] = acc[c][i] / sum[i];
 		lse[i] = mx[i] + logf(sum[i]);
 	}
 }

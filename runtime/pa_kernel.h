@@ -15,10 +15,11 @@
 #include "pa_math.h"
 #include "pa_simd.h"
 
-/* Rows of keys per packed panel, and query rows per register tile. */
+/* Rows of keys per packed panel (a panel of 64-column keys and payload is
+ * 16 KB: it stays in L1 while a tile of queries uses it). */
 #define PA_BK 32
-#define PA_BQ 6
-/* Query rows per parallel task. */
+/* Query rows per parallel task: a multiple of every ISA's query tile
+ * (AVX-512 48, AVX2 24, generic 4; see emit_attend.c in polyc). */
 #define PA_TQ 48
 
 /*
