@@ -279,6 +279,8 @@ int main(int argc, char **argv)
 	}
 	if (d.errors || !emit_outputs(&o, &u, &d))
 		return 1;
+	SrcFile *src = u.prog->file;
 	program_free(u.prog);
+	src_free(src);
 	return 0;
 }
