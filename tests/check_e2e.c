@@ -667,6 +667,16 @@ const char *__asan_default_options(void)
 	return "allocator_may_return_null=1";
 }
 
+/* A child forked from a process whose OpenMP threads are running holds
+ * libomp's records of threads it does not have: LeakSanitizer would call
+ * them leaks when the nomem child exits.  Only libomp's own allocations
+ * are ignored. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void)
+{
+	return "leak:libomp.so\n";
+}
+
 /* nomem_child: in a child process whose address space may grow by
  * NOMEM_SLACK bytes at most, k on n rows (a larger workspace) must return
  * PA_ERR_NOMEM and leave out alone; then, the limit lifted, everything is
