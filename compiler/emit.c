@@ -161,7 +161,7 @@ void emit_program_c(Emitter *E, const Plan *plans, int nplans)
 			break;
 		}
 	emit_line(E, "");
-	emit_line(E, "_Static_assert(PA_TQ == 48 && PA_BK == 32, \"pa_kernel.h does not match polyc %s\");",
+	emit_line(E, "_Static_assert(PA_TQ == 64 && PA_BK == 32, \"pa_kernel.h does not match polyc %s\");",
 	          POLYC_VERSION);
 	for (int i = 0; i < nplans; i++) {
 		emit_line(E, "");

@@ -7,7 +7,7 @@
 
 #include "pa_kernel.h"
 
-_Static_assert(PA_TQ == 48 && PA_BK == 32, "pa_kernel.h does not match polyc 0.1.0");
+_Static_assert(PA_TQ == 64 && PA_BK == 32, "pa_kernel.h does not match polyc 0.1.0");
 
 /*
  * kernel self_attention: x1*x2
@@ -62,6 +62,11 @@ static void self_attention_attend_d64_v64_generic(int64_t nb, int rows,
 			float top3 = top0;
 			/* scores s[j][i] = q_i . k_j + kb_j: 4 keys x 4 queries in registers */
 			for (int kk = 0; kk < PA_BK; kk += 4) {
+				/* the next panel on its way to cache, a part per step */
+				if (t0 == 0 && jb + 1 < nb) {
+					pa_prefetch_part(kp + 64 * PA_BK, 64 * PA_BK, kk / 4, PA_BK / 4);
+					pa_prefetch_part(pvp + PA_BK * 64, PA_BK * 64, kk / 4, PA_BK / 4);
+				}
 				float s0_0 = kbp[kk];
 				float s0_1 = s0_0;
 				float s0_2 = s0_0;
@@ -256,7 +261,7 @@ static __attribute__((target("avx2,fma"))) void self_attention_attend_d64_v64_av
 	float qt[64][PA_TQ] __attribute__((aligned(64)));
 	float mx[PA_TQ] __attribute__((aligned(64)));
 	float sum[PA_TQ] __attribute__((aligned(64)));
-	float s[PA_BK][24] __attribute__((aligned(64)));
+	float s[PA_BK][16] __attribute__((aligned(64)));
 	float acc[64][PA_TQ] __attribute__((aligned(64)));
 	for (int i = 0; i < PA_TQ; i++) {
 		for (int d = 0; d < 64; d++)
@@ -266,75 +271,62 @@ static __attribute__((target("avx2,fma"))) void self_attention_attend_d64_v64_av
 		mx[i] = -INFINITY;
 		sum[i] = 0.0f;
 	}
-	const int tiles = (rows + 23) / 24 * 24;
+	const int tiles = (rows + 15) / 16 * 16;
 	/* each panel of keys stays in cache while every tile of queries uses it */
 	for (int64_t jb = 0; jb < nb; jb++) {
 		const float *kp = kt + jb * 64 * PA_BK, *kbp = kb + jb * PA_BK;
 		const float *pvp = pv + jb * PA_BK * 64;
-		for (int t0 = 0; t0 < tiles; t0 += 24) {
+		for (int t0 = 0; t0 < tiles; t0 += 16) {
 			__m256 top0 = _mm256_set1_ps(-INFINITY);
 			__m256 top1 = top0;
-			__m256 top2 = top0;
-			/* scores s[j][i] = q_i . k_j + kb_j: 4 keys x 24 queries in registers */
+			/* scores s[j][i] = q_i . k_j + kb_j: 4 keys x 16 queries in registers */
 			for (int kk = 0; kk < PA_BK; kk += 4) {
+				/* the next panel on its way to cache, a part per step */
+				if (t0 == 0 && jb + 1 < nb) {
+					pa_prefetch_part(kp + 64 * PA_BK, 64 * PA_BK, kk / 4, PA_BK / 4);
+					pa_prefetch_part(pvp + PA_BK * 64, PA_BK * 64, kk / 4, PA_BK / 4);
+				}
 				__m256 s0_0 = _mm256_broadcast_ss(&kbp[kk]);
 				__m256 s0_1 = s0_0;
-				__m256 s0_2 = s0_0;
 				__m256 s1_0 = _mm256_broadcast_ss(&kbp[kk + 1]);
 				__m256 s1_1 = s1_0;
-				__m256 s1_2 = s1_0;
 				__m256 s2_0 = _mm256_broadcast_ss(&kbp[kk + 2]);
 				__m256 s2_1 = s2_0;
-				__m256 s2_2 = s2_0;
 				__m256 s3_0 = _mm256_broadcast_ss(&kbp[kk + 3]);
 				__m256 s3_1 = s3_0;
-				__m256 s3_2 = s3_0;
 				for (int d = 0; d < 64; d++) {
 					const __m256 q0 = _mm256_loadu_ps(&qt[d][t0]);
 					const __m256 q1 = _mm256_loadu_ps(&qt[d][t0 + 8]);
-					const __m256 q2 = _mm256_loadu_ps(&qt[d][t0 + 16]);
 					__m256 k;
 					k = _mm256_broadcast_ss(&kp[d * PA_BK + kk]);
 					s0_0 = _mm256_fmadd_ps(k, q0, s0_0);
 					s0_1 = _mm256_fmadd_ps(k, q1, s0_1);
-					s0_2 = _mm256_fmadd_ps(k, q2, s0_2);
 					k = _mm256_broadcast_ss(&kp[d * PA_BK + kk + 1]);
 					s1_0 = _mm256_fmadd_ps(k, q0, s1_0);
 					s1_1 = _mm256_fmadd_ps(k, q1, s1_1);
-					s1_2 = _mm256_fmadd_ps(k, q2, s1_2);
 					k = _mm256_broadcast_ss(&kp[d * PA_BK + kk + 2]);
 					s2_0 = _mm256_fmadd_ps(k, q0, s2_0);
 					s2_1 = _mm256_fmadd_ps(k, q1, s2_1);
-					s2_2 = _mm256_fmadd_ps(k, q2, s2_2);
 					k = _mm256_broadcast_ss(&kp[d * PA_BK + kk + 3]);
 					s3_0 = _mm256_fmadd_ps(k, q0, s3_0);
 					s3_1 = _mm256_fmadd_ps(k, q1, s3_1);
-					s3_2 = _mm256_fmadd_ps(k, q2, s3_2);
 				}
 				top0 = _mm256_max_ps(top0, s0_0);
 				_mm256_storeu_ps(&s[kk][0], s0_0);
 				top1 = _mm256_max_ps(top1, s0_1);
 				_mm256_storeu_ps(&s[kk][8], s0_1);
-				top2 = _mm256_max_ps(top2, s0_2);
-				_mm256_storeu_ps(&s[kk][16], s0_2);
 				top0 = _mm256_max_ps(top0, s1_0);
 				_mm256_storeu_ps(&s[kk + 1][0], s1_0);
 				top1 = _mm256_max_ps(top1, s1_1);
 				_mm256_storeu_ps(&s[kk + 1][8], s1_1);
-				top2 = _mm256_max_ps(top2, s1_2);
-				_mm256_storeu_ps(&s[kk + 1][16], s1_2);
 				top0 = _mm256_max_ps(top0, s2_0);
 				_mm256_storeu_ps(&s[kk + 2][0], s2_0);
 				top1 = _mm256_max_ps(top1, s2_1);
 				_mm256_storeu_ps(&s[kk + 2][8], s2_1);
-				top2 = _mm256_max_ps(top2, s2_2);
-				_mm256_storeu_ps(&s[kk + 2][16], s2_2);
 				top0 = _mm256_max_ps(top0, s3_0);
 				_mm256_storeu_ps(&s[kk + 3][0], s3_0);
 				top1 = _mm256_max_ps(top1, s3_1);
 				_mm256_storeu_ps(&s[kk + 3][8], s3_1);
-				top2 = _mm256_max_ps(top2, s3_2);
-				_mm256_storeu_ps(&s[kk + 3][16], s3_2);
 			}
 			/* online softmax, one lane per query: a new maximum m rescales
 			 * the sums by r = e^(m_old - m) */
@@ -346,10 +338,6 @@ static __attribute__((target("avx2,fma"))) void self_attention_attend_d64_v64_av
 			const __m256 r1 = pa_exp8(_mm256_sub_ps(_mm256_loadu_ps(&mx[t0 + 8]), m1));
 			__m256 l1 = _mm256_mul_ps(_mm256_loadu_ps(&sum[t0 + 8]), r1);
 			_mm256_storeu_ps(&mx[t0 + 8], m1);
-			const __m256 m2 = _mm256_max_ps(_mm256_loadu_ps(&mx[t0 + 16]), top2);
-			const __m256 r2 = pa_exp8(_mm256_sub_ps(_mm256_loadu_ps(&mx[t0 + 16]), m2));
-			__m256 l2 = _mm256_mul_ps(_mm256_loadu_ps(&sum[t0 + 16]), r2);
-			_mm256_storeu_ps(&mx[t0 + 16], m2);
 			for (int j = 0; j < PA_BK; j++) {
 				const __m256 p0 = pa_exp8(_mm256_sub_ps(_mm256_loadu_ps(&s[j][0]), m0));
 				_mm256_storeu_ps(&s[j][0], p0);
@@ -357,63 +345,46 @@ static __attribute__((target("avx2,fma"))) void self_attention_attend_d64_v64_av
 				const __m256 p1 = pa_exp8(_mm256_sub_ps(_mm256_loadu_ps(&s[j][8]), m1));
 				_mm256_storeu_ps(&s[j][8], p1);
 				l1 = _mm256_add_ps(l1, p1);
-				const __m256 p2 = pa_exp8(_mm256_sub_ps(_mm256_loadu_ps(&s[j][16]), m2));
-				_mm256_storeu_ps(&s[j][16], p2);
-				l2 = _mm256_add_ps(l2, p2);
 			}
 			_mm256_storeu_ps(&sum[t0], l0);
 			_mm256_storeu_ps(&sum[t0 + 8], l1);
-			_mm256_storeu_ps(&sum[t0 + 16], l2);
 			/* payload acc[c][i] = r_i acc[c][i] + sum_j s[j][i] pv[j][c]:
-			 * 4 columns x 24 queries in registers */
+			 * 4 columns x 16 queries in registers */
 			for (int c = 0; c < 64; c += 4) {
 				__m256 a0_0 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c][t0]), r0);
 				__m256 a0_1 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c][t0 + 8]), r1);
-				__m256 a0_2 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c][t0 + 16]), r2);
 				__m256 a1_0 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c + 1][t0]), r0);
 				__m256 a1_1 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c + 1][t0 + 8]), r1);
-				__m256 a1_2 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c + 1][t0 + 16]), r2);
 				__m256 a2_0 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c + 2][t0]), r0);
 				__m256 a2_1 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c + 2][t0 + 8]), r1);
-				__m256 a2_2 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c + 2][t0 + 16]), r2);
 				__m256 a3_0 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c + 3][t0]), r0);
 				__m256 a3_1 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c + 3][t0 + 8]), r1);
-				__m256 a3_2 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c + 3][t0 + 16]), r2);
 				for (int j = 0; j < PA_BK; j++) {
 					const __m256 p0 = _mm256_loadu_ps(&s[j][0]);
 					const __m256 p1 = _mm256_loadu_ps(&s[j][8]);
-					const __m256 p2 = _mm256_loadu_ps(&s[j][16]);
 					const float *pr = pvp + j * 64 + c;
 					__m256 x;
 					x = _mm256_broadcast_ss(&pr[0]);
 					a0_0 = _mm256_fmadd_ps(x, p0, a0_0);
 					a0_1 = _mm256_fmadd_ps(x, p1, a0_1);
-					a0_2 = _mm256_fmadd_ps(x, p2, a0_2);
 					x = _mm256_broadcast_ss(&pr[1]);
 					a1_0 = _mm256_fmadd_ps(x, p0, a1_0);
 					a1_1 = _mm256_fmadd_ps(x, p1, a1_1);
-					a1_2 = _mm256_fmadd_ps(x, p2, a1_2);
 					x = _mm256_broadcast_ss(&pr[2]);
 					a2_0 = _mm256_fmadd_ps(x, p0, a2_0);
 					a2_1 = _mm256_fmadd_ps(x, p1, a2_1);
-					a2_2 = _mm256_fmadd_ps(x, p2, a2_2);
 					x = _mm256_broadcast_ss(&pr[3]);
 					a3_0 = _mm256_fmadd_ps(x, p0, a3_0);
 					a3_1 = _mm256_fmadd_ps(x, p1, a3_1);
-					a3_2 = _mm256_fmadd_ps(x, p2, a3_2);
 				}
 				_mm256_storeu_ps(&acc[c][t0], a0_0);
 				_mm256_storeu_ps(&acc[c][t0 + 8], a0_1);
-				_mm256_storeu_ps(&acc[c][t0 + 16], a0_2);
 				_mm256_storeu_ps(&acc[c + 1][t0], a1_0);
 				_mm256_storeu_ps(&acc[c + 1][t0 + 8], a1_1);
-				_mm256_storeu_ps(&acc[c + 1][t0 + 16], a1_2);
 				_mm256_storeu_ps(&acc[c + 2][t0], a2_0);
 				_mm256_storeu_ps(&acc[c + 2][t0 + 8], a2_1);
-				_mm256_storeu_ps(&acc[c + 2][t0 + 16], a2_2);
 				_mm256_storeu_ps(&acc[c + 3][t0], a3_0);
 				_mm256_storeu_ps(&acc[c + 3][t0 + 8], a3_1);
-				_mm256_storeu_ps(&acc[c + 3][t0 + 16], a3_2);
 			}
 		}
 	}
@@ -434,7 +405,7 @@ static __attribute__((target("avx512f"))) void self_attention_attend_d64_v64_avx
 	float qt[64][PA_TQ] __attribute__((aligned(64)));
 	float mx[PA_TQ] __attribute__((aligned(64)));
 	float sum[PA_TQ] __attribute__((aligned(64)));
-	float s[PA_BK][48] __attribute__((aligned(64)));
+	float s[PA_BK][64] __attribute__((aligned(64)));
 	float acc[64][PA_TQ] __attribute__((aligned(64)));
 	for (int i = 0; i < PA_TQ; i++) {
 		for (int d = 0; d < 64; d++)
@@ -444,78 +415,65 @@ static __attribute__((target("avx512f"))) void self_attention_attend_d64_v64_avx
 		mx[i] = -INFINITY;
 		sum[i] = 0.0f;
 	}
-	const int tiles = (rows + 47) / 48 * 48;
+	const int tiles = (rows + 63) / 64 * 64;
 	/* each panel of keys stays in cache while every tile of queries uses it */
 	for (int64_t jb = 0; jb < nb; jb++) {
 		const float *kp = kt + jb * 64 * PA_BK, *kbp = kb + jb * PA_BK;
 		const float *pvp = pv + jb * PA_BK * 64;
-		for (int t0 = 0; t0 < tiles; t0 += 48) {
+		for (int t0 = 0; t0 < tiles; t0 += 64) {
 			__m512 top0 = _mm512_set1_ps(-INFINITY);
 			__m512 top1 = top0;
 			__m512 top2 = top0;
-			/* scores s[j][i] = q_i . k_j + kb_j: 8 keys x 48 queries in registers */
-			for (int kk = 0; kk < PA_BK; kk += 8) {
+			__m512 top3 = top0;
+			/* scores s[j][i] = q_i . k_j + kb_j: 4 keys x 64 queries in registers */
+			for (int kk = 0; kk < PA_BK; kk += 4) {
+				/* the next panel on its way to cache, a part per step */
+				if (t0 == 0 && jb + 1 < nb) {
+					pa_prefetch_part(kp + 64 * PA_BK, 64 * PA_BK, kk / 4, PA_BK / 4);
+					pa_prefetch_part(pvp + PA_BK * 64, PA_BK * 64, kk / 4, PA_BK / 4);
+				}
 				__m512 s0_0 = _mm512_set1_ps(kbp[kk]);
 				__m512 s0_1 = s0_0;
 				__m512 s0_2 = s0_0;
+				__m512 s0_3 = s0_0;
 				__m512 s1_0 = _mm512_set1_ps(kbp[kk + 1]);
 				__m512 s1_1 = s1_0;
 				__m512 s1_2 = s1_0;
+				__m512 s1_3 = s1_0;
 				__m512 s2_0 = _mm512_set1_ps(kbp[kk + 2]);
 				__m512 s2_1 = s2_0;
 				__m512 s2_2 = s2_0;
+				__m512 s2_3 = s2_0;
 				__m512 s3_0 = _mm512_set1_ps(kbp[kk + 3]);
 				__m512 s3_1 = s3_0;
 				__m512 s3_2 = s3_0;
-				__m512 s4_0 = _mm512_set1_ps(kbp[kk + 4]);
-				__m512 s4_1 = s4_0;
-				__m512 s4_2 = s4_0;
-				__m512 s5_0 = _mm512_set1_ps(kbp[kk + 5]);
-				__m512 s5_1 = s5_0;
-				__m512 s5_2 = s5_0;
-				__m512 s6_0 = _mm512_set1_ps(kbp[kk + 6]);
-				__m512 s6_1 = s6_0;
-				__m512 s6_2 = s6_0;
-				__m512 s7_0 = _mm512_set1_ps(kbp[kk + 7]);
-				__m512 s7_1 = s7_0;
-				__m512 s7_2 = s7_0;
+				__m512 s3_3 = s3_0;
 				for (int d = 0; d < 64; d++) {
 					const __m512 q0 = _mm512_loadu_ps(&qt[d][t0]);
 					const __m512 q1 = _mm512_loadu_ps(&qt[d][t0 + 16]);
 					const __m512 q2 = _mm512_loadu_ps(&qt[d][t0 + 32]);
+					const __m512 q3 = _mm512_loadu_ps(&qt[d][t0 + 48]);
 					__m512 k;
 					k = _mm512_set1_ps(kp[d * PA_BK + kk]);
 					s0_0 = _mm512_fmadd_ps(k, q0, s0_0);
 					s0_1 = _mm512_fmadd_ps(k, q1, s0_1);
 					s0_2 = _mm512_fmadd_ps(k, q2, s0_2);
+					s0_3 = _mm512_fmadd_ps(k, q3, s0_3);
 					k = _mm512_set1_ps(kp[d * PA_BK + kk + 1]);
 					s1_0 = _mm512_fmadd_ps(k, q0, s1_0);
 					s1_1 = _mm512_fmadd_ps(k, q1, s1_1);
 					s1_2 = _mm512_fmadd_ps(k, q2, s1_2);
+					s1_3 = _mm512_fmadd_ps(k, q3, s1_3);
 					k = _mm512_set1_ps(kp[d * PA_BK + kk + 2]);
 					s2_0 = _mm512_fmadd_ps(k, q0, s2_0);
 					s2_1 = _mm512_fmadd_ps(k, q1, s2_1);
 					s2_2 = _mm512_fmadd_ps(k, q2, s2_2);
+					s2_3 = _mm512_fmadd_ps(k, q3, s2_3);
 					k = _mm512_set1_ps(kp[d * PA_BK + kk + 3]);
 					s3_0 = _mm512_fmadd_ps(k, q0, s3_0);
 					s3_1 = _mm512_fmadd_ps(k, q1, s3_1);
 					s3_2 = _mm512_fmadd_ps(k, q2, s3_2);
-					k = _mm512_set1_ps(kp[d * PA_BK + kk + 4]);
-					s4_0 = _mm512_fmadd_ps(k, q0, s4_0);
-					s4_1 = _mm512_fmadd_ps(k, q1, s4_1);
-					s4_2 = _mm512_fmadd_ps(k, q2, s4_2);
-					k = _mm512_set1_ps(kp[d * PA_BK + kk + 5]);
-					s5_0 = _mm512_fmadd_ps(k, q0, s5_0);
-					s5_1 = _mm512_fmadd_ps(k, q1, s5_1);
-					s5_2 = _mm512_fmadd_ps(k, q2, s5_2);
-					k = _mm512_set1_ps(kp[d * PA_BK + kk + 6]);
-					s6_0 = _mm512_fmadd_ps(k, q0, s6_0);
-					s6_1 = _mm512_fmadd_ps(k, q1, s6_1);
-					s6_2 = _mm512_fmadd_ps(k, q2, s6_2);
-					k = _mm512_set1_ps(kp[d * PA_BK + kk + 7]);
-					s7_0 = _mm512_fmadd_ps(k, q0, s7_0);
-					s7_1 = _mm512_fmadd_ps(k, q1, s7_1);
-					s7_2 = _mm512_fmadd_ps(k, q2, s7_2);
+					s3_3 = _mm512_fmadd_ps(k, q3, s3_3);
 				}
 				top0 = _mm512_max_ps(top0, s0_0);
 				_mm512_storeu_ps(&s[kk][0], s0_0);
@@ -523,48 +481,32 @@ static __attribute__((target("avx512f"))) void self_attention_attend_d64_v64_avx
 				_mm512_storeu_ps(&s[kk][16], s0_1);
 				top2 = _mm512_max_ps(top2, s0_2);
 				_mm512_storeu_ps(&s[kk][32], s0_2);
+				top3 = _mm512_max_ps(top3, s0_3);
+				_mm512_storeu_ps(&s[kk][48], s0_3);
 				top0 = _mm512_max_ps(top0, s1_0);
 				_mm512_storeu_ps(&s[kk + 1][0], s1_0);
 				top1 = _mm512_max_ps(top1, s1_1);
 				_mm512_storeu_ps(&s[kk + 1][16], s1_1);
 				top2 = _mm512_max_ps(top2, s1_2);
 				_mm512_storeu_ps(&s[kk + 1][32], s1_2);
+				top3 = _mm512_max_ps(top3, s1_3);
+				_mm512_storeu_ps(&s[kk + 1][48], s1_3);
 				top0 = _mm512_max_ps(top0, s2_0);
 				_mm512_storeu_ps(&s[kk + 2][0], s2_0);
 				top1 = _mm512_max_ps(top1, s2_1);
 				_mm512_storeu_ps(&s[kk + 2][16], s2_1);
 				top2 = _mm512_max_ps(top2, s2_2);
 				_mm512_storeu_ps(&s[kk + 2][32], s2_2);
+				top3 = _mm512_max_ps(top3, s2_3);
+				_mm512_storeu_ps(&s[kk + 2][48], s2_3);
 				top0 = _mm512_max_ps(top0, s3_0);
 				_mm512_storeu_ps(&s[kk + 3][0], s3_0);
 				top1 = _mm512_max_ps(top1, s3_1);
 				_mm512_storeu_ps(&s[kk + 3][16], s3_1);
 				top2 = _mm512_max_ps(top2, s3_2);
 				_mm512_storeu_ps(&s[kk + 3][32], s3_2);
-				top0 = _mm512_max_ps(top0, s4_0);
-				_mm512_storeu_ps(&s[kk + 4][0], s4_0);
-				top1 = _mm512_max_ps(top1, s4_1);
-				_mm512_storeu_ps(&s[kk + 4][16], s4_1);
-				top2 = _mm512_max_ps(top2, s4_2);
-				_mm512_storeu_ps(&s[kk + 4][32], s4_2);
-				top0 = _mm512_max_ps(top0, s5_0);
-				_mm512_storeu_ps(&s[kk + 5][0], s5_0);
-				top1 = _mm512_max_ps(top1, s5_1);
-				_mm512_storeu_ps(&s[kk + 5][16], s5_1);
-				top2 = _mm512_max_ps(top2, s5_2);
-				_mm512_storeu_ps(&s[kk + 5][32], s5_2);
-				top0 = _mm512_max_ps(top0, s6_0);
-				_mm512_storeu_ps(&s[kk + 6][0], s6_0);
-				top1 = _mm512_max_ps(top1, s6_1);
-				_mm512_storeu_ps(&s[kk + 6][16], s6_1);
-				top2 = _mm512_max_ps(top2, s6_2);
-				_mm512_storeu_ps(&s[kk + 6][32], s6_2);
-				top0 = _mm512_max_ps(top0, s7_0);
-				_mm512_storeu_ps(&s[kk + 7][0], s7_0);
-				top1 = _mm512_max_ps(top1, s7_1);
-				_mm512_storeu_ps(&s[kk + 7][16], s7_1);
-				top2 = _mm512_max_ps(top2, s7_2);
-				_mm512_storeu_ps(&s[kk + 7][32], s7_2);
+				top3 = _mm512_max_ps(top3, s3_3);
+				_mm512_storeu_ps(&s[kk + 3][48], s3_3);
 			}
 			/* online softmax, one lane per query: a new maximum m rescales
 			 * the sums by r = e^(m_old - m) */
@@ -580,6 +522,10 @@ static __attribute__((target("avx512f"))) void self_attention_attend_d64_v64_avx
 			const __m512 r2 = pa_exp16(_mm512_sub_ps(_mm512_loadu_ps(&mx[t0 + 32]), m2));
 			__m512 l2 = _mm512_mul_ps(_mm512_loadu_ps(&sum[t0 + 32]), r2);
 			_mm512_storeu_ps(&mx[t0 + 32], m2);
+			const __m512 m3 = _mm512_max_ps(_mm512_loadu_ps(&mx[t0 + 48]), top3);
+			const __m512 r3 = pa_exp16(_mm512_sub_ps(_mm512_loadu_ps(&mx[t0 + 48]), m3));
+			__m512 l3 = _mm512_mul_ps(_mm512_loadu_ps(&sum[t0 + 48]), r3);
+			_mm512_storeu_ps(&mx[t0 + 48], m3);
 			for (int j = 0; j < PA_BK; j++) {
 				const __m512 p0 = pa_exp16(_mm512_sub_ps(_mm512_loadu_ps(&s[j][0]), m0));
 				_mm512_storeu_ps(&s[j][0], p0);
@@ -590,100 +536,77 @@ static __attribute__((target("avx512f"))) void self_attention_attend_d64_v64_avx
 				const __m512 p2 = pa_exp16(_mm512_sub_ps(_mm512_loadu_ps(&s[j][32]), m2));
 				_mm512_storeu_ps(&s[j][32], p2);
 				l2 = _mm512_add_ps(l2, p2);
+				const __m512 p3 = pa_exp16(_mm512_sub_ps(_mm512_loadu_ps(&s[j][48]), m3));
+				_mm512_storeu_ps(&s[j][48], p3);
+				l3 = _mm512_add_ps(l3, p3);
 			}
 			_mm512_storeu_ps(&sum[t0], l0);
 			_mm512_storeu_ps(&sum[t0 + 16], l1);
 			_mm512_storeu_ps(&sum[t0 + 32], l2);
+			_mm512_storeu_ps(&sum[t0 + 48], l3);
 			/* payload acc[c][i] = r_i acc[c][i] + sum_j s[j][i] pv[j][c]:
-			 * 8 columns x 48 queries in registers */
-			for (int c = 0; c < 64; c += 8) {
+			 * 4 columns x 64 queries in registers */
+			for (int c = 0; c < 64; c += 4) {
 				__m512 a0_0 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c][t0]), r0);
 				__m512 a0_1 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c][t0 + 16]), r1);
 				__m512 a0_2 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c][t0 + 32]), r2);
+				__m512 a0_3 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c][t0 + 48]), r3);
 				__m512 a1_0 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 1][t0]), r0);
 				__m512 a1_1 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 1][t0 + 16]), r1);
 				__m512 a1_2 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 1][t0 + 32]), r2);
+				__m512 a1_3 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 1][t0 + 48]), r3);
 				__m512 a2_0 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 2][t0]), r0);
 				__m512 a2_1 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 2][t0 + 16]), r1);
 				__m512 a2_2 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 2][t0 + 32]), r2);
+				__m512 a2_3 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 2][t0 + 48]), r3);
 				__m512 a3_0 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 3][t0]), r0);
 				__m512 a3_1 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 3][t0 + 16]), r1);
 				__m512 a3_2 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 3][t0 + 32]), r2);
-				__m512 a4_0 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 4][t0]), r0);
-				__m512 a4_1 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 4][t0 + 16]), r1);
-				__m512 a4_2 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 4][t0 + 32]), r2);
-				__m512 a5_0 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 5][t0]), r0);
-				__m512 a5_1 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 5][t0 + 16]), r1);
-				__m512 a5_2 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 5][t0 + 32]), r2);
-				__m512 a6_0 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 6][t0]), r0);
-				__m512 a6_1 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 6][t0 + 16]), r1);
-				__m512 a6_2 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 6][t0 + 32]), r2);
-				__m512 a7_0 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 7][t0]), r0);
-				__m512 a7_1 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 7][t0 + 16]), r1);
-				__m512 a7_2 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 7][t0 + 32]), r2);
+				__m512 a3_3 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 3][t0 + 48]), r3);
 				for (int j = 0; j < PA_BK; j++) {
 					const __m512 p0 = _mm512_loadu_ps(&s[j][0]);
 					const __m512 p1 = _mm512_loadu_ps(&s[j][16]);
 					const __m512 p2 = _mm512_loadu_ps(&s[j][32]);
+					const __m512 p3 = _mm512_loadu_ps(&s[j][48]);
 					const float *pr = pvp + j * 64 + c;
 					__m512 x;
 					x = _mm512_set1_ps(pr[0]);
 					a0_0 = _mm512_fmadd_ps(x, p0, a0_0);
 					a0_1 = _mm512_fmadd_ps(x, p1, a0_1);
 					a0_2 = _mm512_fmadd_ps(x, p2, a0_2);
+					a0_3 = _mm512_fmadd_ps(x, p3, a0_3);
 					x = _mm512_set1_ps(pr[1]);
 					a1_0 = _mm512_fmadd_ps(x, p0, a1_0);
 					a1_1 = _mm512_fmadd_ps(x, p1, a1_1);
 					a1_2 = _mm512_fmadd_ps(x, p2, a1_2);
+					a1_3 = _mm512_fmadd_ps(x, p3, a1_3);
 					x = _mm512_set1_ps(pr[2]);
 					a2_0 = _mm512_fmadd_ps(x, p0, a2_0);
 					a2_1 = _mm512_fmadd_ps(x, p1, a2_1);
 					a2_2 = _mm512_fmadd_ps(x, p2, a2_2);
+					a2_3 = _mm512_fmadd_ps(x, p3, a2_3);
 					x = _mm512_set1_ps(pr[3]);
 					a3_0 = _mm512_fmadd_ps(x, p0, a3_0);
 					a3_1 = _mm512_fmadd_ps(x, p1, a3_1);
 					a3_2 = _mm512_fmadd_ps(x, p2, a3_2);
-					x = _mm512_set1_ps(pr[4]);
-					a4_0 = _mm512_fmadd_ps(x, p0, a4_0);
-					a4_1 = _mm512_fmadd_ps(x, p1, a4_1);
-					a4_2 = _mm512_fmadd_ps(x, p2, a4_2);
-					x = _mm512_set1_ps(pr[5]);
-					a5_0 = _mm512_fmadd_ps(x, p0, a5_0);
-					a5_1 = _mm512_fmadd_ps(x, p1, a5_1);
-					a5_2 = _mm512_fmadd_ps(x, p2, a5_2);
-					x = _mm512_set1_ps(pr[6]);
-					a6_0 = _mm512_fmadd_ps(x, p0, a6_0);
-					a6_1 = _mm512_fmadd_ps(x, p1, a6_1);
-					a6_2 = _mm512_fmadd_ps(x, p2, a6_2);
-					x = _mm512_set1_ps(pr[7]);
-					a7_0 = _mm512_fmadd_ps(x, p0, a7_0);
-					a7_1 = _mm512_fmadd_ps(x, p1, a7_1);
-					a7_2 = _mm512_fmadd_ps(x, p2, a7_2);
+					a3_3 = _mm512_fmadd_ps(x, p3, a3_3);
 				}
 				_mm512_storeu_ps(&acc[c][t0], a0_0);
 				_mm512_storeu_ps(&acc[c][t0 + 16], a0_1);
 				_mm512_storeu_ps(&acc[c][t0 + 32], a0_2);
+				_mm512_storeu_ps(&acc[c][t0 + 48], a0_3);
 				_mm512_storeu_ps(&acc[c + 1][t0], a1_0);
 				_mm512_storeu_ps(&acc[c + 1][t0 + 16], a1_1);
 				_mm512_storeu_ps(&acc[c + 1][t0 + 32], a1_2);
+				_mm512_storeu_ps(&acc[c + 1][t0 + 48], a1_3);
 				_mm512_storeu_ps(&acc[c + 2][t0], a2_0);
 				_mm512_storeu_ps(&acc[c + 2][t0 + 16], a2_1);
 				_mm512_storeu_ps(&acc[c + 2][t0 + 32], a2_2);
+				_mm512_storeu_ps(&acc[c + 2][t0 + 48], a2_3);
 				_mm512_storeu_ps(&acc[c + 3][t0], a3_0);
 				_mm512_storeu_ps(&acc[c + 3][t0 + 16], a3_1);
 				_mm512_storeu_ps(&acc[c + 3][t0 + 32], a3_2);
-				_mm512_storeu_ps(&acc[c + 4][t0], a4_0);
-				_mm512_storeu_ps(&acc[c + 4][t0 + 16], a4_1);
-				_mm512_storeu_ps(&acc[c + 4][t0 + 32], a4_2);
-				_mm512_storeu_ps(&acc[c + 5][t0], a5_0);
-				_mm512_storeu_ps(&acc[c + 5][t0 + 16], a5_1);
-				_mm512_storeu_ps(&acc[c + 5][t0 + 32], a5_2);
-				_mm512_storeu_ps(&acc[c + 6][t0], a6_0);
-				_mm512_storeu_ps(&acc[c + 6][t0 + 16], a6_1);
-				_mm512_storeu_ps(&acc[c + 6][t0 + 32], a6_2);
-				_mm512_storeu_ps(&acc[c + 7][t0], a7_0);
-				_mm512_storeu_ps(&acc[c + 7][t0 + 16], a7_1);
-				_mm512_storeu_ps(&acc[c + 7][t0 + 32], a7_2);
+				_mm512_storeu_ps(&acc[c + 3][t0 + 48], a3_3);
 			}
 		}
 	}

@@ -19,8 +19,8 @@
  * 16 KB: it stays in L1 while a tile of queries uses it). */
 #define PA_BK 32
 /* Query rows per parallel task: a multiple of every ISA's query tile
- * (AVX-512 48, AVX2 24, generic 4; see emit_attend.c in polyc). */
-#define PA_TQ 48
+ * (AVX-512 64, AVX2 16, generic 4; see emit_attend.c in polyc). */
+#define PA_TQ 64
 
 /*
  * The argument checks every kernel makes before it touches out, in this

@@ -28,6 +28,19 @@ typedef enum pa_isa_kind {
 pa_isa_kind pa_isa(void);
 const char *pa_isa_name(pa_isa_kind k);
 
+/*
+ * pa_prefetch_part: ask for part `part` of `parts` of the cache lines of
+ * p[0 .. nfloats) ahead of their use.  A micro-kernel spreads the next
+ * panel of keys over the steps of the current one, so a stream longer
+ * than L2 (n = 16384) arrives before it is needed.  Prefetches never fault.
+ */
+static inline void pa_prefetch_part(const float *p, int nfloats, int part, int parts)
+{
+	int per = (nfloats + 16 * parts - 1) / (16 * parts) * 16;
+	for (int i = part * per; i < (part + 1) * per && i < nfloats; i += 16)
+		__builtin_prefetch(p + i);
+}
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 
