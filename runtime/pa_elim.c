@@ -46,6 +46,8 @@ typedef struct Step {
 	int64_t stride[MAXV + 1]; /* index step of each variable of R, 0 if absent */
 	bool key_payload;        /* the payload depends on x_j's position only:
 	                            the weighted sum is a matrix product */
+	int rowkey;              /* factored step (see run_factored): its one
+	                            edge over (x_a, x_j), a ≠ 1; else -1 */
 } Step;
 
 #define ROWS 6                  /* tuples a step weighs at once */
@@ -56,6 +58,8 @@ typedef struct Thread {
 	float *w;                /* ROWS × n weights */
 	float *acc;              /* ROWS × vdp weighted sums */
 	float *pay;              /* n × vdp payload of a key_payload step */
+	float *pay2;             /* n × vdp: a factored step's unscaled payload */
+	float *panel;            /* ROWS × max(n, qdim): weights packed for gemm */
 	float *q;                /* ROWS query sides of a high edge */
 	float *scores;           /* ROWS × np16 scores of a high edge */
 	float *block;            /* the allocation holding all of the above */
@@ -77,8 +81,15 @@ typedef struct Elim {
 	                            16 occurrences, 16 value matrices at most) */
 	float *sides;            /* 2 · n · head_dim: both sides of a monomial */
 	float *etab[64];         /* per edge: bias vector, table or key side */
+	float *eexp[64];         /* per rowkey edge: exp(table - row max), n × n,
+	                            then the n row maxima */
+	float *epack[64];        /* the same rows packed by ROWS for gemm_packed */
 	float *lse[MAXV], *o[MAXV]; /* messages of steps that run once */
 } Elim;
+
+static float softmax(float *w, int64_t n, float *mx);
+static void decode(const struct Step *st, int64_t n, int64_t t, int64_t *pos);
+static void pack(const float *p, int64_t ldp, int64_t n, float *pk);
 
 /* pow_rows: n^k into *rows; false when it exceeds MAX_ROWS. */
 static bool pow_rows(int64_t n, int k, int64_t *rows)
@@ -89,6 +100,29 @@ static bool pow_rows(int64_t n, int k, int64_t *rows)
 			return false;
 	*rows = r;
 	return true;
+}
+
+/* factored_edge: for a step that holds x1 and one other variable x_a,
+ * whose payload and every score term but one edge over (x_a, x_j) depend
+ * on x_j's position alone (given ℓ1), that edge; else -1. */
+static int factored_edge(const Elim *E, int s)
+{
+	const pa_elim_step *ps = &E->p->steps[s];
+	const Step *st = &E->step[s];
+	if (!st->per_query || st->nvars != 1 || !st->key_payload)
+		return -1;
+	int found = -1;
+	for (int i = 0; i < ps->nedges; i++) {
+		uint32_t vars = E->p->edges[ps->edges[i]].vars;
+		if (__builtin_popcount(vars) > 2)
+			return -1;
+		if (vars >> st->vars[0] & 1u) {
+			if (found >= 0)
+				return -1;
+			found = ps->edges[i];
+		}
+	}
+	return found;
 }
 
 /* setup_steps: the enumerated variables, row counts and strides of every
@@ -118,6 +152,7 @@ static bool setup_steps(Elim *E)
 				if (g->vars[a] != ps->var && st->stride[g->vars[a]])
 					st->key_payload = false;
 		}
+		st->rowkey = factored_edge(E, s);
 	}
 	return true;
 }
@@ -237,6 +272,24 @@ static int64_t edge_size(const Elim *E, int e)
 	return E->np16 * E->p->edges[e].nmono * E->hd;
 }
 
+/* edge_exp: eexp = exp(table - its row's maximum), then the maxima: the
+ * part of a factored step's weights that does not depend on ℓ1. */
+static void edge_exp(Elim *E, int e)
+{
+	int64_t n = E->n;
+	float *x = E->eexp[e], *mx = x + n * n;
+	memcpy(x, E->etab[e], (size_t)(n * n) * sizeof *x);
+	#pragma omp parallel for schedule(static)
+	for (int64_t r = 0; r < n; r++)
+		softmax(x + r * n, n, &mx[r]);
+	#pragma omp parallel for schedule(static)
+	for (int64_t b = 0; b < n / ROWS; b++)
+		pack(x + b * ROWS * n, n, n, E->epack[e] + b * ROWS * n);
+	for (int64_t r = n / ROWS * ROWS; r < n; r++)   /* the last rows */
+		for (int64_t c = 0; c < n; c++)
+			E->epack[e][(n / ROWS * ROWS) * n + c * ROWS + r % ROWS] = x[r * n + c];
+}
+
 /* prepare_edges: fill every edge's table for the current batch entry. */
 static void prepare_edges(Elim *E)
 {
@@ -249,6 +302,9 @@ static void prepare_edges(Elim *E)
 		else
 			edge_keys(E, e);
 	}
+	for (int s = 0; s < E->p->nsteps; s++)
+		if (E->step[s].rowkey >= 0)
+			edge_exp(E, E->step[s].rowkey);
 }
 
 /* is_high = edge e has three or more variables. */
@@ -330,15 +386,17 @@ static void build_payload(const Elim *E, const Thread *T, int s,
 	}
 }
 
-/* gemm_generic: acc[i][c] = Σ_r p[i·ldp + r] · pay[r·vdp + c] for
- * i < ROWS, c < vdp; the portable form of the kernels below. */
-static void gemm_generic(const float *p, int64_t ldp, const float *pay,
-                         int vdp, int64_t n, float *acc)
+/* gemm_generic: acc[i][c] = Σ_r pk[r·ROWS + i] · pay[r·vdp + c] for
+ * i < ROWS, c < vdp: ROWS rows of weights packed side by side (a panel),
+ * so the kernels below read them from consecutive addresses; the
+ * portable form of those kernels. */
+static void gemm_generic(const float *pk, const float *pay, int vdp,
+                         int64_t n, float *acc)
 {
 	memset(acc, 0, (size_t)(ROWS * vdp) * sizeof *acc);
 	for (int i = 0; i < ROWS; i++)
 		for (int64_t r = 0; r < n; r++) {
-			float w = p[i * ldp + r];
+			float w = pk[r * ROWS + i];
 			for (int c = 0; c < vdp; c++)
 				acc[i * vdp + c] += w * pay[r * vdp + c];
 		}
@@ -348,8 +406,7 @@ static void gemm_generic(const float *p, int64_t ldp, const float *pay,
 /* gemm_avx512: gemm_generic with ROWS × 32 columns in 12 registers (a
  * 16-column tile for the last columns when vdp is an odd multiple of 16). */
 __attribute__((target("avx512f"))) static void
-gemm_avx512(const float *p, int64_t ldp, const float *pay, int vdp, int64_t n,
-            float *acc)
+gemm_avx512(const float *pk, const float *pay, int vdp, int64_t n, float *acc)
 {
 	int c = 0;
 	for (; c + 32 <= vdp; c += 32) {
@@ -360,7 +417,7 @@ gemm_avx512(const float *p, int64_t ldp, const float *pay, int vdp, int64_t n,
 			__m512 b0 = _mm512_loadu_ps(pay + r * vdp + c);
 			__m512 b1 = _mm512_loadu_ps(pay + r * vdp + c + 16);
 			for (int i = 0; i < ROWS; i++) {
-				__m512 w = _mm512_set1_ps(p[i * ldp + r]);
+				__m512 w = _mm512_set1_ps(pk[r * ROWS + i]);
 				a[i][0] = _mm512_fmadd_ps(w, b0, a[i][0]);
 				a[i][1] = _mm512_fmadd_ps(w, b1, a[i][1]);
 			}
@@ -377,7 +434,7 @@ gemm_avx512(const float *p, int64_t ldp, const float *pay, int vdp, int64_t n,
 		for (int64_t r = 0; r < n; r++) {
 			__m512 b = _mm512_loadu_ps(pay + r * vdp + c);
 			for (int i = 0; i < ROWS; i++)
-				a[i] = _mm512_fmadd_ps(_mm512_set1_ps(p[i * ldp + r]), b, a[i]);
+				a[i] = _mm512_fmadd_ps(_mm512_set1_ps(pk[r * ROWS + i]), b, a[i]);
 		}
 		for (int i = 0; i < ROWS; i++)
 			_mm512_storeu_ps(acc + i * vdp + c, a[i]);
@@ -386,8 +443,7 @@ gemm_avx512(const float *p, int64_t ldp, const float *pay, int vdp, int64_t n,
 
 /* gemm_avx2: gemm_generic with ROWS × 16 columns in 12 registers. */
 __attribute__((target("avx2,fma"))) static void
-gemm_avx2(const float *p, int64_t ldp, const float *pay, int vdp, int64_t n,
-          float *acc)
+gemm_avx2(const float *pk, const float *pay, int vdp, int64_t n, float *acc)
 {
 	for (int c = 0; c < vdp; c += 16) {
 		__m256 a[ROWS][2];
@@ -397,7 +453,7 @@ gemm_avx2(const float *p, int64_t ldp, const float *pay, int vdp, int64_t n,
 			__m256 b0 = _mm256_loadu_ps(pay + r * vdp + c);
 			__m256 b1 = _mm256_loadu_ps(pay + r * vdp + c + 8);
 			for (int i = 0; i < ROWS; i++) {
-				__m256 w = _mm256_broadcast_ss(p + i * ldp + r);
+				__m256 w = _mm256_broadcast_ss(pk + r * ROWS + i);
 				a[i][0] = _mm256_fmadd_ps(w, b0, a[i][0]);
 				a[i][1] = _mm256_fmadd_ps(w, b1, a[i][1]);
 			}
@@ -410,18 +466,34 @@ gemm_avx2(const float *p, int64_t ldp, const float *pay, int vdp, int64_t n,
 }
 #endif
 
-/* gemm: the widest of the kernels above this CPU runs (PA_ISA may force
- * a narrower one, as for the tree kernels). */
-static void gemm(const float *p, int64_t ldp, const float *pay, int vdp,
-                 int64_t n, float *acc)
+/* gemm_packed: the widest of the kernels above this CPU runs (PA_ISA may
+ * force a narrower one, as for the tree kernels). */
+static void gemm_packed(const float *pk, const float *pay, int vdp, int64_t n,
+                        float *acc)
 {
 #if defined(__x86_64__)
 	if (pa_isa() == PA_ISA_AVX512)
-		return gemm_avx512(p, ldp, pay, vdp, n, acc);
+		return gemm_avx512(pk, pay, vdp, n, acc);
 	if (pa_isa() == PA_ISA_AVX2)
-		return gemm_avx2(p, ldp, pay, vdp, n, acc);
+		return gemm_avx2(pk, pay, vdp, n, acc);
 #endif
-	gemm_generic(p, ldp, pay, vdp, n, acc);
+	gemm_generic(pk, pay, vdp, n, acc);
+}
+
+/* pack: pk[r·ROWS + i] = p[i·ldp + r] for i < ROWS, r < n. */
+static void pack(const float *p, int64_t ldp, int64_t n, float *pk)
+{
+	for (int i = 0; i < ROWS; i++)
+		for (int64_t r = 0; r < n; r++)
+			pk[r * ROWS + i] = p[i * ldp + r];
+}
+
+/* gemm: acc[i][c] = Σ_r p[i·ldp + r] · pay[r·vdp + c], through a panel. */
+static void gemm(const float *p, int64_t ldp, const float *pay, int vdp,
+                 int64_t n, float *acc, float *panel)
+{
+	pack(p, ldp, n, panel);
+	gemm_packed(panel, pay, vdp, n, acc);
 }
 
 /* gemv: acc[c] = Σ_r p[r] · pay[r·vdp + c], one row (a step whose
@@ -562,7 +634,7 @@ static void high_scores(const Elim *E, Thread *T, int s, int64_t t0, int rows,
 				                    side(E, m, ps->var, false, pos, 0, d % hd);
 			}
 		}
-		gemm(T->q, dim, E->etab[e], (int)np, dim, T->scores);
+		gemm(T->q, dim, E->etab[e], (int)np, dim, T->scores, T->panel);
 		for (int i = 0; i < rows; i++)
 			for (int64_t r = 0; r < n; r++)
 				T->w[i * n + r] += T->scores[i * np + r];
@@ -591,10 +663,96 @@ static void run_block(const Elim *E, Thread *T, int s, int64_t t0, int rows,
 	if (!ps->values)
 		return;
 	if (E->step[s].key_payload)
-		gemm(T->w, n, T->pay, vdp, n, T->acc);
+		gemm(T->w, n, T->pay, vdp, n, T->acc, T->panel);
 	for (int i = 0; i < rows; i++)
 		for (int c = 0; c < vd; c++)
 			o[(t0 + i) * vd + c] = T->acc[i * vdp + c] / den[i];
+}
+
+/* dot = Σ_r x[r] · y[r], in 16 running sums that the compiler keeps in
+ * one vector register. */
+static float dot(const float *x, const float *y, int64_t n)
+{
+	float part[16] = {0}, sum = 0.0f;
+	int64_t r = 0;
+	for (; r + 16 <= n; r += 16)
+		for (int k = 0; k < 16; k++)
+			part[k] += x[r + k] * y[r + k];
+	for (; r < n; r++)
+		sum += x[r] * y[r];
+	for (int k = 0; k < 16; k++)
+		sum += part[k];
+	return sum;
+}
+
+/* exact_row: one tuple of a factored step weighed directly (its payload
+ * unscaled in pay2), into *lse and o[0 .. value_dim). */
+static void exact_row(const Elim *E, Thread *T, int s, const int64_t *pos,
+                      float *lse, float *o)
+{
+	float *acc = T->acc + ROWS * E->vdp;
+	memset(T->w, 0, (size_t)E->n * sizeof(float));
+	float den = weigh(E, T, s, pos, T->w, lse);
+	if (!E->p->steps[s].values)
+		return;
+	gemv(T->w, T->pay2, E->vdp, E->n, acc);
+	for (int c = 0; c < E->vd; c++)
+		o[c] = acc[c] / den;
+}
+
+/* run_factored: a factored step (see factored_edge) for the query
+ * position in pos.  Its weights are exp(T(ℓa, ℓj) + u(ℓj)), T the row-key
+ * edge and u the terms of ℓj alone; with T's rows stored as
+ * exp(T - max_row) once per batch entry, they are eexp(ℓa, ℓj) · exp(u(ℓj)
+ * - max u), so the message for every ℓa is one matrix product of eexp
+ * with the payload scaled by exp(u - max u), and no exp per (ℓa, ℓj).  A
+ * row whose sum is too small to trust (scores so far apart that the two
+ * maxima hide it) is weighed exactly instead. */
+static void run_factored(const Elim *E, Thread *T, int s, int64_t *pos,
+                         float *lse, float *o)
+{
+	const pa_elim_step *ps = &E->p->steps[s];
+	int64_t n = E->n;
+	int vd = E->vd, vdp = E->vdp, a = E->step[s].vars[0], re = E->step[s].rowkey;
+	const float *ex = E->eexp[re], *rmax = ex + n * n;
+	float *u = T->scores, mu;
+	memset(u, 0, (size_t)n * sizeof *u);
+	for (int i = 0; i < ps->nedges; i++)
+		if (ps->edges[i] != re)
+			add_edge(E, ps->edges[i], pos, u);
+	for (int i = 0; i < ps->nmsgs; i++) {
+		int g = ps->msgs[i];
+		const float *l = msg_lse(E, T, g) + msg_base(E, g, ps->var, pos);
+		int64_t sj = E->step[g].stride[ps->var];
+		for (int64_t r = 0; r < n; r++)
+			u[r] += l[r * sj];
+	}
+	softmax(u, n, &mu);
+	if (ps->values) {
+		build_payload(E, T, s, pos, T->pay2);
+		for (int64_t r = 0; r < n; r++)
+			for (int c = 0; c < vdp; c++)
+				T->pay[r * vdp + c] = T->pay2[r * vdp + c] * u[r];
+	}
+	for (int64_t t0 = 0; t0 < n; t0 += ROWS) {
+		int rows = n - t0 < ROWS ? (int)(n - t0) : ROWS;
+		if (ps->values && rows == ROWS)
+			gemm_packed(E->epack[re] + t0 * n, T->pay, vdp, n, T->acc);
+		for (int i = 0; i < rows; i++) {
+			const float *er = ex + (t0 + i) * n;
+			if (ps->values && rows < ROWS)
+				gemv(er, T->pay, vdp, n, T->acc + i * vdp);
+			float den = dot(er, u, n);
+			if (!(den >= 0x1p-60f)) {
+				pos[a] = t0 + i;
+				exact_row(E, T, s, pos, &lse[t0 + i], o + (t0 + i) * vd);
+				continue;
+			}
+			lse[t0 + i] = rmax[t0 + i] + mu + logf(den);
+			for (int c = 0; ps->values && c < vd; c++)
+				o[(t0 + i) * vd + c] = T->acc[i * vdp + c] / den;
+		}
+	}
 }
 
 /* run_step: every tuple from t0 by ROWS below end, after building the
@@ -611,7 +769,8 @@ static void run_step(const Elim *E, Thread *T, int s, int64_t *pos,
  * memory. */
 static bool thread_alloc(const Elim *E, Thread *T)
 {
-	size_t total = (size_t)(ROWS * E->n + ROWS * E->vdp + E->n * E->vdp +
+	int64_t pn = E->n > E->qdim ? E->n : E->qdim;
+	size_t total = (size_t)(ROWS * E->n + (ROWS + 1) * E->vdp + 2 * E->n * E->vdp + ROWS * pn +
 	                        ROWS * E->qdim + ROWS * E->np16);
 	for (int s = 0; s < E->p->nsteps; s++)
 		if (E->step[s].per_query)
@@ -621,8 +780,10 @@ static bool thread_alloc(const Elim *E, Thread *T)
 		return false;
 	float *at = T->block;
 	T->w = at, at += ROWS * E->n;
-	T->acc = at, at += ROWS * E->vdp;
+	T->acc = at, at += (ROWS + 1) * E->vdp;
 	T->pay = at, at += E->n * E->vdp;
+	T->pay2 = at, at += E->n * E->vdp;
+	T->panel = at, at += ROWS * pn;
 	T->q = at, at += ROWS * E->qdim;
 	T->scores = at, at += ROWS * E->np16;
 	for (int s = 0; s < E->p->nsteps; s++)
@@ -696,6 +857,10 @@ static bool run_queries(Elim *E, float *out)
 			for (int s = 0; s < E->p->nsteps; s++) {
 				if (!E->step[s].per_query)
 					continue;
+				if (E->step[s].rowkey >= 0) {
+					run_factored(E, &T, s, pos, T.lse[s], T.o[s]);
+					continue;
+				}
 				if (E->p->steps[s].values && E->step[s].key_payload)
 					build_payload(E, &T, s, pos, T.pay);
 				run_step(E, &T, s, pos, 0, E->step[s].rows, T.lse[s], T.o[s]);
@@ -715,6 +880,13 @@ static bool alloc_tables(Elim *E)
 	for (int e = 0; e < E->p->nedges; e++)
 		if (!(E->etab[e] = malloc((size_t)edge_size(E, e) * sizeof(float))))
 			return false;
+	for (int s = 0; s < E->p->nsteps; s++) {
+		int e = E->step[s].rowkey;
+		int64_t nr = (E->n + ROWS - 1) / ROWS * ROWS;
+		if (e >= 0 && (!(E->eexp[e] = malloc((size_t)(E->n * E->n + E->n) * sizeof(float))) ||
+		               !(E->epack[e] = calloc((size_t)(nr * E->n), sizeof(float)))))
+			return false;
+	}
 	for (int s = 0; s < E->p->nsteps; s++)
 		if (!E->step[s].per_query) {
 			size_t rows = (size_t)E->step[s].rows;
@@ -729,7 +901,7 @@ static bool alloc_tables(Elim *E)
 static void free_tables(Elim *E)
 {
 	for (int e = 0; e < E->p->nedges; e++)
-		free(E->etab[e]);
+		free(E->etab[e]), free(E->eexp[e]), free(E->epack[e]);
 	for (int s = 0; s < E->p->nsteps; s++)
 		free(E->lse[s]), free(E->o[s]);
 	free(E->mono);
