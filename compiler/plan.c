@@ -173,6 +173,30 @@ static void plan_elim(Plan *p)
 	}
 }
 
+/* tree_fits: every message's micro-kernel keeps its queries and sums for
+ * one task of query rows on the thread's stack: (key columns + payload
+ * columns) · PC_TASK_ROWS floats must stay within PC_MAX_TASK_FLOATS.
+ * False (reported at the kernel) when an edge merges too many wide
+ * monomials. */
+static bool tree_fits(const Plan *p, Diag *d)
+{
+	const Kernel *k = p->g->k;
+	for (int i = 0; i < p->nmsg; i++) {
+		const Message *m = &p->msg[i];
+		int cols = m->dim + (m->values ? (k->value_dim + 15) / 16 * 16 : 0);
+		if ((long)cols * PC_TASK_ROWS > PC_MAX_TASK_FLOATS) {
+			diag_error(d, k->loc, "the edge {x%d, x%d} of kernel '%s' merges "
+			           "%d monomials of head_dim %d: %d key and payload columns "
+			           "exceed the %d a tree kernel handles",
+			           m->parent, m->var, k->name,
+			           p->g->edge[m->edge].nmono, k->head_dim, cols,
+			           PC_MAX_TASK_FLOATS / PC_TASK_ROWS);
+			return false;
+		}
+	}
+	return true;
+}
+
 /* plan_build: the plan for the kernel of g; false (reported to d) when
  * the kernel asks for what this polyc cannot plan. */
 bool plan_build(Plan *p, const Graph *g, Diag *d)
@@ -187,11 +211,12 @@ bool plan_build(Plan *p, const Graph *g, Diag *d)
 	memset(p, 0, sizeof *p);
 	p->g = g;
 	p->kind = g->cls == GC_TREE ? PLAN_TREE : PLAN_ELIM;
-	if (p->kind == PLAN_TREE)
-		plan_tree(p);
-	else
+	if (p->kind == PLAN_ELIM) {
 		plan_elim(p);
-	return true;
+		return true;
+	}
+	plan_tree(p);
+	return tree_fits(p, d);
 }
 
 /* plan_flops = the cost model's floating-point operations at length n. */

@@ -28,6 +28,8 @@ enum {
 	PC_MAX_NAME = 63,        /* kernel name length */
 	PC_MAX_KERNELS = 256,    /* kernels per file */
 	PC_MAX_FILE = 1 << 20,   /* bytes per .poly file */
+	PC_TASK_ROWS = 64,       /* query rows of a tree micro-kernel task (PA_TQ) */
+	PC_MAX_TASK_FLOATS = 5 << 18, /* its stack scratch: 5 MB of an 8 MB stack */
 };
 
 /* ---------------------------------------------------------------- diag.c */
