@@ -195,7 +195,7 @@ $(B)/bench/bench_large: bench/bench_large.c $(B)/bench/large.o $(B)/bench/large.
 bench-large: $(B)/bench/bench_large
 	$(B)/bench/bench_large
 
-test: all unit diag cli e2e check-generated examples
+test: all unit diag cli e2e check-generated examples check-install
 
 # --- robustness: the front end under libFuzzer, the suites under
 # AddressSanitizer and UndefinedBehaviorSanitizer (clang's compiler-rt).

@@ -19,6 +19,15 @@ echo "check-install: polyc $(polyc --version | cut -d' ' -f2) in $prefix"
 ! command -v man >/dev/null || man -l "$prefix/share/man/man1/polyc.1" >/dev/null 2>&1 ||
 	{ echo "check-install: man page does not render"; exit 1; }
 
+# what clang made of a kernel, and the dependency file
+polyc examples/compose2.poly --emit=asm -o "$work/k.s"
+grep -q 'compose2_info' "$work/k.s" || { echo "check-install: --emit=asm"; exit 1; }
+polyc examples/compose2.poly --emit=llvm -o "$work/k.ll"
+grep -q '^define.*@compose2(' "$work/k.ll" || { echo "check-install: --emit=llvm"; exit 1; }
+polyc examples/compose2.poly -c -o "$work/k.o" -MD -MF "$work/k.d"
+grep -q "^$work/k.o: examples/compose2.poly" "$work/k.d" ||
+	{ echo "check-install: -MD -MF"; cat "$work/k.d"; exit 1; }
+
 # make with pattern rules and pkg-config
 mkdir "$work/make"
 cp examples/*.poly examples/*.c examples/example.h examples/Makefile "$work/make/"
