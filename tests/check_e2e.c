@@ -660,11 +660,14 @@ static size_t vm_bytes(void)
 }
 
 /* Under AddressSanitizer a failed allocation returns NULL, as libc's
- * does, instead of ending the process (see nomem). */
+ * does, instead of ending the process (see nomem).  LeakSanitizer's
+ * tracking of dynamic TLS crashes now and then at exit with OpenMP threads
+ * alive ("Tracer caught signal 11", google/sanitizers#1342, #1322): it is
+ * turned off, as those reports advise; heap leaks are still found. */
 const char *__asan_default_options(void);
 const char *__asan_default_options(void)
 {
-	return "allocator_may_return_null=1";
+	return "allocator_may_return_null=1:intercept_tls_get_addr=0";
 }
 
 /* A child forked from a process whose OpenMP threads are running holds
