@@ -89,7 +89,7 @@ setup
 pid=$!
 sleep 1
 kill -TERM $pid 2>/dev/null
-wait $pid
+wait $pid 2>/dev/null
 pkill -TERM -P $pid 2>/dev/null
 why=
 [ -e "$dir/out.o" ] && why="out.o exists after the interrupted run"
