@@ -48,7 +48,7 @@ static float *filled(size_t n, float a, unsigned *seed)
 {
 	float *x = malloc(n * sizeof *x);
 	for (size_t i = 0; x && i < n; i++)
-		x[i] = a * (2.0f * rand_r(seed) / RAND_MAX - 1.0f);
+		x[i] = a * (2.0f * (float)((double)rand_r(seed) / RAND_MAX) - 1.0f);
 	return x;
 }
 
