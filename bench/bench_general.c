@@ -20,21 +20,7 @@
 #include <time.h>
 
 #include "general.h"
-
-/* now = monotonic seconds. */
-static double now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-/* cmp_double: qsort order. */
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
+#include "timing.h"
 
 /* median = the middle of t[0 .. reps) (sorted in place). */
 static double median(double *t, int reps)

@@ -28,16 +28,9 @@
 #include <time.h>
 
 #include "large.h"
+#include "timing.h"
 
 #define MB (1024.0 * 1024.0)
-
-/* now = monotonic seconds. */
-static double now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 /* peak_rss = the process's peak resident set size in bytes. */
 static double peak_rss(void)

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "peak.h"
+#include "timing.h"
 #include "pa_simd.h"
 #include "tree.h"
 
@@ -34,21 +35,6 @@ static const int sizes[] = {1024, 4096, 16384};
 enum { NK = sizeof kernels / sizeof *kernels, NS = sizeof sizes / sizeof *sizes };
 /* Timed calls per kernel and length. */
 enum { REPS = 7 };
-
-/* now = monotonic seconds. */
-static double now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-/* cmp_double: qsort order. */
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
 
 /* A kernel's inputs and output at one length. */
 typedef struct Case {

@@ -9,14 +9,7 @@
 #include <time.h>
 
 #include "pa_simd.h"
-
-/* now = monotonic seconds. */
-static double now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec + t.tv_nsec * 1e-9;
-}
+#include "timing.h"
 
 #if defined(__x86_64__)
 /* fma_avx2 = 10 chains of 8-wide FMAs, iters times; returns a sum so the
