@@ -1,7 +1,7 @@
 /*
  * pa_kernel.c - runtime support for generated kernels (see pa_kernel.h):
  * workspace allocation with overflow checks, the softmax average that
- * closes a component without x1, and the dense exact fallback.
+ * closes a component without x1, argument checks and the ISA choice.
  */
 #include "pa_kernel.h"
 
@@ -93,28 +93,6 @@ void pa_softmax_average(int64_t n, const float *w, const float *rows,
 	}
 	for (int v = 0; v < dim; v++)
 		out[v] = (float)(num[v] / den);
-}
-
-/* pa_dense_run: see pa_kernel.h. */
-pa_status pa_dense_run(const pa_kernel_info *k, int64_t batch, int64_t n,
-                       const float *const inputs[], float *out)
-{
-	pa_status st = pa_check_args(k, batch, n, inputs, out);
-	if (st != PA_OK)
-		return st;
-	size_t total;
-	if (__builtin_mul_overflow((size_t)batch, (size_t)n, &total) ||
-	    __builtin_mul_overflow(total, (size_t)k->value_dim, &total))
-		return PA_ERR_ARGUMENT;
-	double *tmp = malloc(total * sizeof *tmp);
-	if (!tmp)
-		return PA_ERR_NOMEM;
-	st = pa_reference(k, batch, n, inputs, tmp);
-	if (st == PA_OK)
-		for (size_t i = 0; i < total; i++)
-			out[i] = (float)tmp[i];
-	free(tmp);
-	return st;
 }
 
 /* isa_supported: whether this CPU runs kernels built for k. */

@@ -277,29 +277,25 @@ START_TEST(test_reference_batch_and_errors)
 }
 END_TEST
 
-START_TEST(test_dense_run)
+START_TEST(test_check_args)
 {
-	float f[3 * 2], v[3 * 3];
+	float f[3 * 2], v[3 * 3], out[9];
 	for (int i = 0; i < 6; i++)
 		f[i] = 0.3f * (float)i - 1;
 	for (int i = 0; i < 9; i++)
 		v[i] = (float)i;
 	const float *in[] = {f, f, f, f, v, v};
-	double ref[9];
-	float out[9];
-	ck_assert_int_eq(pa_reference(&path_info, 1, 3, in, ref), PA_OK);
-	ck_assert_int_eq(pa_dense_run(&path_info, 1, 3, in, out), PA_OK);
-	for (int i = 0; i < 9; i++)
-		ck_assert_float_eq((float)ref[i], out[i]);
-	ck_assert_int_eq(pa_dense_run(&path_info, 1, 0, in, out), PA_ERR_ARGUMENT);
-	ck_assert_int_eq(pa_dense_run(&path_info, INT64_MAX, 2, in, out),
+	ck_assert_int_eq(pa_check_args(&path_info, 1, 3, in, out), PA_OK);
+	ck_assert_int_eq(pa_check_args(&path_info, 1, 0, in, out), PA_ERR_ARGUMENT);
+	ck_assert_int_eq(pa_check_args(&path_info, INT64_MAX, 2, in, out),
 	                 PA_ERR_ARGUMENT);
+	ck_assert_int_eq(pa_check_args(&path_info, 1, 3, in, NULL), PA_ERR_NULL);
 	const float *with_null[] = {f, f, f, NULL, v, v};
-	ck_assert_int_eq(pa_dense_run(&path_info, 1, 3, with_null, out), PA_ERR_NULL);
+	ck_assert_int_eq(pa_check_args(&path_info, 1, 3, with_null, out), PA_ERR_NULL);
 	v[4] = NAN;
-	ck_assert_int_eq(pa_dense_run(&path_info, 1, 3, in, out), PA_ERR_NONFINITE);
+	ck_assert_int_eq(pa_check_args(&path_info, 1, 3, in, out), PA_ERR_NONFINITE);
 	v[4] = 4, f[5] = -INFINITY;
-	ck_assert_int_eq(pa_dense_run(&path_info, 1, 3, in, out), PA_ERR_NONFINITE);
+	ck_assert_int_eq(pa_check_args(&path_info, 1, 3, in, out), PA_ERR_NONFINITE);
 }
 END_TEST
 
@@ -317,7 +313,7 @@ Suite *runtime_suite(void)
 	tcase_add_test(tc, test_reference_closed_form);
 	tcase_add_test(tc, test_reference_huge_scores);
 	tcase_add_test(tc, test_reference_batch_and_errors);
-	tcase_add_test(tc, test_dense_run);
+	tcase_add_test(tc, test_check_args);
 	suite_add_tcase(s, tc);
 	return s;
 }
