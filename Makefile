@@ -8,6 +8,7 @@
 #   make run        compile examples/compose2.poly and run its program
 #   make examples   build every example program under build/examples/
 #   make bench      time the tree kernels (and PyTorch, if installed)
+#   make bench-general  Strassen and 3-tensor kernels beside OpenBLAS sgemm
 #   make generated  rewrite generated/ from examples/*.poly
 #   make install    polyc, polyattn.h, libpolyattn.a, pkg-config and CMake
 #                   files and the man page under $(DESTDIR)$(PREFIX)
