@@ -586,25 +586,33 @@ static float softmax(float *w, int64_t n, float *mx)
 	return softmax_generic(w, n, mx);
 }
 
+/* add_terms: w[ℓj] += every score term of step s at the tuple pos but
+ * its high edges (added a block at a time) and the edge skip: its one- and
+ * two-variable edges and the log-normalizers of the messages it reads. */
+static void add_terms(const Elim *E, const Thread *T, int s,
+                      const int64_t *pos, int skip, float *w)
+{
+	const pa_elim_step *ps = &E->p->steps[s];
+	for (int a = 0; a < ps->nedges; a++)
+		if (ps->edges[a] != skip && !is_high(E, ps->edges[a]))
+			add_edge(E, ps->edges[a], pos, w);
+	for (int i = 0; i < ps->nmsgs; i++) {
+		int g = ps->msgs[i];
+		const float *l = msg_lse(E, T, g) + msg_base(E, g, ps->var, pos);
+		int64_t sj = E->step[g].stride[ps->var];
+		for (int64_t r = 0; r < E->n; r++)
+			w[r] += l[r * sj];
+	}
+}
+
 /* weigh: w[ℓj] = exp(score - max) for step s at the tuple pos, where the
  * score adds the edges and the consumed messages' log-normalizers; the
  * log-normalizer goes to *lse, the sum of the weights is returned. */
 static float weigh(const Elim *E, Thread *T, int s, const int64_t *pos,
                    float *w, float *lse)
 {
-	const pa_elim_step *ps = &E->p->steps[s];
-	int64_t n = E->n;
-	for (int a = 0; a < ps->nedges; a++)
-		if (!is_high(E, ps->edges[a]))
-			add_edge(E, ps->edges[a], pos, w);
-	for (int i = 0; i < ps->nmsgs; i++) {
-		int g = ps->msgs[i];
-		const float *l = msg_lse(E, T, g) + msg_base(E, g, ps->var, pos);
-		int64_t sj = E->step[g].stride[ps->var];
-		for (int64_t r = 0; r < n; r++)
-			w[r] += l[r * sj];
-	}
-	float mx, den = softmax(w, n, &mx);
+	add_terms(E, T, s, pos, -1, w);
+	float mx, den = softmax(w, E->n, &mx);
 	*lse = mx + logf(den);
 	return den;
 }
@@ -717,16 +725,7 @@ static void run_factored(const Elim *E, Thread *T, int s, int64_t *pos,
 	const float *ex = E->eexp[re], *rmax = ex + n * n;
 	float *u = T->scores, mu;
 	memset(u, 0, (size_t)n * sizeof *u);
-	for (int i = 0; i < ps->nedges; i++)
-		if (ps->edges[i] != re)
-			add_edge(E, ps->edges[i], pos, u);
-	for (int i = 0; i < ps->nmsgs; i++) {
-		int g = ps->msgs[i];
-		const float *l = msg_lse(E, T, g) + msg_base(E, g, ps->var, pos);
-		int64_t sj = E->step[g].stride[ps->var];
-		for (int64_t r = 0; r < n; r++)
-			u[r] += l[r * sj];
-	}
+	add_terms(E, T, s, pos, re, u);
 	softmax(u, n, &mu);
 	if (ps->values) {
 		build_payload(E, T, s, pos, T->pay2);
