@@ -9,6 +9,7 @@
 #   make examples   build every example program under build/examples/
 #   make bench      time the tree kernels (and PyTorch, if installed)
 #   make bench-general  Strassen and 3-tensor kernels beside OpenBLAS sgemm
+#   make bench-approx   approximate kernels beside exact ones, n = 4096…65536
 #   make generated  rewrite generated/ from examples/*.poly
 #   make install    polyc, polyattn.h, libpolyattn.a, pkg-config and CMake
 #                   files and the man page under $(DESTDIR)$(PREFIX)
@@ -24,11 +25,11 @@ B = build
 COMPILER_SRC = compiler/ast.c compiler/diag.c compiler/parse.c \
                compiler/graph.c compiler/plan.c compiler/explain.c \
                compiler/emit.c compiler/emit_tree.c compiler/emit_attend.c \
-               compiler/emit_elim.c \
+               compiler/emit_elim.c compiler/approx.c compiler/emit_approx.c \
                compiler/driver.c
 GRAMMAR_SRC  = $(B)/grammar/parser.c $(B)/grammar/lexer.c
 RUNTIME_SRC  = runtime/pa_status.c runtime/pa_reference.c runtime/pa_kernel.c \
-               runtime/pa_elim.c
+               runtime/pa_elim.c runtime/pa_approx.c
 TEST_SRC     = tests/check_main.c tests/check_parse.c tests/check_runtime.c \
                tests/check_graph.c
 EXAMPLES     = self_attention compose2 compose3 star
@@ -43,7 +44,7 @@ LIBPA        = $(B)/libpolyattn.a
 KERNEL_LDLIBS = $(LIBPA) -fopenmp -lm
 
 .PHONY: bench-general all test unit e2e diag install check-install check-generated generated examples run bench clean \
-        fuzz sanitize sanitize-run cli bench-large
+        fuzz sanitize sanitize-run cli bench-large bench-approx
 .SUFFIXES:
 
 all: $(POLYC) $(LIBPA)
@@ -68,7 +69,7 @@ $(B)/%.o: %.c
 	$(CC) $(CFLAGS) $(CPPFLAGS) $(CHECK_CFLAGS) -c $< -o $@
 
 # The elimination engine spreads its loops over threads.
-$(B)/runtime/pa_elim.o: CFLAGS += -fopenmp
+$(B)/runtime/pa_elim.o $(B)/runtime/pa_approx.o: CFLAGS += -fopenmp
 
 $(B)/compiler/main.o: CPPFLAGS += -DPOLYC_INCLUDE_DIR='"$(CURDIR)/runtime"'
 
@@ -99,6 +100,9 @@ $(E2E)/tree_h%/cases.poly $(E2E)/tree_h%/cases_table.c: tests/e2e/polys.txt test
 $(E2E)/general/cases.poly $(E2E)/general/cases_table.c: tests/e2e/polys_general.txt tests/e2e/mkcases.sh
 	sh tests/e2e/mkcases.sh tests/e2e/polys_general.txt "1 3 16" "1 5" $(E2E)/general
 
+$(E2E)/approx/cases.poly $(E2E)/approx/cases_table.c: tests/e2e/polys_approx.txt tests/e2e/mkcases.sh
+	sh tests/e2e/mkcases.sh tests/e2e/polys_approx.txt "2 3" "1 4" $(E2E)/approx
+
 $(E2E)/%/cases.h: $(E2E)/%/cases.poly $(POLYC)
 	$(POLYC) $< --emit=h -o $@
 $(E2E)/%/cases.o: $(E2E)/%/cases.poly $(POLYC)
@@ -110,15 +114,23 @@ $(E2E)/check_e2e.o: tests/check_e2e.c
 	$(CC) $(CFLAGS) -fopenmp -Iruntime $(CHECK_CFLAGS) -c $< -o $@
 $(E2E)/check_%: $(E2E)/check_e2e.o $(E2E)/%/cases.o $(E2E)/%/cases_table.o $(LIBPA)
 	$(CC) $(CFLAGS) $^ $(CHECK_LIBS) -fopenmp -lm -o $@
+# The approximate kernels: outputs within K_info's promise at the bound.
+$(E2E)/check_approx.o: tests/check_approx.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Iruntime $(CHECK_CFLAGS) -c $< -o $@
+$(E2E)/check_approx: $(E2E)/check_approx.o $(E2E)/approx/cases.o $(E2E)/approx/cases_table.o $(LIBPA)
+	$(CC) $(CFLAGS) $^ $(CHECK_LIBS) -fopenmp -lm -o $@
 
 # Every tree set runs once per code path (PA_ISA forces it; a path this CPU
 # lacks falls back to the widest it has).
 ISAS = generic avx2 avx512
-e2e: $(E2E_SETS:%=$(E2E)/check_%)
+e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx
 	for i in $(ISAS); do for s in $(TREE_HEAD_DIMS:%=tree_h%); do \
 	  echo "e2e $$s, PA_ISA=$$i"; PA_ISA=$$i $(E2E)/check_$$s || exit 1; done; done
 	for i in $(ISAS); do echo "e2e general, PA_ISA=$$i"; \
 	  PA_ISA=$$i $(E2E)/check_general || exit 1; done
+	for i in $(ISAS); do echo "e2e approx, PA_ISA=$$i"; \
+	  PA_ISA=$$i $(E2E)/check_approx || exit 1; done
 
 # --- golden diagnostics: tests/diag/NAME.poly must fail as NAME.err says
 diag: $(POLYC)
@@ -185,6 +197,14 @@ bench-general:
 	$(MAKE) $(B)/bench/bench_general
 	$(B)/bench/bench_general
 
+# Approximate kernels beside exact ones of the same polynomials.
+$(B)/bench/bench_approx: bench/bench_approx.c $(B)/bench/approx.o $(B)/bench/approx.h $(LIBPA)
+	$(CC) $(CFLAGS) -O3 -fopenmp -Iruntime -Ibench -I$(B)/bench bench/bench_approx.c \
+	    $(B)/bench/approx.o $(LIBPA) -lm -o $@
+
+bench-approx: $(B)/bench/bench_approx
+	$(B)/bench/bench_approx
+
 bench: $(B)/bench/bench_tree
 	sh bench/run.sh $(B)/bench
 
@@ -242,7 +262,7 @@ sanitize-run: all $(B)/check_unit $(E2E)/check_tree_h3 $(E2E)/check_general
 PREFIX  ?= /usr/local
 DESTDIR ?=
 VERSION  = $(shell sed -n 's/^#define POLYC_VERSION "\(.*\)"/\1/p' compiler/polyc.h)
-RUNTIME_HEADERS = runtime/polyattn.h runtime/pa_kernel.h runtime/pa_simd.h runtime/pa_math.h \
+RUNTIME_HEADERS = runtime/polyattn.h runtime/pa_kernel.h runtime/pa_simd.h runtime/pa_math.h runtime/pa_approx.h \
                   runtime/pa_elim.h
 I = $(DESTDIR)$(PREFIX)
 

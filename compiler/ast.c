@@ -145,7 +145,8 @@ static PcSetting setting_of(const Ast *key, Diag *d)
 		if (spells(key, setting_names[s]))
 			return (PcSetting)s;
 	diag_error(d, key->loc, "unknown setting '%.*s' (known: poly, head_dim, "
-	           "value_dim, values, scale, algorithm, bound, tolerance)",
+	           "value_dim, values, scale, algorithm, bound, tolerance, "
+	           "fallback)",
 	           QUOTE(key));
 	return PC_SET__COUNT;
 }
@@ -509,6 +510,18 @@ static bool set_tolerance(Kernel *k, const Ast *v, Diag *d)
 	return (x > 0 && x < 1) || bad_value(d, PC_SET_TOLERANCE, v, what);
 }
 
+/* set_fallback: 'exact' (run the exact algorithm when an input exceeds
+ * the bound) or 'none' (return PA_ERR_BOUND). */
+static bool set_fallback(Kernel *k, const Ast *v, Diag *d)
+{
+	const Ast *name = single_name(v);
+	if (name && (spells(name, "exact") || spells(name, "none"))) {
+		k->fallback_exact = spells(name, "exact");
+		return true;
+	}
+	return bad_value(d, PC_SET_FALLBACK, v, "exact or none");
+}
+
 /* The setter of each setting: checks value v and stores it in k. */
 typedef bool Setter(Kernel *k, const Ast *v, Diag *d);
 static Setter *const setters[PC_SET__COUNT] = {
@@ -520,6 +533,7 @@ static Setter *const setters[PC_SET__COUNT] = {
 	[PC_SET_ALGORITHM] = set_algorithm,
 	[PC_SET_BOUND] = set_bound,
 	[PC_SET_TOLERANCE] = set_tolerance,
+	[PC_SET_FALLBACK] = set_fallback,
 };
 
 /* apply_setting: give setting s of k the value v; false (reported) if v

@@ -133,7 +133,7 @@ void emit_info(Emitter *E, const Plan *p)
 	emit_line(E, ".polynomial = \"%s\",",
 	          c_string(lit, sizeof lit, k->poly_text));
 	emit_line(E, ".graph_class = \"%s\",", graph_class_name(p->g->cls));
-	emit_line(E, ".algorithm = \"%s\",", plan_kind_name(p->kind));
+	emit_line(E, ".algorithm = \"%s\",", plan_algorithm(p));
 	emit_line(E, ".num_vars = %d,", k->nvars);
 	emit_line(E, ".num_monomials = %d,", k->nmono);
 	emit_line(E, ".num_inputs = %d,", count_inputs(k));
@@ -143,6 +143,11 @@ void emit_info(Emitter *E, const Plan *p)
 	emit_line(E, ".run = %s,", k->name);
 	emit_line(E, ".scale = %.17g,", k->scale);
 	emit_line(E, ".coefficients = %s_coefficients,", k->name);
+	if (p->use != USE_EXACT) {
+		emit_line(E, ".bound = %.17g,", k->bound);
+		emit_line(E, ".error = %.17g,", p->approx.err);
+		emit_line(E, ".exact_fallback = %d,", p->carry_exact);
+	}
 	E->indent--;
 	emit_line(E, "};");
 }
@@ -156,8 +161,13 @@ void emit_program_c(Emitter *E, const Plan *plans, int nplans)
 	emit_line(E, "");
 	emit_line(E, "#include \"pa_kernel.h\"");
 	for (int i = 0; i < nplans; i++)
-		if (plans[i].kind == PLAN_ELIM) {
+		if (plans[i].kind == PLAN_ELIM && plans[i].carry_exact) {
 			emit_line(E, "#include \"pa_elim.h\"");
+			break;
+		}
+	for (int i = 0; i < nplans; i++)
+		if (plans[i].use != USE_EXACT) {
+			emit_line(E, "#include \"pa_approx.h\"");
 			break;
 		}
 	emit_line(E, "");
@@ -165,10 +175,12 @@ void emit_program_c(Emitter *E, const Plan *plans, int nplans)
 	          POLYC_VERSION);
 	for (int i = 0; i < nplans; i++) {
 		emit_line(E, "");
-		if (plans[i].kind == PLAN_TREE)
-			emit_tree_kernel(E, &plans[i]);
+		if (plans[i].use != USE_EXACT)
+			emit_approx_kernel(E, &plans[i]);
+		else if (plans[i].kind == PLAN_TREE)
+			emit_tree_kernel(E, &plans[i], NULL);
 		else
-			emit_elim_kernel(E, &plans[i]);
+			emit_elim_kernel(E, &plans[i], NULL);
 		assert(E->indent == 0);
 	}
 }
@@ -194,7 +206,7 @@ void emit_program_h(Emitter *E, const Plan *plans, int nplans)
 		emit_line(E, "");
 		emit_line(E, "/* %s: %s (%s, %s) */", k->name, k->poly_text,
 		          graph_class_name(plans[i].g->cls),
-		          plan_kind_name(plans[i].kind));
+		          plan_algorithm(&plans[i]));
 		emit_line(E, "pa_status %s(int64_t batch, int64_t n, "
 		          "const float *const inputs[], float *out);", k->name);
 		emit_line(E, "extern const pa_kernel_info %s_info;", k->name);

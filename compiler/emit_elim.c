@@ -92,8 +92,10 @@ static void emit_steps(Emitter *E, const Plan *p)
 	emit_line(E, "};");
 }
 
-/* emit_elim_kernel: the tables, the plan and the entry point. */
-void emit_elim_kernel(Emitter *E, const Plan *p)
+/* emit_elim_kernel: the tables, the plan and the entry point; with
+ * entry, a static entry point of that name and no K_info (another plan's
+ * exact part). */
+void emit_elim_kernel(Emitter *E, const Plan *p, const char *entry)
 {
 	const Graph *g = p->g;
 	const Kernel *k = g->k;
@@ -106,8 +108,10 @@ void emit_elim_kernel(Emitter *E, const Plan *p)
 	          graph_class_name(g->cls), plan_kind_name(p->kind), p->nsteps,
 	          p->cost_exp);
 	emit_line(E, " */");
-	emit_line(E, "extern const pa_kernel_info %s_info;", k->name);
-	emit_line(E, "");
+	if (!entry) {
+		emit_line(E, "extern const pa_kernel_info %s_info;", k->name);
+		emit_line(E, "");
+	}
 	emit_edges(E, p);
 	emit_steps(E, p);
 	emit_open(E, "static const pa_elim_plan %s_plan =", k->name);
@@ -116,11 +120,15 @@ void emit_elim_kernel(Emitter *E, const Plan *p)
 	E->indent--;
 	emit_line(E, "};");
 	emit_line(E, "");
-	emit_line(E, "pa_status %s(int64_t batch, int64_t n, const float *const inputs[], float *out)", k->name);
+	if (entry)
+		emit_line(E, "static pa_status %s(int64_t batch, int64_t n, const float *const inputs[], float *out)", entry);
+	else
+		emit_line(E, "pa_status %s(int64_t batch, int64_t n, const float *const inputs[], float *out)", k->name);
 	emit_open(E, "");
 	emit_line(E, "return pa_elim_run(&%s_info, &%s_plan, batch, n, inputs, out);",
 	          k->name, k->name);
 	emit_close(E);
 	emit_line(E, "");
-	emit_info(E, p);
+	if (!entry)
+		emit_info(E, p);
 }

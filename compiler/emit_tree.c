@@ -366,10 +366,14 @@ static void emit_finish(Emitter *E, const Plan *p)
 }
 
 /* emit_entry: the kernel's entry point: checks, workspace, stages. */
-static void emit_entry(Emitter *E, const Plan *p, const Buf *b, int nb)
+static void emit_entry(Emitter *E, const Plan *p, const Buf *b, int nb,
+                       const char *entry)
 {
 	const Kernel *k = p->g->k;
-	emit_line(E, "pa_status %s(int64_t batch, int64_t n, const float *const inputs[], float *out)", k->name);
+	if (entry)
+		emit_line(E, "static pa_status %s(int64_t batch, int64_t n, const float *const inputs[], float *out)", entry);
+	else
+		emit_line(E, "pa_status %s(int64_t batch, int64_t n, const float *const inputs[], float *out)", k->name);
 	emit_open(E, "");
 	emit_line(E, "const pa_status st = pa_check_args(&%s_info, batch, n, inputs, out);", k->name);
 	emit_line(E, "if (st != PA_OK)");
@@ -403,8 +407,9 @@ static void emit_entry(Emitter *E, const Plan *p, const Buf *b, int nb)
 	emit_line(E, "");
 }
 
-/* emit_tree_kernel: the whole kernel of a tree plan. */
-void emit_tree_kernel(Emitter *E, const Plan *p)
+/* emit_tree_kernel: the whole kernel of a tree plan; with entry, only
+ * its static entry point of that name (another plan's exact part). */
+void emit_tree_kernel(Emitter *E, const Plan *p, const char *entry)
 {
 	const Kernel *k = p->g->k;
 	Buf b[4 * PC_MAX_VARS + 3 * PC_MAX_VARS];
@@ -414,8 +419,10 @@ void emit_tree_kernel(Emitter *E, const Plan *p)
 	emit_line(E, " * class %s, plan %s: %d message(s), children before parents.",
 	          graph_class_name(p->g->cls), plan_kind_name(p->kind), p->nmsg);
 	emit_line(E, " */");
-	emit_line(E, "extern const pa_kernel_info %s_info;", k->name);
-	emit_line(E, "");
+	if (!entry) {
+		emit_line(E, "extern const pa_kernel_info %s_info;", k->name);
+		emit_line(E, "");
+	}
 	emit_work(E, p, b, nb);
 	emit_attends(E, p);
 	for (int i = 0; i < p->nmsg; i++) {
@@ -425,6 +432,7 @@ void emit_tree_kernel(Emitter *E, const Plan *p)
 	for (int r = 1; r < p->nroots; r++)
 		emit_prepare(E, p, p->root[r], NULL);
 	emit_finish(E, p);
-	emit_entry(E, p, b, nb);
-	emit_info(E, p);
+	emit_entry(E, p, b, nb, entry);
+	if (!entry)
+		emit_info(E, p);
 }

@@ -98,6 +98,107 @@ static void print_plan(FILE *f, const Plan *p)
 	fprintf(f, "  workspace: O(n) per message, no n x n matrix\n");
 }
 
+/* print_index: how a network index reads: c, l3, a1 (edge 1's features). */
+static void print_index(FILE *f, const Graph *g, int i)
+{
+	if (i == 0)
+		fprintf(f, "c");
+	else if (i <= g->nvars)
+		fprintf(f, "l%d", i);
+	else
+		fprintf(f, "a%d", i - g->nvars - 1);
+}
+
+/* print_tensor: "F(e0,x2)[l2,a0]", "W2[l2,c]" or "T3[a0,c]". */
+static void print_tensor(FILE *f, const Plan *p, int id)
+{
+	const ATensor *t = &p->approx.t[id];
+	if (id >= p->approx.nleaves)
+		fprintf(f, "T%d", id - p->approx.nleaves + 1);
+	else if (t->kind == 0)
+		fprintf(f, "F%d.x%d", t->edge, t->var);
+	else
+		fprintf(f, "W%d", t->var);
+	fputc('[', f);
+	for (int q = 0; q < t->nidx; q++) {
+		if (q)
+			fputc(',', f);
+		print_index(f, p->g, t->idx[q]);
+	}
+	fputc(']', f);
+}
+
+/* print_approx: degrees and features per edge, the contraction, the
+ * workspace, what happens over the bound. */
+static void print_approx(FILE *f, const Plan *p)
+{
+	const Graph *g = p->g;
+	const Kernel *k = g->k;
+	const Approx *A = &p->approx;
+	fprintf(f, "  bound %g, tolerance %g: every weight within a relative "
+	        "%.3g; outputs within %.3g x max|value product|\n", k->bound,
+	        k->tolerance, A->err, 2 * A->err / (1 - A->err));
+	for (int e = 0; e < g->nedges; e++) {
+		const ApproxEdge *ae = &A->edge[e];
+		fprintf(f, "  edge %d ", e);
+		print_vars(f, g->edge[e].vars);
+		fprintf(f, ": |score| <= %.4g, Taylor degree %d over %d coordinates, "
+		        "%.0f features, error %.3g\n", ae->x, ae->degree, ae->ncoord,
+		        ae->nfeat, ae->err);
+	}
+	for (int s = 0; s < A->nsteps; s++) {
+		const AStep *st = &A->step[s];
+		fprintf(f, "  step %d: ", s + 1);
+		if (st->sum >= 0) {
+			fprintf(f, "sum ");
+			print_index(f, g, st->sum);
+			fprintf(f, " of");
+		} else
+			fprintf(f, "multiply");
+		for (int i = 0; i < st->nin; i++) {
+			fputc(' ', f);
+			print_tensor(f, p, st->in[i]);
+		}
+		fprintf(f, " -> ");
+		print_tensor(f, p, st->out);
+		fprintf(f, ": %.3g flops%s\n", st->coef, st->npos ? " x n" : "");
+	}
+	fprintf(f, "  workspace: %.4g * n + %.4g floats\n", A->mem_lin, A->mem_const);
+	if (p->use == USE_AUTO)
+		fprintf(f, "  over the bound: %s\n", plan_kind_name(p->kind));
+	else
+		fprintf(f, "  over the bound: %s\n", p->carry_exact ?
+		        plan_kind_name(p->kind) : "PA_ERR_BOUND (fallback = none)");
+}
+
+/* print_cost: the cost model's figures. */
+static void print_cost(FILE *f, const Plan *p)
+{
+	const Approx *A = &p->approx;
+	fprintf(f, "cost: %.4g * n^%d flops", p->cost_coef, p->cost_exp);
+	fprintf(f, " (n=1024: %.3g, n=4096: %.3g)\n", plan_flops(p, 1024),
+	        plan_flops(p, 4096));
+	if (!p->approx_tried)
+		return;
+	if (A->flops_lin > 0)
+		fprintf(f, "approx cost: %.4g * n + %.4g flops (n=1024: %.3g, "
+		        "n=4096: %.3g)\n", A->flops_lin, A->flops_const,
+		        A->flops_lin * 1024 + A->flops_const,
+		        A->flops_lin * 4096 + A->flops_const);
+	fprintf(f, "cost model: exact at %.3g GFLOP/s, approx at %.3g GFLOP/s",
+	        PC_RATE_EXACT / 1e9, PC_RATE_APPROX / 1e9);
+	if (A->min_n > 0)
+		fprintf(f, "; approx is faster from n = %.0f\n", A->min_n);
+	else
+		fprintf(f, "; approx is never faster\n");
+	if (p->use == USE_AUTO)
+		fprintf(f, "choice: per call, %s for n < %.0f, approx from n = %.0f "
+		        "(exact when an input exceeds the bound)\n",
+		        plan_kind_name(p->kind), A->min_n, A->min_n);
+	else if (p->use == USE_EXACT)
+		fprintf(f, "choice: exact only; approx not carried: %s\n", A->why);
+}
+
 /* explain_kernel: everything --explain prints for one kernel. */
 void explain_kernel(FILE *f, const Plan *p)
 {
@@ -110,11 +211,29 @@ void explain_kernel(FILE *f, const Plan *p)
 		print_vars(f, k->values);
 	else
 		fprintf(f, "none");
-	fprintf(f, ", algorithm %s\n", algo_name(k->algorithm));
+	fprintf(f, ", algorithm %s", algo_name(k->algorithm));
+	if (k->bound > 0)
+		fprintf(f, ", bound %g, tolerance %g, fallback %s", k->bound,
+		        k->tolerance, k->fallback_exact ? "exact" : "none");
+	fputc('\n', f);
 	print_graph(f, p->g);
 	fprintf(f, "class: %s\n", graph_class_name(p->g->cls));
-	print_plan(f, p);
-	fprintf(f, "cost: %.4g * n^%d flops", p->cost_coef, p->cost_exp);
-	fprintf(f, " (n=1024: %.3g, n=4096: %.3g)\n", plan_flops(p, 1024),
-	        plan_flops(p, 4096));
+	if (p->use == USE_APPROX) {
+		fprintf(f, "plan: approx (Taylor features, contraction linear in n)\n");
+		print_approx(f, p);
+		if (p->carry_exact) {
+			fprintf(f, "over the bound, the exact plan:\n");
+			print_plan(f, p);
+		}
+	} else {
+		print_plan(f, p);
+		if (p->use == USE_AUTO) {
+			fprintf(f, "approx plan, from the crossover on: approx\n");
+			print_approx(f, p);
+		}
+	}
+	print_cost(f, p);
+	if (k->algorithm == PC_ALGO_AUTO && k->bound > 0 && p->kind == PLAN_TREE)
+		fprintf(f, "choice: exact: auto keeps trees exact (quadratic); "
+		        "algorithm approx asks for the approximation\n");
 }

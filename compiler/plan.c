@@ -202,21 +202,56 @@ static bool tree_fits(const Plan *p, Diag *d)
 bool plan_build(Plan *p, const Graph *g, Diag *d)
 {
 	const Kernel *k = g->k;
-	if (k->algorithm == PC_ALGO_APPROX) {
-		diag_error(d, k->set_loc[PC_SET_ALGORITHM],
-		           "algorithm 'approx' is not available in polyc %s; "
-		           "use 'exact' or 'auto'", POLYC_VERSION);
-		return false;
-	}
 	memset(p, 0, sizeof *p);
 	p->g = g;
 	p->kind = g->cls == GC_TREE ? PLAN_TREE : PLAN_ELIM;
-	if (p->kind == PLAN_ELIM) {
+	if (p->kind == PLAN_ELIM)
 		plan_elim(p);
-		return true;
+	else
+		plan_tree(p);
+	p->use = USE_EXACT;
+	p->carry_exact = true;
+	if (k->algorithm == PC_ALGO_APPROX) {
+		Loc at = k->set_loc[PC_SET_ALGORITHM];
+		if (!(k->bound > 0)) {
+			diag_error(d, at, "algorithm 'approx' of kernel '%s' needs "
+			           "'bound': the largest |entry| its factor inputs "
+			           "may hold", k->name);
+			return false;
+		}
+		approx_plan(p);
+		if (!p->approx.usable) {
+			diag_error(d, at, "algorithm 'approx' does not pay for kernel "
+			           "'%s': %s", k->name, p->approx.why);
+			diag_note(d, k->set_loc[PC_SET_BOUND], "the bound is given here");
+			return false;
+		}
+		p->use = USE_APPROX;
+		p->carry_exact = k->fallback_exact;
+	} else if (k->algorithm == PC_ALGO_AUTO && k->bound > 0 &&
+	           p->kind == PLAN_ELIM) {
+		approx_plan(p);
+		if (p->approx.usable)
+			p->use = USE_AUTO;
 	}
-	plan_tree(p);
-	return tree_fits(p, d);
+	return !p->carry_exact || p->kind == PLAN_ELIM || tree_fits(p, d);
+}
+
+/* plan_seconds = the cost model's time of the exact plan at length n. */
+double plan_seconds(const Plan *p, double n)
+{
+	return plan_flops(p, n) / PC_RATE_EXACT;
+}
+
+/* plan_algorithm = what K_info.algorithm says: the exact plan's name,
+ * "approx", or "auto" when the entry point picks per call. */
+const char *plan_algorithm(const Plan *p)
+{
+	switch (p->use) {
+	case USE_APPROX: return "approx";
+	case USE_AUTO: return "auto";
+	default: return plan_kind_name(p->kind);
+	}
 }
 
 /* plan_flops = the cost model's floating-point operations at length n. */

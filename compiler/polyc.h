@@ -78,7 +78,8 @@ void diag_plain(Diag *d, const char *fmt, ...)
 	X(SCALE, "scale")                                                    \
 	X(ALGORITHM, "algorithm")                                            \
 	X(BOUND, "bound")                                                    \
-	X(TOLERANCE, "tolerance")
+	X(TOLERANCE, "tolerance")                                            \
+	X(FALLBACK, "fallback")
 
 typedef enum PcSetting {
 #define X(e, s) PC_SET_##e,
@@ -117,6 +118,8 @@ typedef struct Kernel {
 	PcAlgo algorithm;        /* default auto */
 	double bound;            /* approx: max |entry|; 0 = not given */
 	double tolerance;        /* approx: default 1e-3 */
+	bool fallback_exact;     /* approx: over the bound, run exact (default:
+	                            return PA_ERR_BOUND) */
 	Loc set_loc[PC_SET__COUNT]; /* where each setting was given ({0} if not) */
 } Kernel;
 
@@ -256,6 +259,68 @@ typedef struct ElimStep {
 	bool values;             /* a value-carrying variable lies below */
 } ElimStep;
 
+/* ------------------------------------------------------------- approx.c */
+
+enum {
+	PC_APPROX_MAX_IDX = 8,   /* indices of one tensor (PA_APPROX_MAX_IDX) */
+	PC_APPROX_MAX_IN = 32,   /* inputs of one contraction step */
+	PC_APPROX_MAX_TENSORS = 128, /* leaves plus steps */
+	PC_APPROX_MAX_DEGREE = 40,   /* highest Taylor degree tried */
+	PC_APPROX_NIDX = 1 + PC_MAX_VARS + PC_MAX_MONOMIALS, /* c, ℓ_j, α_e */
+};
+
+/* An edge of the graph and its Taylor feature map. */
+typedef struct ApproxEdge {
+	int ncoord;              /* D = monomials · head_dim */
+	double x;                /* |score| ≤ x when entries are within bound */
+	int degree;              /* P: the smallest even degree meeting the share */
+	double nfeat;            /* C(D + P, P) */
+	double err;              /* e^x · x^(P+1) / (P+1)!: relative, per weight */
+	int weight_var;          /* the variable whose features carry weights */
+} ApproxEdge;
+
+/* A tensor of the network: a leaf (features or weights) or a step's
+ * result.  Index numbering as in pa_approx.h: 0 = c, j = ℓ_j,
+ * nvars + 1 + e = α_e. */
+typedef struct ATensor {
+	int kind;                /* leaves: PA_LEAF_FEATURES 0 or _WEIGHTS 1 */
+	int edge, var;           /* leaves: what it holds */
+	int nidx;
+	int idx[PC_APPROX_MAX_IDX];
+} ATensor;
+
+/* Multiply the inputs and sum out one index (or none: -1). */
+typedef struct AStep {
+	int sum;
+	int nin;
+	int in[PC_APPROX_MAX_IN];
+	int out;                 /* the tensor it makes */
+	int npos;                /* position indices its loops run over */
+	double coef;             /* flops ≈ coef · n^npos */
+} AStep;
+
+/* The approximate algorithm of a kernel (DESIGN §3, polynomial method). */
+typedef struct Approx {
+	bool usable;             /* false: why says what stops it */
+	char why[320];
+	double err;              /* promised relative error of every weight */
+	ApproxEdge edge[PC_MAX_MONOMIALS];
+	ATensor t[PC_APPROX_MAX_TENSORS];
+	int nleaves, ntensors;
+	AStep step[PC_APPROX_MAX_TENSORS];
+	int nsteps;
+	double flops_lin, flops_const; /* flops ≈ flops_lin · n + flops_const */
+	double mem_lin, mem_const;     /* workspace floats, the same way */
+	double min_n;            /* the cost model's crossover with exact */
+} Approx;
+
+/* How a kernel's entry point chooses. */
+typedef enum PlanUse {
+	USE_EXACT,               /* the exact plan only */
+	USE_APPROX,              /* approx; exact too when fallback = exact */
+	USE_AUTO,                /* exact below approx.min_n, approx above */
+} PlanUse;
+
 typedef struct Plan {
 	PlanKind kind;
 	const Graph *g;
@@ -270,11 +335,29 @@ typedef struct Plan {
 	int mem_exp;                 /* PLAN_ELIM: largest message, n^mem_exp rows */
 	int cost_exp;                /* work grows as n^cost_exp */
 	double cost_coef;            /* flops ≈ cost_coef · n^cost_exp */
+	PlanUse use;
+	bool carry_exact;            /* the exact plan is emitted */
+	Approx approx;               /* USE_APPROX, USE_AUTO; also auto's
+	                                figures when approx is not usable */
+	bool approx_tried;           /* approx holds an attempt */
 } Plan;
 
 bool plan_build(Plan *p, const Graph *g, Diag *d);
 const char *plan_kind_name(PlanKind k);
+const char *plan_algorithm(const Plan *p);
 double plan_flops(const Plan *p, double n);
+double plan_seconds(const Plan *p, double n);
+
+/* Rates the cost model assumes (flops per second, both cores), measured
+ * with make bench-approx; only their ratio decides anything. */
+#define PC_RATE_EXACT 60e9
+#define PC_RATE_APPROX 10e9
+
+void approx_plan(Plan *p);
+double approx_seconds(const Approx *a, double n);
+double approx_feature_weights(const ApproxEdge *ae, const Kernel *k,
+                              const Edge *e, int *parent, int *coord,
+                              double *weight);
 
 /* ------------------------------------------------------------- explain.c */
 
@@ -301,7 +384,7 @@ void emit_info(Emitter *E, const Plan *p);
 
 /* ----------------------------------------------------------- emit_tree.c */
 
-void emit_tree_kernel(Emitter *E, const Plan *p);
+void emit_tree_kernel(Emitter *E, const Plan *p, const char *entry);
 
 /* -------------------------------------------------------- emit_attend.c */
 
@@ -309,7 +392,11 @@ void emit_attend(Emitter *E, const char *kname, int dim, int dv);
 
 /* ----------------------------------------------------------- emit_elim.c */
 
-void emit_elim_kernel(Emitter *E, const Plan *p);
+void emit_elim_kernel(Emitter *E, const Plan *p, const char *entry);
+
+/* --------------------------------------------------------- emit_approx.c */
+
+void emit_approx_kernel(Emitter *E, const Plan *p);
 
 /* -------------------------------------------------------------- driver.c */
 

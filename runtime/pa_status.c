@@ -14,8 +14,9 @@ const char *pa_strerror(pa_status s)
 	case PA_ERR_NULL: return "a NULL pointer was passed for inputs, an input "
 	                         "or out";
 	case PA_ERR_NOMEM: return "out of memory allocating the workspace";
-	case PA_ERR_BOUND: return "an input entry exceeds the bound the "
-	                          "approximation was compiled for";
+	case PA_ERR_BOUND: return "a factor input entry exceeds the bound the "
+	                          "approximation was compiled for (K_info.bound); "
+	                          "raise the bound or set fallback = exact";
 	case PA_ERR_NONFINITE: return "an input holds NaN or infinity";
 	case PA_ERR_UNSUPPORTED: return "the kernel does not support this request";
 	}

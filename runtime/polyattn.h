@@ -68,6 +68,13 @@ typedef struct {
 	 * what a reference evaluator needs besides the inputs' shapes. */
 	double scale;                /* the kernel's scale */
 	const double *coefficients;  /* c_m, num_monomials of them */
+	/* Approximate kernels (algorithm "approx" or "auto"); 0 otherwise. */
+	double bound;                /* promised max |entry| of factor inputs */
+	double error;                /* within the bound, every weight
+	                                exp(s(ℓ)) is off by at most this
+	                                relative amount */
+	int exact_fallback;          /* over the bound: 1 runs the exact
+	                                algorithm, 0 returns PA_ERR_BOUND */
 } pa_kernel_info;
 
 /*

@@ -5,6 +5,7 @@
  * against golden files.
  */
 #include <check.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -186,15 +187,17 @@ static char *slurp(const char *path)
 	return buf;
 }
 
+/* .poly files whose --explain text tests/golden/explain/NAME.txt holds. */
 static const char *const explained[] = {
-	"self_attention", "compose2", "compose3", "star",
+	"examples/self_attention", "examples/compose2", "examples/compose3",
+	"examples/star", "tests/golden/explain/approx",
 };
 
 START_TEST(test_explain_golden)
 {
 	char path[256], *text = NULL;
 	size_t len = 0;
-	snprintf(path, sizeof path, "examples/%s.poly", explained[_i]);
+	snprintf(path, sizeof path, "%s.poly", explained[_i]);
 	Diag d = {.out = stderr};
 	Program *prog = parse_file(path, &d);
 	ck_assert_msg(prog != NULL, "%s does not parse", path);
@@ -204,18 +207,155 @@ START_TEST(test_explain_golden)
 		Plan p;
 		graph_build(&g, &prog->kernels[i]);
 		ck_assert(plan_build(&p, &g, &d));
+		if (i)
+			fputc('\n', out);
 		explain_kernel(out, &p);
 	}
 	fclose(out);
-	snprintf(path, sizeof path, "tests/golden/explain/%s.txt", explained[_i]);
+	snprintf(path, sizeof path, "tests/golden/explain/%s.txt",
+	         strrchr(explained[_i], '/') + 1);
 	char *want = slurp(path);
 	ck_assert_msg(want != NULL, "missing %s", path);
-	ck_assert_str_eq(text, want);
+	size_t at = 0;
+	while (text[at] && text[at] == want[at])
+		at++;
+	ck_assert_msg(text[at] == want[at], "--explain of %s differs from %s at "
+	              "byte %zu: \"%.60s\" instead of \"%.60s\"", explained[_i],
+	              path, at, text + at, want + at);
 	free(want);
 	free(text);
 	SrcFile *src = prog->file;
 	program_free(prog);
 	src_free(src);
+}
+END_TEST
+
+/* approx_of: the approximate plan of poly with settings extra. */
+static void approx_of(Fixture *f, const char *poly, const char *extra)
+{
+	setup_poly(f, poly, extra);
+	ck_assert_msg(f->p.use != USE_EXACT, "%s {%s}: not approximated (%s)",
+	              poly, extra, f->p.approx.why);
+}
+
+/* taylor = e^x · x^(p+1) / (p+1)!, directly. */
+static double taylor(double x, int p)
+{
+	double t = exp(x);
+	for (int i = 1; i <= p + 1; i++)
+		t *= x / i;
+	return t;
+}
+
+/* The degree of every edge is the smallest even one whose remainder meets
+ * the edge's share of the tolerance; features are C(D + P, P); the
+ * promise stays within the tolerance; every step is linear in n. */
+START_TEST(test_approx_degree)
+{
+	static const struct {
+		const char *poly, *extra;
+	} cases[] = {
+		{"x1*x2", "head_dim = 4; algorithm = approx; bound = 0.5; tolerance = 1e-3;"},
+		{"x1*x2", "head_dim = 4; algorithm = approx; bound = 0.5; tolerance = 1e-2;"},
+		{"x1*x2", "head_dim = 4; algorithm = approx; bound = 0.25; tolerance = 1e-3;"},
+		{"x1*x2 + x2*x3 + x3*x1", "head_dim = 2; algorithm = approx; bound = 0.7;"},
+		{"x1*x2*x3 - 0.5*x1*x2", "head_dim = 3; algorithm = approx; bound = 0.6; scale = 2;"},
+		{"x1^2*x2 + 3*x1*x2", "head_dim = 2; algorithm = approx; bound = 0.3;"},
+	};
+	for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+		Fixture f;
+		approx_of(&f, cases[c].poly, cases[c].extra);
+		const Kernel *k = f.g.k;
+		double share = pow(1 + k->tolerance, 1.0 / f.g.nedges) - 1, hi = 1;
+		for (int e = 0; e < f.g.nedges; e++) {
+			const ApproxEdge *ae = &f.p.approx.edge[e];
+			double x = 0;
+			for (int a = 0; a < f.g.edge[e].nmono; a++) {
+				const Monomial *mo = &k->mono[f.g.edge[e].mono[a]];
+				x += fabs(k->scale * mo->coef) * k->head_dim * pow(k->bound, mo->degree);
+			}
+			ck_assert_double_eq_tol(ae->x, x, 1e-12);
+			ck_assert_int_eq(ae->degree % 2, 0);
+			ck_assert_msg(taylor(x, ae->degree) <= share, "%s: degree %d "
+			              "misses the share", cases[c].poly, ae->degree);
+			ck_assert_msg(ae->degree == 0 || taylor(x, ae->degree - 2) > share,
+			              "%s: degree %d is not the smallest", cases[c].poly,
+			              ae->degree);
+			double feat = 1;
+			for (int i = 1; i <= ae->degree; i++)
+				feat = feat * (ae->ncoord + i) / i;
+			ck_assert_double_eq_tol(ae->nfeat, feat, 0.5);
+			hi *= 1 + taylor(x, ae->degree);
+		}
+		ck_assert_double_eq_tol(f.p.approx.err, hi - 1, 1e-12);
+		ck_assert(f.p.approx.err <= k->tolerance);
+		for (int s = 0; s < f.p.approx.nsteps; s++)
+			ck_assert_int_le(f.p.approx.step[s].npos, 1);
+		teardown(&f);
+	}
+	/* A tighter tolerance or a larger bound never lowers a degree. */
+	Fixture a, b;
+	approx_of(&a, "x1*x2", "head_dim = 4; algorithm = approx; bound = 0.5; tolerance = 1e-2;");
+	approx_of(&b, "x1*x2", "head_dim = 4; algorithm = approx; bound = 0.5; tolerance = 1e-5;");
+	ck_assert_int_gt(b.p.approx.edge[0].degree, a.p.approx.edge[0].degree);
+	teardown(&a), teardown(&b);
+}
+END_TEST
+
+/* The feature map holds every multi-index of degree ≤ P once, with the
+ * Taylor weight Π w^α / α!: checked by summing it as a polynomial. */
+START_TEST(test_approx_features)
+{
+	Fixture f;
+	approx_of(&f, "x1*x2 - 0.5*x1*x2^2", "head_dim = 2; algorithm = approx; bound = 0.6; scale = 0.7;");
+	const ApproxEdge *ae = &f.p.approx.edge[0];
+	int nf = (int)ae->nfeat, parent[4096], coord[4096];
+	double weight[4096];
+	ck_assert_int_le(nf, 4096);
+	ck_assert_double_eq(approx_feature_weights(ae, f.g.k, &f.g.edge[0], parent,
+	                                           coord, weight), nf);
+	/* Σ_f ω_f φ_f(a) φ_f(b) = T_P(u) with u = Σ_i w_i a_i b_i. */
+	double a[4] = {0.3, -0.5, 0.2, 0.6}, b[4] = {-0.4, 0.1, 0.5, -0.6};
+	double w[4] = {0.7, 0.7, -0.35, -0.35}, u = 0, sum = 0, tp = 0, term = 1;
+	double pa[4096], pb[4096];
+	for (int i = 0; i < 4; i++)
+		u += w[i] * a[i] * b[i];
+	pa[0] = pb[0] = 1;
+	for (int q = 1; q < nf; q++) {
+		ck_assert_int_lt(parent[q], q);
+		pa[q] = pa[parent[q]] * a[coord[q]];
+		pb[q] = pb[parent[q]] * b[coord[q]];
+	}
+	for (int q = 0; q < nf; q++)
+		sum += weight[q] * pa[q] * pb[q];
+	for (int p = 0; p <= ae->degree; p++)
+		tp += term, term *= u / (p + 1);
+	ck_assert_double_eq_tol(sum, tp, 1e-12);
+	teardown(&f);
+}
+END_TEST
+
+/* auto carries approx only where the cost model says it pays, and never
+ * for trees; too many features are refused with the reason. */
+START_TEST(test_approx_choice)
+{
+	Fixture f;
+	setup_poly(&f, "x1*x2 + x2*x3 + x3*x1", "head_dim = 2; bound = 0.5;");
+	ck_assert_int_eq(f.p.use, USE_AUTO);
+	ck_assert(f.p.approx.min_n > 1 && f.p.approx.min_n < 1e5);
+	ck_assert_double_lt(approx_seconds(&f.p.approx, f.p.approx.min_n),
+	                    plan_seconds(&f.p, f.p.approx.min_n));
+	ck_assert_double_ge(approx_seconds(&f.p.approx, f.p.approx.min_n - 1),
+	                    plan_seconds(&f.p, f.p.approx.min_n - 1));
+	teardown(&f);
+	setup_poly(&f, "x1*x2 + x2*x3", "head_dim = 2; bound = 0.5;");
+	ck_assert_int_eq(f.p.use, USE_EXACT);
+	teardown(&f);
+	setup_poly(&f, "x1*x2 + x2*x3 + x3*x1", "head_dim = 64; bound = 0.15;");
+	ck_assert_int_eq(f.p.use, USE_EXACT);
+	ck_assert(!f.p.approx.usable);
+	ck_assert_ptr_nonnull(strstr(f.p.approx.why, "features"));
+	teardown(&f);
 }
 END_TEST
 
@@ -232,6 +372,9 @@ Suite *graph_suite(void)
 	tcase_add_test(tc, test_star_and_inner_root);
 	tcase_add_test(tc, test_components);
 	tcase_add_test(tc, test_elim_plan);
+	tcase_add_test(tc, test_approx_degree);
+	tcase_add_test(tc, test_approx_features);
+	tcase_add_test(tc, test_approx_choice);
 	tcase_add_loop_test(tc, test_explain_golden, 0,
 	                    sizeof explained / sizeof *explained);
 	suite_add_tcase(s, tc);

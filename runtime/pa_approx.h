@@ -1,0 +1,121 @@
+/*
+ * pa_approx.h - the approximate engine (DESIGN §3, the polynomial method):
+ * a tensor network that polyc plans and prints into the generated C as
+ * constant tables, contracted here in time linear in n.
+ *
+ * Every edge e (the monomials over one set of ≥ 2 variables) has the score
+ *
+ *     u_e = Σ_i w_i · Π_{v ∈ e} A_{e,v}[ℓ_v, i],     i = (a, l),
+ *
+ * over D_e = nmono · head_dim coordinates: a is the a-th monomial of the
+ * edge (mono[a]), l a column, w_i = scale · c_{mono[a]}, and
+ * A_{e,v}[ℓ, (a, l)] the product of the factor inputs of monomial mono[a]
+ * whose variable is v, at row ℓ and column l.  exp(u_e) is replaced by
+ * its degree-P Taylor polynomial, which factors through feature maps:
+ *
+ *     exp(u_e) ≈ Σ_f weight[f] · Π_{v ∈ e} φ_f(A_{e,v}[ℓ_v]),
+ *     φ_0 = 1,  φ_f = φ_{parent[f]} · A[coord[f]]   (f ≥ 1, parent[f] < f),
+ *
+ * one feature per multi-index of total degree ≤ P.  weight[f] is folded
+ * into the features of one variable, weight_var.
+ *
+ * The network's indices are numbered:
+ *
+ *     0          c:   value_dim + 1 channels; the last is the denominator
+ *     j (1..t)   ℓ_j: a position of x_j, n values
+ *     t + 1 + e  α_e: a feature of edge e, nfeat values
+ *
+ * Its leaves are dense tensors (row-major, last index fastest):
+ *
+ *     PA_LEAF_FEATURES  Φ_{e,v}[ℓ_v, α_e] = φ_f(A_{e,v}[ℓ_v]) (weighted on
+ *                       weight_var), for v in edge e;
+ *     PA_LEAF_WEIGHTS   W_v[ℓ_v, c] = exp(b_v(ℓ_v) - max b_v) · V_v[ℓ_v, c]
+ *                       for c < value_dim and exp(b_v - max b_v) for the
+ *                       last channel, where b_v is x_v's bias score
+ *                       (scale · Σ of its one-variable monomials, 0 for x1)
+ *                       and V_v its value matrix; W_v[ℓ_v] (no c) when
+ *                       x_v carries no values.
+ *
+ * Each step multiplies its inputs (leaves or earlier steps' results; the
+ * result of step s is tensor nleaves + s) and sums out one index:
+ *
+ *     T[out] = Σ_{x in sum} Π_k T_{in[k]}[its indices]
+ *
+ * (sum = -1: no sum, a product or a permutation).  Every index of the
+ * inputs but sum appears in out; out's order is the stored layout.  The
+ * last step's result is R[ℓ1, c] (R[ℓ1] when no variable carries values),
+ * and the kernel's output is out[ℓ1, c] = R[ℓ1, c] / R[ℓ1, value_dim]
+ * (all ones without values).
+ */
+#ifndef PA_APPROX_H
+#define PA_APPROX_H
+
+#include <stdint.h>
+
+#include "polyattn.h"
+
+/* An edge and its feature map. */
+typedef struct pa_approx_edge {
+	uint32_t vars;           /* bit j: x_j is in the edge (≥ 2 bits) */
+	int nmono;
+	const int *mono;         /* monomial indices, as in K_info */
+	int degree;              /* P, even */
+	int nfeat;               /* C(D + P, P) */
+	const int *parent;       /* nfeat entries; entry 0 unused */
+	const int *coord;        /* nfeat entries, in [0, nmono·head_dim) */
+	const float *weight;     /* nfeat entries */
+	int weight_var;          /* the variable whose features carry weight */
+} pa_approx_edge;
+
+enum {
+	PA_LEAF_FEATURES = 0,    /* Φ_{edge,var}[ℓ_var, α_edge] */
+	PA_LEAF_WEIGHTS = 1,     /* W_var[ℓ_var, c] or W_var[ℓ_var] */
+};
+
+#define PA_APPROX_MAX_IDX 8  /* indices of one tensor */
+
+typedef struct pa_approx_leaf {
+	int kind;                /* PA_LEAF_FEATURES or PA_LEAF_WEIGHTS */
+	int edge;                /* features: the edge; weights: -1 */
+	int var;                 /* v */
+	int nidx;
+	int idx[PA_APPROX_MAX_IDX]; /* features {v, t+1+e}; weights {v, 0} or {v} */
+} pa_approx_leaf;
+
+typedef struct pa_approx_step {
+	int sum;                 /* the index summed out, or -1 */
+	int nin;
+	const int *in;           /* tensor ids: leaves, then step results */
+	int nout;
+	int out[PA_APPROX_MAX_IDX]; /* the result's indices, in layout order */
+} pa_approx_step;
+
+typedef struct pa_approx_plan {
+	int nedges;
+	const pa_approx_edge *edges;
+	int nleaves;
+	const pa_approx_leaf *leaves;
+	int nsteps;
+	const pa_approx_step *steps;
+	double bound;            /* the declared max |entry| of factor inputs */
+	int64_t min_n;           /* below this n the exact kernel runs (auto) */
+	pa_kernel_fn exact;      /* the exact kernel, or NULL: over the bound
+	                            gives PA_ERR_BOUND */
+} pa_approx_plan;
+
+/*
+ * The kernel's whole computation.  After pa_check_args: when exact is set
+ * and n < min_n, the exact kernel runs.  Otherwise every factor input is
+ * scanned; an entry with |x| > bound runs the exact kernel, or returns
+ * PA_ERR_BOUND (out untouched) when there is none.  Then the network is
+ * contracted per batch entry.
+ */
+pa_status pa_approx_run(const pa_kernel_info *k, const pa_approx_plan *p,
+                        int64_t batch, int64_t n, const float *const inputs[],
+                        float *out);
+
+/* The largest |entry| of the factor inputs of k (a NaN-free call). */
+double pa_factor_max(const pa_kernel_info *k, int64_t batch, int64_t n,
+                     const float *const inputs[]);
+
+#endif /* PA_APPROX_H */
