@@ -250,12 +250,13 @@ sanitize:
 	$(MAKE) B=$(B)/san CFLAGS='$(CFLAGS) $(SAN_FLAGS)' \
 	    POLYC_FLAGS='$(SAN_POLYC_FLAGS)' sanitize-run
 
-sanitize-run: all $(B)/check_unit $(E2E)/check_tree_h3 $(E2E)/check_general
+sanitize-run: all $(B)/check_unit $(E2E)/check_tree_h3 $(E2E)/check_general $(E2E)/check_approx
 	$(B)/check_unit
 	sh tests/diag/run.sh $(POLYC) tests/diag
 	sh tests/cli/run.sh $(POLYC)
 	CK_FORK=no $(E2E)/check_tree_h3
 	CK_FORK=no $(E2E)/check_general
+	CK_FORK=no $(E2E)/check_approx
 
 # --- install: a compiler's layout; polyc finds its headers through
 # <prefix>/include/polyc next to <prefix>/bin.

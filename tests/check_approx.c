@@ -21,6 +21,9 @@
  *   over_bound one factor entry just past B: PA_ERR_BOUND with out
  *              untouched, or, when K_info.exact_fallback says so, the
  *              exact answer (relative error 1e-4).
+ *   abi        NULL, bad sizes, NaN and Inf refused before anything else;
+ *              a good call writes every output, nothing around it, and
+ *              leaves its inputs alone.
  *   info       K_info says "approx" or "auto", and the promise is within
  *              the tolerance the file asked for.
  *
@@ -276,6 +279,54 @@ START_TEST(over_bound)
 }
 END_TEST
 
+/* abi: bad arguments are refused before the bound is looked at (NULL,
+ * sizes, NaN or Inf in a factor or a value), and a good call writes every
+ * output and nothing around it and leaves its inputs alone. */
+START_TEST(abi)
+{
+	const pa_kernel_info *k = e2e_kernels[_i];
+	const int64_t n = 9, batch = 2, guard = 64;
+	Inputs in, copy;
+	uint64_t s = 7 + _i;
+	inputs_alloc(&in, k, n, batch);
+	inputs_alloc(&copy, k, n, batch);
+	fill(&in, DRAW_UNIFORM, &s);
+	for (int i = 0; i < k->num_inputs; i++)
+		memcpy(copy.buf[i], in.buf[i], len_of(&in, i) * sizeof(float));
+	size_t len = (size_t)(batch * n * k->value_dim);
+	float *mem = malloc((len + 2 * guard) * sizeof *mem), *out = mem + guard;
+	ck_assert(mem != NULL);
+	for (size_t e = 0; e < len + 2 * guard; e++)
+		mem[e] = -777.0f;
+	const float *const *ins = (const float *const *)in.buf;
+	ck_assert_int_eq(k->run(batch, n, NULL, out), PA_ERR_NULL);
+	ck_assert_int_eq(k->run(batch, n, ins, NULL), PA_ERR_NULL);
+	ck_assert_int_eq(k->run(0, n, ins, out), PA_ERR_ARGUMENT);
+	ck_assert_int_eq(k->run(batch, -1, ins, out), PA_ERR_ARGUMENT);
+	ck_assert_int_eq(k->run(batch, INT64_MAX / 2, ins, out), PA_ERR_ARGUMENT);
+	for (int i = 0; i < k->num_inputs; i++) {
+		float keep = in.buf[i][3];
+		in.buf[i][3] = i % 2 ? INFINITY : NAN;
+		ck_assert_msg(k->run(batch, n, ins, out) == PA_ERR_NONFINITE,
+		              "%s: input %d non-finite not refused", k->name, i);
+		in.buf[i][3] = keep;
+	}
+	for (size_t e = 0; e < len + 2 * guard; e++)
+		ck_assert_msg(mem[e] == -777.0f, "%s: a refused call wrote out", k->name);
+	ck_assert_int_eq(k->run(batch, n, ins, out), PA_OK);
+	for (size_t e = 0; e < (size_t)guard; e++)
+		ck_assert(mem[e] == -777.0f && out[len + e] == -777.0f);
+	for (size_t e = 0; e < len; e++)
+		ck_assert_msg(out[e] != -777.0f && isfinite(out[e]),
+		              "%s: out[%zu] not written", k->name, e);
+	for (int i = 0; i < k->num_inputs; i++)
+		ck_assert(memcmp(copy.buf[i], in.buf[i], len_of(&in, i) * sizeof(float)) == 0);
+	free(mem);
+	inputs_free(&in);
+	inputs_free(&copy);
+}
+END_TEST
+
 /* info: the kernel is approximate and promises no more than asked. */
 START_TEST(info)
 {
@@ -296,6 +347,7 @@ int main(void)
 	tcase_add_loop_test(tc, info, 0, e2e_nkernels);
 	tcase_add_loop_test(tc, at_bound, 0, e2e_nkernels);
 	tcase_add_loop_test(tc, over_bound, 0, e2e_nkernels);
+	tcase_add_loop_test(tc, abi, 0, e2e_nkernels);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
