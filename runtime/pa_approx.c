@@ -31,6 +31,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 
 #include "pa_kernel.h"
 #include "pa_simd.h"
@@ -41,7 +42,8 @@
 #define MAX_VARS 31              /* pa_approx_edge.vars is 32 bits */
 #define MAXIN 32                 /* inputs of one step */
 #define MAX_FLOATS ((int64_t)1 << 40) /* floats one tensor may hold */
-#define MAX_COORDS 4096          /* D = nmono · head_dim of one edge */
+#define MAX_COORDS 1024          /* D = nmono · head_dim of one edge */
+#define FR 16                    /* rows of features made side by side */
 #define CHUNK 256                /* rows of p per task at most */
 #define BUDGET ((int64_t)1 << 17) /* floats of one task's buffers */
 #define MR 6                     /* rows of a register tile */
@@ -89,7 +91,8 @@ typedef struct Engine {
 	float *ew[MAX_VARS + 1]; /* exp(b_v - max b_v), n floats, or NULL */
 	float *mem;              /* stored tensors and ew */
 	float *work;             /* nt × per_thread floats */
-	int64_t per_thread;
+	int64_t per_thread;      /* a thread's leaf scratch, then its buffers */
+	int64_t scratch;         /* floats of leaf scratch (leaf_features) */
 } Engine;
 
 /* A loop nest over dims (last fastest): dst (=, or += when add) the
@@ -443,22 +446,37 @@ static void side_row(const Engine *E, const pa_approx_edge *ed, int v,
 }
 
 /* leaf_features: rows r0 … r1-1 of Φ_{e,v}: φ_0 = 1, φ_f = φ_parent[f] ·
- * A[coord[f]], times weight[f] on weight_var. */
+ * A[coord[f]], times weight[f] on weight_var.  FR rows are made side by
+ * side in scratch ((nfeat + D) · FR floats), one vector per feature, and
+ * then transposed into dst. */
 static void leaf_features(const Engine *E, const pa_approx_leaf *lf,
-                          int64_t r0, int64_t r1, float *dst)
+                          int64_t r0, int64_t r1, float *dst, float *scratch)
 {
 	const pa_approx_edge *ed = &E->p->edges[lf->edge];
-	int nf = ed->nfeat;
+	int nf = ed->nfeat, D = ed->nmono * E->k->head_dim;
 	bool weighted = lf->var == ed->weight_var;
-	float a[ed->nmono * E->k->head_dim];
-	for (int64_t r = r0; r < r1; r++) {
-		float *phi = dst + (r - r0) * nf;
-		side_row(E, ed, lf->var, r, a);
-		phi[0] = 1.0f;
-		for (int f = 1; f < nf; f++)
-			phi[f] = phi[ed->parent[f]] * a[ed->coord[f]];
+	float (*ph)[FR] = (float (*)[FR])scratch, (*at)[FR] = ph + nf, a[D];
+	for (int64_t b = r0; b < r1; b += FR) {
+		int rows = r1 - b < FR ? (int)(r1 - b) : FR;
+		for (int r = 0; r < FR; r++) {
+			if (r < rows)
+				side_row(E, ed, lf->var, b + r, a);
+			for (int d = 0; d < D; d++)
+				at[d][r] = r < rows ? a[d] : 0.0f;
+			ph[0][r] = 1.0f;
+		}
+		for (int f = 1; f < nf; f++) {
+			const float *pp = ph[ed->parent[f]], *ac = at[ed->coord[f]];
+			for (int r = 0; r < FR; r++)
+				ph[f][r] = pp[r] * ac[r];
+		}
 		for (int f = 0; weighted && f < nf; f++)
-			phi[f] *= ed->weight[f];
+			for (int r = 0; r < FR; r++)
+				ph[f][r] *= ed->weight[f];
+		float *out = dst + (b - r0) * nf;
+		for (int r = 0; r < rows; r++)
+			for (int f = 0; f < nf; f++)
+				out[r * nf + f] = ph[f][r];
 	}
 }
 
@@ -491,12 +509,14 @@ static void leaf_weights(const Engine *E, const pa_approx_leaf *lf,
 	}
 }
 
-/* leaf_rows: rows r0 … r1-1 of leaf l into dst, in its layout. */
-static void leaf_rows(const Engine *E, int l, int64_t r0, int64_t r1, float *dst)
+/* leaf_rows: rows r0 … r1-1 of leaf l into dst, in its layout; scratch
+ * holds E->scratch floats. */
+static void leaf_rows(const Engine *E, int l, int64_t r0, int64_t r1, float *dst,
+                      float *scratch)
 {
 	const pa_approx_leaf *lf = &E->p->leaves[l];
 	if (lf->kind == PA_LEAF_FEATURES)
-		leaf_features(E, lf, r0, r1, dst);
+		leaf_features(E, lf, r0, r1, dst, scratch);
 	else
 		leaf_weights(E, lf, r0, r1, dst);
 }
@@ -656,15 +676,17 @@ static uint64_t others_mask(const Engine *E, const pa_approx_step *st, int skip)
 static int choose_b(const Engine *E, const pa_approx_step *st)
 {
 	int best = -1;
-	double score = -1;
+	bool bestpos = true;
+	double bestsize = -1;
 	for (int i = 0; i < st->nin; i++) {
 		uint64_t m = E->T[st->in[i]].mask;
 		if (!(m & bit(st->sum)))
 			continue;
 		uint64_t b = m & ~others_mask(E, st, i) & ~bit(st->sum);
-		double sc = mask_size(E, b) + ((b & E->posmask) ? 0 : 1e30);
-		if (sc >= score)
-			best = i, score = sc;
+		bool pos = b & E->posmask;
+		double size = mask_size(E, b);
+		if ((bestpos && !pos) || (pos == bestpos && size >= bestsize))
+			best = i, bestpos = pos, bestsize = size;
 	}
 	return best;
 }
@@ -809,6 +831,11 @@ static void plan_step(Engine *E, int s)
 	}
 	geo_layouts(E, st, g, s);
 	geo_chunk(E, st, g);
+	if (getenv("PA_DEBUG")) {
+		fprintf(stderr, "step %d x=%d p=%d bin=%d bat=%d a=%d b=%d zcb=%d zca=%d xa=%d direct=%d chunk=%ld ws=%ld lazy:", s, g->x, g->p, g->bin, g->nbat, g->na, g->nb, g->zcb, g->zca, g->xa, g->direct, (long)g->chunk, (long)g->ws);
+		for (int i = 0; i < st->nin; i++) fprintf(stderr, " %d", E->T[st->in[i]].lazy);
+		fprintf(stderr, "\n");
+	}
 }
 
 /* plan: check p against k and n and lay out every tensor and step;
@@ -858,6 +885,13 @@ static pa_status alloc_all(Engine *E)
 	E->per_thread = 16;
 	for (int s = 0; s < E->p->nsteps; s++)
 		E->per_thread = E->G[s].ws > E->per_thread ? E->G[s].ws : E->per_thread;
+	E->scratch = 16;
+	for (int e = 0; e < E->p->nedges; e++) {
+		const pa_approx_edge *ed = &E->p->edges[e];
+		int64_t f = pad16((int64_t)(ed->nfeat + ed->nmono * E->k->head_dim) * FR);
+		E->scratch = f > E->scratch ? f : E->scratch;
+	}
+	E->per_thread += E->scratch;
 	size_t wtotal = 0;
 	pa_carve(&wtotal, E->nt, E->per_thread, 1);
 	if (!(E->mem = pa_alloc(total)) || !(E->work = pa_alloc(wtotal)))
@@ -877,6 +911,7 @@ typedef struct Task {
 	int64_t dim[MAX_ID];     /* index sizes, p's restricted to the rows */
 	const float *ptr[MAXIN]; /* each input at row r0 of p */
 	float *at;               /* the thread's free buffer space */
+	float *scratch;          /* the thread's leaf scratch */
 } Task;
 
 /* task_inputs: each input's pointer for the task's rows: a lazy leaf's
@@ -886,7 +921,7 @@ static void task_inputs(const Engine *E, const pa_approx_step *st, int p, Task *
 	for (int i = 0; i < st->nin; i++) {
 		const Tensor *T = &E->T[st->in[i]];
 		if (T->lazy) {
-			leaf_rows(E, st->in[i], k->r0, k->r1, k->at);
+			leaf_rows(E, st->in[i], k->r0, k->r1, k->at, k->scratch);
 			k->ptr[i] = k->at;
 			k->at += pad16((k->r1 - k->r0) * T->row);
 		} else {
@@ -965,12 +1000,12 @@ static int64_t group_size(const Task *k, int n, const int *l)
 /* run_task: rows r0 … r1-1 of p of a product step (see the file
  * comment); buf is the thread's buffers, acc its accumulator when x = p. */
 static void run_task(const Engine *E, int s, int64_t r0, int64_t r1,
-                     float *buf, float *acc, bool par)
+                     float *buf, float *acc, float *scratch, bool par)
 {
 	const pa_approx_step *st = &E->p->steps[s];
 	const Geo *g = &E->G[s];
 	const Tensor *R = &E->T[E->p->nleaves + s];
-	Task k = {.r0 = r0, .r1 = r1, .at = buf};
+	Task k = {.r0 = r0, .r1 = r1, .at = buf, .scratch = scratch};
 	memcpy(k.dim, E->dim, sizeof k.dim);
 	if (g->p >= 0)
 		k.dim[g->p] = r1 - r0;
@@ -1005,8 +1040,13 @@ static void run_task(const Engine *E, int s, int64_t r0, int64_t r1,
 		scatter(E, g, R, &k, O, par);
 }
 
-/* thread_buf: thread i's buffers. */
+/* thread_buf, thread_scratch: thread i's buffers and leaf scratch. */
 static float *thread_buf(const Engine *E, int i)
+{
+	return E->work + (size_t)i * (size_t)E->per_thread + E->scratch;
+}
+
+static float *thread_scratch(const Engine *E, int i)
 {
 	return E->work + (size_t)i * (size_t)E->per_thread;
 }
@@ -1048,14 +1088,16 @@ static void run_gemm_step(const Engine *E, int s)
 	if (ntask >= E->nt && E->nt > 1) {
 		#pragma omp parallel for schedule(dynamic, 1) num_threads(E->nt)
 		for (int64_t i = 0; i < ntask; i++) {
-			float *buf = thread_buf(E, omp_get_thread_num());
+			int id = omp_get_thread_num();
+			float *buf = thread_buf(E, id);
 			int64_t r1 = (i + 1) * c < rows ? (i + 1) * c : rows;
-			run_task(E, s, i * c, r1, buf + accf, buf, false);
+			run_task(E, s, i * c, r1, buf + accf, buf, thread_scratch(E, id), false);
 		}
 	} else {
 		for (int64_t i = 0; i < ntask; i++) {
 			int64_t r1 = (i + 1) * c < rows ? (i + 1) * c : rows;
-			run_task(E, s, i * c, r1, thread_buf(E, 0) + accf, thread_buf(E, 0), true);
+			run_task(E, s, i * c, r1, thread_buf(E, 0) + accf, thread_buf(E, 0),
+			         thread_scratch(E, 0), true);
 		}
 	}
 	if (summed)
@@ -1108,7 +1150,8 @@ static void store_leaves(Engine *E)
 		#pragma omp parallel for schedule(static) num_threads(E->nt)
 		for (int64_t c = 0; c < nc; c++) {
 			int64_t r1 = (c + 1) * 64 < E->n ? (c + 1) * 64 : E->n;
-			leaf_rows(E, l, c * 64, r1, T->data + c * 64 * T->row);
+			leaf_rows(E, l, c * 64, r1, T->data + c * 64 * T->row,
+			          thread_scratch(E, omp_get_thread_num()));
 		}
 	}
 }
