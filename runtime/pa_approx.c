@@ -43,7 +43,8 @@
 #define MAXIN 32                 /* inputs of one step */
 #define MAX_FLOATS ((int64_t)1 << 40) /* floats one tensor may hold */
 #define MAX_COORDS 1024          /* D = nmono · head_dim of one edge */
-#define FR 16                    /* rows of features made side by side */
+#define FR 16                    /* rows of features made side by side
+                                    (16: the AVX-512 transpose) */
 #define CHUNK 256                /* rows of p per task at most */
 #define BUDGET ((int64_t)1 << 17) /* floats of one task's buffers */
 #define MR 6                     /* rows of a register tile */
@@ -445,17 +446,114 @@ static void side_row(const Engine *E, const pa_approx_edge *ed, int v,
 	}
 }
 
+/* feature_block: from at[d][r] (coordinate d of row r), ph[f][r] =
+ * φ_f of row r.  Its loops over the FR rows vectorize; it inlines into
+ * one function per ISA below, which then transpose rows 0 … rows-1 into
+ * out (nf floats each), times weight[f] when weight is not NULL. */
+__attribute__((always_inline)) static inline void
+feature_block(int nf, const int *parent, const int *coord, float (*ph)[FR],
+              float (*at)[FR])
+{
+	for (int r = 0; r < FR; r++)
+		ph[0][r] = 1.0f;
+	for (int f = 1; f < nf; f++) {
+		const float *pp = ph[parent[f]], *ac = at[coord[f]];
+		float x[FR];             /* apart from ph, so no overlap to test */
+		for (int r = 0; r < FR; r++)
+			x[r] = pp[r] * ac[r];
+		memcpy(ph[f], x, sizeof x);
+	}
+}
+
+static void feature_generic(int nf, const int *parent, const int *coord,
+                            const float *weight, float (*ph)[FR],
+                            float (*at)[FR], int rows, float *out)
+{
+	feature_block(nf, parent, coord, ph, at);
+	for (int f = 0; f < nf; f++) {
+		float w = weight ? weight[f] : 1.0f;
+		for (int r = 0; r < rows; r++)
+			out[r * nf + f] = ph[f][r] * w;
+	}
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static void
+feature_avx2(int nf, const int *parent, const int *coord, const float *weight,
+             float (*ph)[FR], float (*at)[FR], int rows, float *out)
+{
+	feature_block(nf, parent, coord, ph, at);
+	for (int f = 0; f < nf; f++) {
+		float w = weight ? weight[f] : 1.0f;
+		for (int r = 0; r < rows; r++)
+			out[r * nf + f] = ph[f][r] * w;
+	}
+}
+
+/* transpose16: the 16 × 16 matrix in r, rows to columns (FR is 16). */
+__attribute__((target("avx512f"))) static inline void transpose16(__m512 r[16])
+{
+	__m512 t[16];
+	for (int i = 0; i < 8; i++) {
+		t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+		t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+	}
+	for (int i = 0; i < 4; i++) {
+		r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+		r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
+		r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+		r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
+	}
+	for (int i = 0; i < 4; i++) {
+		t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+		t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+		t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+		t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+	}
+	for (int i = 0; i < 8; i++) {
+		r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+		r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+	}
+}
+
+/* feature_avx512: the transpose 16 features at a time. */
+__attribute__((target("avx512f"))) static void
+feature_avx512(int nf, const int *parent, const int *coord, const float *weight,
+               float (*ph)[FR], float (*at)[FR], int rows, float *out)
+{
+	feature_block(nf, parent, coord, ph, at);
+	for (int f0 = 0; f0 < nf; f0 += 16) {
+		int cols = nf - f0 < 16 ? nf - f0 : 16;
+		__mmask16 m = cols == 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
+		__m512 x[16];
+		for (int i = 0; i < 16; i++)
+			x[i] = i < cols ? _mm512_loadu_ps(ph[f0 + i]) : _mm512_setzero_ps();
+		transpose16(x);
+		__m512 w = weight ? _mm512_maskz_loadu_ps(m, weight + f0) : _mm512_set1_ps(1.0f);
+		for (int r = 0; r < rows; r++)
+			_mm512_mask_storeu_ps(out + r * nf + f0, m, _mm512_mul_ps(x[r], w));
+	}
+}
+#endif
+
 /* leaf_features: rows r0 … r1-1 of Φ_{e,v}: φ_0 = 1, φ_f = φ_parent[f] ·
  * A[coord[f]], times weight[f] on weight_var.  FR rows are made side by
- * side in scratch ((nfeat + D) · FR floats), one vector per feature, and
- * then transposed into dst. */
+ * side in scratch ((nfeat + D) · FR floats), one vector per feature. */
 static void leaf_features(const Engine *E, const pa_approx_leaf *lf,
                           int64_t r0, int64_t r1, float *dst, float *scratch)
 {
 	const pa_approx_edge *ed = &E->p->edges[lf->edge];
 	int nf = ed->nfeat, D = ed->nmono * E->k->head_dim;
-	bool weighted = lf->var == ed->weight_var;
+	const float *w = lf->var == ed->weight_var ? ed->weight : NULL;
 	float (*ph)[FR] = (float (*)[FR])scratch, (*at)[FR] = ph + nf, a[D];
+	void (*block)(int, const int *, const int *, const float *, float (*)[FR],
+	              float (*)[FR], int, float *) = feature_generic;
+#if defined(__x86_64__)
+	if (pa_isa() == PA_ISA_AVX512)
+		block = feature_avx512;
+	else if (pa_isa() == PA_ISA_AVX2)
+		block = feature_avx2;
+#endif
 	for (int64_t b = r0; b < r1; b += FR) {
 		int rows = r1 - b < FR ? (int)(r1 - b) : FR;
 		for (int r = 0; r < FR; r++) {
@@ -463,20 +561,8 @@ static void leaf_features(const Engine *E, const pa_approx_leaf *lf,
 				side_row(E, ed, lf->var, b + r, a);
 			for (int d = 0; d < D; d++)
 				at[d][r] = r < rows ? a[d] : 0.0f;
-			ph[0][r] = 1.0f;
 		}
-		for (int f = 1; f < nf; f++) {
-			const float *pp = ph[ed->parent[f]], *ac = at[ed->coord[f]];
-			for (int r = 0; r < FR; r++)
-				ph[f][r] = pp[r] * ac[r];
-		}
-		for (int f = 0; weighted && f < nf; f++)
-			for (int r = 0; r < FR; r++)
-				ph[f][r] *= ed->weight[f];
-		float *out = dst + (b - r0) * nf;
-		for (int r = 0; r < rows; r++)
-			for (int f = 0; f < nf; f++)
-				out[r * nf + f] = ph[f][r];
+		block(nf, ed->parent, ed->coord, w, ph, at, rows, dst + (b - r0) * nf);
 	}
 }
 
