@@ -31,7 +31,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdio.h>
 
 #include "pa_kernel.h"
 #include "pa_simd.h"
@@ -43,8 +42,8 @@
 #define MAXIN 32                 /* inputs of one step */
 #define MAX_FLOATS ((int64_t)1 << 40) /* floats one tensor may hold */
 #define MAX_COORDS 1024          /* D = nmono · head_dim of one edge */
-#define FR 16                    /* rows of features made side by side
-                                    (16: the AVX-512 transpose) */
+#define FR 64                    /* rows of features made side by side: a
+                                    multiple of 16 (the AVX-512 transpose) */
 #define CHUNK 256                /* rows of p per task at most */
 #define BUDGET ((int64_t)1 << 17) /* floats of one task's buffers */
 #define MR 6                     /* rows of a register tile */
@@ -516,7 +515,7 @@ __attribute__((target("avx512f"))) static inline void transpose16(__m512 r[16])
 	}
 }
 
-/* feature_avx512: the transpose 16 features at a time. */
+/* feature_avx512: the transpose by blocks of 16 rows and 16 features. */
 __attribute__((target("avx512f"))) static void
 feature_avx512(int nf, const int *parent, const int *coord, const float *weight,
                float (*ph)[FR], float (*at)[FR], int rows, float *out)
@@ -525,13 +524,16 @@ feature_avx512(int nf, const int *parent, const int *coord, const float *weight,
 	for (int f0 = 0; f0 < nf; f0 += 16) {
 		int cols = nf - f0 < 16 ? nf - f0 : 16;
 		__mmask16 m = cols == 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
-		__m512 x[16];
-		for (int i = 0; i < 16; i++)
-			x[i] = i < cols ? _mm512_loadu_ps(ph[f0 + i]) : _mm512_setzero_ps();
-		transpose16(x);
 		__m512 w = weight ? _mm512_maskz_loadu_ps(m, weight + f0) : _mm512_set1_ps(1.0f);
-		for (int r = 0; r < rows; r++)
-			_mm512_mask_storeu_ps(out + r * nf + f0, m, _mm512_mul_ps(x[r], w));
+		for (int r0 = 0; r0 < rows; r0 += 16) {
+			__m512 x[16];
+			for (int i = 0; i < 16; i++)
+				x[i] = i < cols ? _mm512_loadu_ps(ph[f0 + i] + r0) : _mm512_setzero_ps();
+			transpose16(x);
+			for (int r = 0; r < 16 && r0 + r < rows; r++)
+				_mm512_mask_storeu_ps(out + (r0 + r) * nf + f0, m,
+				                      _mm512_mul_ps(x[r], w));
+		}
 	}
 }
 #endif
@@ -917,11 +919,6 @@ static void plan_step(Engine *E, int s)
 	}
 	geo_layouts(E, st, g, s);
 	geo_chunk(E, st, g);
-	if (getenv("PA_DEBUG")) {
-		fprintf(stderr, "step %d x=%d p=%d bin=%d bat=%d a=%d b=%d zcb=%d zca=%d xa=%d direct=%d chunk=%ld ws=%ld lazy:", s, g->x, g->p, g->bin, g->nbat, g->na, g->nb, g->zcb, g->zca, g->xa, g->direct, (long)g->chunk, (long)g->ws);
-		for (int i = 0; i < st->nin; i++) fprintf(stderr, " %d", E->T[st->in[i]].lazy);
-		fprintf(stderr, "\n");
-	}
 }
 
 /* plan: check p against k and n and lay out every tensor and step;
