@@ -32,7 +32,7 @@ RUNTIME_SRC  = runtime/pa_status.c runtime/pa_reference.c runtime/pa_kernel.c \
                runtime/pa_elim.c runtime/pa_approx.c
 TEST_SRC     = tests/check_main.c tests/check_parse.c tests/check_runtime.c \
                tests/check_graph.c
-EXAMPLES     = self_attention compose2 compose3 star
+EXAMPLES     = self_attention compose2 compose3 star strassen
 
 COMPILER_OBJ = $(COMPILER_SRC:%.c=$(B)/%.o) $(GRAMMAR_SRC:%.c=%.o)
 RUNTIME_OBJ  = $(RUNTIME_SRC:%.c=$(B)/%.o)

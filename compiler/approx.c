@@ -333,6 +333,19 @@ void approx_plan(Plan *p)
 		         "there is no exp(score) to approximate");
 		return;
 	}
+	if (1 + g->nvars + g->nedges > PC_APPROX_MAX_ID) {
+		snprintf(A->why, sizeof A->why, "%d variables and %d edges make "
+		         "more than %d network indices", g->nvars, g->nedges,
+		         PC_APPROX_MAX_ID);
+		return;
+	}
+	for (int e = 0; e < g->nedges; e++)
+		if (g->edge[e].nmono * k->head_dim > PC_APPROX_MAX_COORDS) {
+			snprintf(A->why, sizeof A->why, "edge %d has %d coordinates "
+			         "(monomials x head_dim; at most %d)", e,
+			         g->edge[e].nmono * k->head_dim, PC_APPROX_MAX_COORDS);
+			return;
+		}
 	if (!pick_degrees(p))
 		return;
 	for (int e = 0; e < g->nedges; e++)

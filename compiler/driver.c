@@ -13,6 +13,7 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -53,8 +54,9 @@ static void track(int i, const char *path)
 	live_tmp[i] = path;
 }
 
-/* temp_beside: a fresh file "<path>.tmpXXXXXX" opened for writing; its
- * name goes to buf.  NULL (reported) on failure. */
+/* temp_beside: a fresh file "<path>.tmpXXXXXX" opened for writing, with
+ * the permissions a plain create would give (0666 less the umask, not
+ * mkstemp's 0600); its name goes to buf.  NULL (reported) on failure. */
 static FILE *temp_beside(const char *path, char *buf, size_t sz, Diag *d)
 {
 	snprintf(buf, sz, "%s.tmpXXXXXX", path);
@@ -63,6 +65,9 @@ static FILE *temp_beside(const char *path, char *buf, size_t sz, Diag *d)
 		diag_plain(d, "cannot create '%s': %s", buf, strerror(errno));
 		return NULL;
 	}
+	mode_t mask = umask(0);
+	umask(mask);
+	fchmod(fd, 0666 & ~mask);
 	return fdopen(fd, "w");
 }
 

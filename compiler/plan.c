@@ -221,7 +221,7 @@ bool plan_build(Plan *p, const Graph *g, Diag *d)
 		}
 		approx_plan(p);
 		if (!p->approx.usable) {
-			diag_error(d, at, "algorithm 'approx' does not pay for kernel "
+			diag_error(d, at, "algorithm 'approx' is refused for kernel "
 			           "'%s': %s", k->name, p->approx.why);
 			diag_note(d, k->set_loc[PC_SET_BOUND], "the bound is given here");
 			return false;

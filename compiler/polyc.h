@@ -267,6 +267,8 @@ enum {
 	PC_APPROX_MAX_TENSORS = 128, /* leaves plus steps */
 	PC_APPROX_MAX_DEGREE = 40,   /* highest Taylor degree tried */
 	PC_APPROX_NIDX = 1 + PC_MAX_VARS + PC_MAX_MONOMIALS, /* c, ℓ_j, α_e */
+	PC_APPROX_MAX_ID = 64,   /* index ids the engine handles: 1 + t + edges */
+	PC_APPROX_MAX_COORDS = 1024, /* D = monomials · head_dim of one edge */
 };
 
 /* An edge of the graph and its Taylor feature map. */

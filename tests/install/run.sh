@@ -32,7 +32,7 @@ grep -q "^$work/k.o: examples/compose2.poly" "$work/k.d" ||
 mkdir "$work/make"
 cp examples/*.poly examples/*.c examples/example.h examples/Makefile "$work/make/"
 make -s -C "$work/make"
-for p in self_attention compose2 compose3 star; do
+for p in self_attention compose2 compose3 star strassen; do
 	"$work/make/$p" 200 2 --check | tail -n 1
 done
 # a second make does nothing: the dependency files are right
