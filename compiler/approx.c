@@ -24,13 +24,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* approx_bound = the bound as kernels test it: the smallest float not
+ * below the declared one, so an input entry written as the bound itself
+ * (0.1f is just above 0.1) passes, and the promise covers it. */
+double approx_bound(const Kernel *k)
+{
+	float b = (float)k->bound;
+	if ((double)b < k->bound)
+		b = nextafterf(b, INFINITY);
+	return b;
+}
+
 /* edge_x = the largest |score| of edge e when entries are within bound. */
 static double edge_x(const Kernel *k, const Edge *e)
 {
-	double x = 0;
+	double x = 0, b = approx_bound(k);
 	for (int a = 0; a < e->nmono; a++) {
 		const Monomial *mo = &k->mono[e->mono[a]];
-		x += fabs(k->scale * mo->coef) * k->head_dim * pow(k->bound, mo->degree);
+		x += fabs(k->scale * mo->coef) * k->head_dim * pow(b, mo->degree);
 	}
 	return x;
 }

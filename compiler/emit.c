@@ -144,7 +144,7 @@ void emit_info(Emitter *E, const Plan *p)
 	emit_line(E, ".scale = %.17g,", k->scale);
 	emit_line(E, ".coefficients = %s_coefficients,", k->name);
 	if (p->use != USE_EXACT) {
-		emit_line(E, ".bound = %.17g,", k->bound);
+		emit_line(E, ".bound = %.9g,", approx_bound(k));
 		emit_line(E, ".error = %.17g,", p->approx.err);
 		emit_line(E, ".exact_fallback = %d,", p->carry_exact);
 	}

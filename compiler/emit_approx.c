@@ -169,7 +169,7 @@ void emit_approx_kernel(Emitter *E, const Plan *p)
 	emit_open(E, "static const pa_approx_plan %s_aplan =", k->name);
 	emit_line(E, "%d, %s_aedges, %d, %s_aleaves, %d, %s_asteps,", g->nedges,
 	          k->name, A->nleaves, k->name, A->nsteps, k->name);
-	emit_line(E, "%.17g, %.0f, %s,", k->bound,
+	emit_line(E, "%.9g, %.0f, %s,", approx_bound(k),
 	          p->use == USE_AUTO ? A->min_n : 0.0,
 	          p->carry_exact ? exact : "0");
 	E->indent--;

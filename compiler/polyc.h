@@ -357,6 +357,7 @@ double plan_seconds(const Plan *p, double n);
 #define PC_RATE_APPROX 15e9
 
 void approx_plan(Plan *p);
+double approx_bound(const Kernel *k);
 double approx_seconds(const Approx *a, double n);
 double approx_feature_weights(const ApproxEdge *ae, const Kernel *k,
                               const Edge *e, int *parent, int *coord,

@@ -97,7 +97,8 @@ typedef struct pa_approx_plan {
 	const pa_approx_leaf *leaves;
 	int nsteps;
 	const pa_approx_step *steps;
-	double bound;            /* the declared max |entry| of factor inputs */
+	double bound;            /* max |entry| of factor inputs: the declared
+	                            bound rounded up to a float */
 	int64_t min_n;           /* below this n the exact kernel runs (auto) */
 	pa_kernel_fn exact;      /* the exact kernel, or NULL: over the bound
 	                            gives PA_ERR_BOUND */

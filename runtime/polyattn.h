@@ -69,7 +69,9 @@ typedef struct {
 	double scale;                /* the kernel's scale */
 	const double *coefficients;  /* c_m, num_monomials of them */
 	/* Approximate kernels (algorithm "approx" or "auto"); 0 otherwise. */
-	double bound;                /* promised max |entry| of factor inputs */
+	double bound;                /* max |entry| of factor inputs the promise
+	                                covers (the declared bound rounded up
+	                                to a float) */
 	double error;                /* within the bound, every weight
 	                                exp(s(ℓ)) is off by at most this
 	                                relative amount */

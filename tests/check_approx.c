@@ -99,8 +99,8 @@ static void inputs_free(Inputs *in)
 enum { DRAW_UNIFORM, DRAW_SIGNS, DRAW_SPLIT, NDRAWS };
 static const char *const draw_names[] = {"uniform", "signs", "split"};
 
-/* fill: factors by draw d at bound B (float B rounded down, so no entry
- * passes the bound), values uniform in [-1, 1) or, for the split draw,
+/* fill: factors by draw d at bound B (K_info.bound, a float; rounded down
+ * if it were not, so no entry passes it), values uniform in [-1, 1) or, for the split draw,
  * +1 on rows whose factors are +B and -1 on the others. */
 static void fill(Inputs *in, int d, uint64_t *s)
 {

@@ -272,7 +272,7 @@ START_TEST(test_approx_degree)
 			double x = 0;
 			for (int a = 0; a < f.g.edge[e].nmono; a++) {
 				const Monomial *mo = &k->mono[f.g.edge[e].mono[a]];
-				x += fabs(k->scale * mo->coef) * k->head_dim * pow(k->bound, mo->degree);
+				x += fabs(k->scale * mo->coef) * k->head_dim * pow(approx_bound(k), mo->degree);
 			}
 			ck_assert_double_eq_tol(ae->x, x, 1e-12);
 			ck_assert_int_eq(ae->degree % 2, 0);
@@ -293,7 +293,14 @@ START_TEST(test_approx_degree)
 			ck_assert_int_le(f.p.approx.step[s].npos, 1);
 		teardown(&f);
 	}
-	/* A tighter tolerance or a larger bound never lowers a degree. */
+	/* The bound kernels test is the declared one rounded up to a float. */
+	Fixture r;
+	approx_of(&r, "x1*x2", "head_dim = 4; algorithm = approx; bound = 0.1;");
+	ck_assert((float)approx_bound(r.g.k) == approx_bound(r.g.k));
+	ck_assert(approx_bound(r.g.k) >= 0.1);
+	ck_assert(nextafterf((float)approx_bound(r.g.k), 0) < 0.1);
+	teardown(&r);
+	/* A tighter tolerance never lowers a degree. */
 	Fixture a, b;
 	approx_of(&a, "x1*x2", "head_dim = 4; algorithm = approx; bound = 0.5; tolerance = 1e-2;");
 	approx_of(&b, "x1*x2", "head_dim = 4; algorithm = approx; bound = 0.5; tolerance = 1e-5;");
