@@ -124,12 +124,18 @@ $(E2E)/check_approx: $(E2E)/check_approx.o $(E2E)/approx/cases.o $(E2E)/approx/c
 # Every tree set runs once per code path (PA_ISA forces it; a path this CPU
 # lacks falls back to the widest it has).
 ISAS = generic avx2 avx512
-e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx
+# The approximate engine on networks built by hand, against pa_reference.
+$(E2E)/check_approx_engine: tests/check_approx_engine.c $(LIBPA)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -fopenmp -Iruntime $< $(LIBPA) -lm -o $@
+
+e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine
 	for i in $(ISAS); do for s in $(TREE_HEAD_DIMS:%=tree_h%); do \
 	  echo "e2e $$s, PA_ISA=$$i"; PA_ISA=$$i $(E2E)/check_$$s || exit 1; done; done
 	for i in $(ISAS); do echo "e2e general, PA_ISA=$$i"; \
 	  PA_ISA=$$i $(E2E)/check_general || exit 1; done
 	for i in $(ISAS); do echo "e2e approx, PA_ISA=$$i"; \
+	  PA_ISA=$$i $(E2E)/check_approx_engine || exit 1; \
 	  PA_ISA=$$i $(E2E)/check_approx || exit 1; done
 
 # --- golden diagnostics: tests/diag/NAME.poly must fail as NAME.err says

@@ -7,12 +7,10 @@
  * Also: the bound and the exact fallback, a product step (sum = -1), and
  * timings of x1*x2 + x2*x3 at growing n (linear growth).
  *
- * Not part of the Makefile:
- *   make B=build-approx build-approx/libpolyattn.a
- *   clang -std=c11 -D_GNU_SOURCE -O2 -fopenmp -Iruntime \
- *       tests/check_approx_engine.c build-approx/libpolyattn.a -lm \
- *       -o build-approx/check_approx_engine
- *   build-approx/check_approx_engine [--bench [tree|cycle]]
+ * make e2e builds it as build/e2e/check_approx_engine and runs it under
+ * every PA_ISA; exit status 1 on any failure.
+ *
+ *   check_approx_engine [--bench [tree|cycle]]
  */
 #include <math.h>
 #include <stdbool.h>
