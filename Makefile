@@ -256,13 +256,15 @@ sanitize:
 	$(MAKE) B=$(B)/san CFLAGS='$(CFLAGS) $(SAN_FLAGS)' \
 	    POLYC_FLAGS='$(SAN_POLYC_FLAGS)' sanitize-run
 
-sanitize-run: all $(B)/check_unit $(E2E)/check_tree_h3 $(E2E)/check_general $(E2E)/check_approx
+sanitize-run: all $(B)/check_unit $(E2E)/check_tree_h3 $(E2E)/check_general $(E2E)/check_approx \
+              $(E2E)/check_approx_engine
 	$(B)/check_unit
 	sh tests/diag/run.sh $(POLYC) tests/diag
 	sh tests/cli/run.sh $(POLYC)
 	CK_FORK=no $(E2E)/check_tree_h3
 	CK_FORK=no $(E2E)/check_general
 	CK_FORK=no $(E2E)/check_approx
+	$(E2E)/check_approx_engine
 
 # --- install: a compiler's layout; polyc finds its headers through
 # <prefix>/include/polyc next to <prefix>/bin.
