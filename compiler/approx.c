@@ -325,7 +325,7 @@ static double crossover(const Plan *p)
 }
 
 /* Past these the approximation is not worth emitting. */
-#define MAX_FEATURES 0x1p20      /* per edge */
+#define MAX_FEATURES 0x1p16      /* over all edges: the tables polyc prints */
 #define MAX_CONST_FLOATS 0x1p28  /* n-free workspace (1 GiB) */
 #define MAX_CROSSOVER 0x1p24     /* beats exact only beyond n = 16M */
 
@@ -359,15 +359,20 @@ void approx_plan(Plan *p)
 		}
 	if (!pick_degrees(p))
 		return;
-	for (int e = 0; e < g->nedges; e++)
-		if (A->edge[e].nfeat > MAX_FEATURES) {
-			snprintf(A->why, sizeof A->why, "edge %d needs Taylor degree %d "
-			         "over %d coordinates: %.3g features (at most %.0f); "
-			         "a smaller bound, head_dim or a looser tolerance "
-			         "lowers it", e, A->edge[e].degree, A->edge[e].ncoord,
-			         A->edge[e].nfeat, MAX_FEATURES);
-			return;
-		}
+	double total = 0;
+	int big = 0;
+	for (int e = 0; e < g->nedges; e++) {
+		total += A->edge[e].nfeat;
+		big = A->edge[e].nfeat > A->edge[big].nfeat ? e : big;
+	}
+	if (total > MAX_FEATURES) {
+		snprintf(A->why, sizeof A->why, "edge %d needs Taylor degree %d over "
+		         "%d coordinates: %.3g features, %.3g in all (at most %.0f); "
+		         "a smaller bound or head_dim or a looser tolerance lowers it",
+		         big, A->edge[big].degree, A->edge[big].ncoord,
+		         A->edge[big].nfeat, total, MAX_FEATURES);
+		return;
+	}
 	Net N = {.A = A, .nvars = g->nvars};
 	N.size[0] = k->value_dim + 1;
 	for (int j = 1; j <= g->nvars; j++)
