@@ -210,6 +210,8 @@ $(B)/bench/bench_approx: bench/bench_approx.c $(B)/bench/approx.o $(B)/bench/app
 
 bench-approx: $(B)/bench/bench_approx
 	$(B)/bench/bench_approx
+	@echo; echo "the cost model's crossovers (polyc --explain):"
+	@$(POLYC) bench/approx.poly --explain | grep -E '^kernel .*_approx|^cost model'
 
 bench: $(B)/bench/bench_tree
 	sh bench/run.sh $(B)/bench
