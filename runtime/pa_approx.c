@@ -190,8 +190,11 @@ static void walk(const Walk *w)
 	}
 }
 
-/* walk_par: walk with its first dimension split over the threads when
- * its dst stride keeps their writes apart (and par allows). */
+/* walk_par: walk with its first dimension split into nt pieces spread
+ * over the threads when its dst stride keeps their writes apart (and par
+ * allows).  The pieces are the iterations of a worksharing loop, so every
+ * one runs whatever the size of the team the runtime gives (one thread
+ * when nested, or without OpenMP), not only the first pieces. */
 static void walk_par(const Walk *w, int nt, bool par)
 {
 	int64_t total = 1;
@@ -201,10 +204,10 @@ static void walk_par(const Walk *w, int nt, bool par)
 		walk(w);
 		return;
 	}
-	#pragma omp parallel num_threads(nt)
-	{
-		int64_t per = (w->dim[0] + nt - 1) / nt, r0 = omp_get_thread_num() * per;
-		int64_t r1 = r0 + per < w->dim[0] ? r0 + per : w->dim[0];
+	int64_t per = (w->dim[0] + nt - 1) / nt;
+	#pragma omp parallel for schedule(static) num_threads(nt)
+	for (int i = 0; i < nt; i++) {
+		int64_t r0 = i * per, r1 = r0 + per < w->dim[0] ? r0 + per : w->dim[0];
 		if (r0 < r1) {
 			Walk v = *w;
 			v.dim[0] = r1 - r0;

@@ -19,6 +19,10 @@
 #include <string.h>
 #include <time.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "pa_approx.h"
 #include "polyattn.h"
 
@@ -424,6 +428,28 @@ static void check_guards(void)
 	net_free(&N);
 }
 
+/* check_nested: the cycle network from inside a parallel region, where
+ * omp_get_max_threads() is 2 but the engine's own regions get a team of
+ * one thread: every piece of its work must still run (the reduced
+ * accumulator of its first steps is scattered by pieces of rows). */
+static void check_nested(void)
+{
+#ifdef _OPENMP
+	int threads = omp_get_max_threads(), levels = omp_get_max_active_levels();
+	omp_set_num_threads(2);
+	omp_set_max_active_levels(1);
+	#pragma omp parallel num_threads(2)
+	#pragma omp single
+	{
+		check_case(&cases[2], 2, 3, 7, 1);
+		check_case(&cases[2], 2, 5, 33, 2);
+		check_case(&cases[2], 3, 3, 100, 1);
+	}
+	omp_set_max_active_levels(levels);
+	omp_set_num_threads(threads);
+#endif
+}
+
 /* ----------------------------------------------------------------- bench */
 
 /* bench: a network at growing n; best of reps; GFLOP/s of the products
@@ -480,6 +506,8 @@ int main(int argc, char **argv)
 						if (ns[i] <= cases[c].maxn && (batch == 1 || ns[i] <= 33))
 							check_case(&cases[c], hd, vd, ns[i], batch);
 	check_guards();
+	if (argc < 3)
+		check_nested();
 	printf("%s: %d failures\n", argv[0], failures);
 	const char *which = argc > 2 ? argv[2] : "tree cycle";
 	if (argc > 1 && strcmp(argv[1], "--bench") == 0 && strstr(which, "tree")) {
