@@ -69,7 +69,7 @@ $(B)/%.o: %.c
 	$(CC) $(CFLAGS) $(CPPFLAGS) $(CHECK_CFLAGS) -c $< -o $@
 
 # The elimination engine spreads its loops over threads.
-$(B)/runtime/pa_elim.o $(B)/runtime/pa_approx.o: CFLAGS += -fopenmp
+$(B)/runtime/pa_elim.o $(B)/runtime/pa_approx.o: override CFLAGS += -fopenmp
 
 $(B)/compiler/main.o: CPPFLAGS += -DPOLYC_INCLUDE_DIR='"$(CURDIR)/runtime"'
 
