@@ -430,3 +430,53 @@ double approx_feature_weights(const ApproxEdge *ae, const Kernel *k,
 	free(run);
 	return f;
 }
+
+/* print_index: how a network index reads: c, l3, a1 (edge 1's features). */
+static void print_index(FILE *f, const Graph *g, int i)
+{
+	if (i == 0)
+		fprintf(f, "c");
+	else if (i <= g->nvars)
+		fprintf(f, "l%d", i);
+	else
+		fprintf(f, "a%d", i - g->nvars - 1);
+}
+
+/* print_tensor: "F(e0,x2)[l2,a0]", "W2[l2,c]" or "T3[a0,c]". */
+static void print_tensor(FILE *f, const Plan *p, int id)
+{
+	const ATensor *t = &p->approx.t[id];
+	if (id >= p->approx.nleaves)
+		fprintf(f, "T%d", id - p->approx.nleaves + 1);
+	else if (t->kind == 0)
+		fprintf(f, "F%d.x%d", t->edge, t->var);
+	else
+		fprintf(f, "W%d", t->var);
+	fputc('[', f);
+	for (int q = 0; q < t->nidx; q++) {
+		if (q)
+			fputc(',', f);
+		print_index(f, p->g, t->idx[q]);
+	}
+	fputc(']', f);
+}
+
+/* approx_describe_step: "sum l2 of W2[l2,c] F0.x2[l2,a0] -> T1[a0,c]":
+ * step s in --explain's notation (F: features, W: weights, T: results;
+ * l: positions, a: features of an edge, c: value channels). */
+void approx_describe_step(FILE *f, const Plan *p, int s)
+{
+	const AStep *st = &p->approx.step[s];
+	if (st->sum >= 0) {
+		fprintf(f, "sum ");
+		print_index(f, p->g, st->sum);
+		fprintf(f, " of");
+	} else
+		fprintf(f, "multiply");
+	for (int i = 0; i < st->nin; i++) {
+		fputc(' ', f);
+		print_tensor(f, p, st->in[i]);
+	}
+	fprintf(f, " -> ");
+	print_tensor(f, p, st->out);
+}

@@ -122,9 +122,17 @@ static void emit_network(Emitter *E, const Plan *p)
 	for (int s = 0; s < A->nsteps; s++) {
 		const AStep *st = &A->step[s];
 		const ATensor *t = &A->t[st->out];
-		emit_line(E, "{%d, %d, %s_ain_%d, %d, %s}, /* tensor %d */", st->sum,
+		char *what = NULL;
+		size_t len = 0;
+		FILE *mem = open_memstream(&what, &len);
+		if (mem) {
+			approx_describe_step(mem, p, s);
+			fclose(mem);
+		}
+		emit_line(E, "{%d, %d, %s_ain_%d, %d, %s}, /* %d: %s */", st->sum,
 		          st->nin, k->name, s, t->nidx, idx_list(buf, sizeof buf, t),
-		          st->out);
+		          s + 1, what ? what : "");
+		free(what);
 	}
 	E->indent--;
 	emit_line(E, "};");

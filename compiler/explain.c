@@ -98,36 +98,6 @@ static void print_plan(FILE *f, const Plan *p)
 	fprintf(f, "  workspace: O(n) per message, no n x n matrix\n");
 }
 
-/* print_index: how a network index reads: c, l3, a1 (edge 1's features). */
-static void print_index(FILE *f, const Graph *g, int i)
-{
-	if (i == 0)
-		fprintf(f, "c");
-	else if (i <= g->nvars)
-		fprintf(f, "l%d", i);
-	else
-		fprintf(f, "a%d", i - g->nvars - 1);
-}
-
-/* print_tensor: "F(e0,x2)[l2,a0]", "W2[l2,c]" or "T3[a0,c]". */
-static void print_tensor(FILE *f, const Plan *p, int id)
-{
-	const ATensor *t = &p->approx.t[id];
-	if (id >= p->approx.nleaves)
-		fprintf(f, "T%d", id - p->approx.nleaves + 1);
-	else if (t->kind == 0)
-		fprintf(f, "F%d.x%d", t->edge, t->var);
-	else
-		fprintf(f, "W%d", t->var);
-	fputc('[', f);
-	for (int q = 0; q < t->nidx; q++) {
-		if (q)
-			fputc(',', f);
-		print_index(f, p->g, t->idx[q]);
-	}
-	fputc(']', f);
-}
-
 /* print_approx: degrees and features per edge, the contraction, the
  * workspace, what happens over the bound. */
 static void print_approx(FILE *f, const Plan *p)
@@ -147,21 +117,10 @@ static void print_approx(FILE *f, const Plan *p)
 		        ae->nfeat, ae->err);
 	}
 	for (int s = 0; s < A->nsteps; s++) {
-		const AStep *st = &A->step[s];
 		fprintf(f, "  step %d: ", s + 1);
-		if (st->sum >= 0) {
-			fprintf(f, "sum ");
-			print_index(f, g, st->sum);
-			fprintf(f, " of");
-		} else
-			fprintf(f, "multiply");
-		for (int i = 0; i < st->nin; i++) {
-			fputc(' ', f);
-			print_tensor(f, p, st->in[i]);
-		}
-		fprintf(f, " -> ");
-		print_tensor(f, p, st->out);
-		fprintf(f, ": %.3g flops%s\n", st->coef, st->npos ? " x n" : "");
+		approx_describe_step(f, p, s);
+		fprintf(f, ": %.3g flops%s\n", A->step[s].coef,
+		        A->step[s].npos ? " x n" : "");
 	}
 	fprintf(f, "  workspace: %.4g * n + %.4g floats\n", A->mem_lin, A->mem_const);
 	if (p->use == USE_AUTO)

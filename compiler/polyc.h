@@ -358,6 +358,7 @@ double plan_seconds(const Plan *p, double n);
 
 void approx_plan(Plan *p);
 double approx_bound(const Kernel *k);
+void approx_describe_step(FILE *f, const Plan *p, int s);
 double approx_seconds(const Approx *a, double n);
 double approx_feature_weights(const ApproxEdge *ae, const Kernel *k,
                               const Edge *e, int *parent, int *coord,
