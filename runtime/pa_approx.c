@@ -13,7 +13,10 @@
  *
  * The step runs by chunks of rows of one position index p (x itself, or
  * one of batch and a): each chunk builds the rows of its leaves (a leaf
- * whose position is p is never stored whole), packs A and B into those
+ * whose position is p is never stored whole) and, when p is not summed,
+ * of the results of earlier product steps chunked over the same p as an
+ * output position, by their tasks for those rows (chains recursively:
+ * their n-row results are never stored either), packs A and B into those
  * layouts unless an input already has it, multiplies, and writes the
  * rows of O into the result.  Chunks of an output position are spread
  * over the threads; chunks of a summed position add into one accumulator
@@ -58,7 +61,8 @@ typedef struct Tensor {
 	int64_t st[MAX_ID];      /* stride of each id, 0 when absent */
 	int64_t size;            /* floats */
 	int64_t row;             /* floats per value of idx[0] */
-	bool lazy;               /* a leaf its consumer builds by row chunks */
+	bool lazy;               /* a leaf or step result its consumer builds
+	                            by row chunks (never stored whole) */
 	int consumer;            /* the step reading it, -1 if none */
 	float *data;             /* NULL while lazy */
 } Tensor;
@@ -886,24 +890,56 @@ static int64_t task_floats(const Engine *E, const pa_approx_step *st,
 	return f;
 }
 
+/* step_need: floats of one task of step s with chunks of rows, with the
+ * tasks of the steps whose results it builds by chunks (each runs in the
+ * space after the rows it makes, before step s packs). */
+static int64_t step_need(const Engine *E, int s, int64_t rows)
+{
+	const pa_approx_step *st = &E->p->steps[s];
+	int64_t f = task_floats(E, st, &E->G[s], rows);
+	for (int i = 0; i < st->nin; i++)
+		if (st->in[i] >= E->p->nleaves && E->T[st->in[i]].lazy)
+			f += step_need(E, st->in[i] - E->p->nleaves, rows);
+	return f;
+}
+
 /* geo_chunk: rows per task within BUDGET, and enough tasks for the
  * threads; the thread's buffers, with its accumulator when x = p. */
-static void geo_chunk(Engine *E, const pa_approx_step *st, Geo *g)
+static void geo_chunk(Engine *E, int s, Geo *g)
 {
 	int64_t n = E->n, share = (n + E->nt - 1) / E->nt, c = n;
 	if (g->p >= 0) {
 		c = CHUNK < share ? CHUNK : share;
-		while (c > 16 && task_floats(E, st, g, c) > BUDGET)
+		while (c > 16 && step_need(E, s, c) > BUDGET)
 			c /= 2;
 	}
 	g->chunk = c;
-	g->ws = task_floats(E, st, g, g->chunk);
+	g->ws = step_need(E, s, g->chunk);
 	if (g->x == g->p)
 		g->ws += pad16(layout_size(E, -1, 0, g->nbat, g->bat, -1, g->na, g->a) *
 		               layout_size(E, -1, 0, g->nb, g->b, -1, 0, NULL));
 }
 
-/* plan_step: step s's geometry; leaves it builds by chunks become lazy. */
+/* fusable: tensor id, an input of a product step g chunked over p, can
+ * be built by chunks of rows of p inside g's tasks: a leaf whose first
+ * index is p, or, when g keeps p (an output position), the result of a
+ * product step chunked over the same p as an output position (its rows
+ * of p are made by its tasks for those rows alone) whose first index is
+ * p.  A step summing p keeps its results stored: its chunks then hold
+ * the rows of its leaves already, and would shrink for the others'. */
+static bool fusable(const Engine *E, int id, const Geo *g)
+{
+	const Tensor *T = &E->T[id];
+	if (g->p < 0 || T->nidx < 1 || T->idx[0] != g->p)
+		return false;
+	if (id < E->p->nleaves)
+		return true;
+	const Geo *h = &E->G[id - E->p->nleaves];
+	return g->x != g->p && h->gemm && h->p == g->p && h->x != g->p;
+}
+
+/* plan_step: step s's geometry; the leaves and earlier results it builds
+ * by chunks become lazy. */
 static void plan_step(Engine *E, int s)
 {
 	const pa_approx_step *st = &E->p->steps[s];
@@ -918,10 +954,10 @@ static void plan_step(Engine *E, int s)
 	geo_orders(E, st, g);
 	for (int i = 0; i < st->nin; i++) {
 		Tensor *T = &E->T[st->in[i]];
-		T->lazy = st->in[i] < E->p->nleaves && g->p >= 0 && T->idx[0] == g->p;
+		T->lazy = fusable(E, st->in[i], g);
 	}
 	geo_layouts(E, st, g, s);
-	geo_chunk(E, st, g);
+	geo_chunk(E, s, g);
 }
 
 /* plan: check p against k and n and lay out every tensor and step;
@@ -970,7 +1006,8 @@ static pa_status alloc_all(Engine *E)
 		ewoff[v] = pa_carve(&total, E->n, 1, 1);
 	E->per_thread = 16;
 	for (int s = 0; s < E->p->nsteps; s++)
-		E->per_thread = E->G[s].ws > E->per_thread ? E->G[s].ws : E->per_thread;
+		if (!E->T[E->p->nleaves + s].lazy && E->G[s].ws > E->per_thread)
+			E->per_thread = E->G[s].ws;
 	E->scratch = 16;
 	for (int e = 0; e < E->p->nedges; e++) {
 		const pa_approx_edge *ed = &E->p->edges[e];
@@ -1000,16 +1037,27 @@ typedef struct Task {
 	float *scratch;          /* the thread's leaf scratch */
 } Task;
 
+static void run_task(const Engine *E, int s, int64_t r0, int64_t r1,
+                     float *buf, float *acc, float *scratch, float *res, bool par);
+
 /* task_inputs: each input's pointer for the task's rows: a lazy leaf's
- * rows are built into the buffer. */
-static void task_inputs(const Engine *E, const pa_approx_step *st, int p, Task *k)
+ * rows are built into the buffer, a lazy step result's by that step's
+ * task for the same rows, in the space after them. */
+static void task_inputs(const Engine *E, const pa_approx_step *st, int p,
+                        Task *k, bool par)
 {
 	for (int i = 0; i < st->nin; i++) {
-		const Tensor *T = &E->T[st->in[i]];
+		int id = st->in[i];
+		const Tensor *T = &E->T[id];
 		if (T->lazy) {
-			leaf_rows(E, st->in[i], k->r0, k->r1, k->at, k->scratch);
-			k->ptr[i] = k->at;
+			float *rows = k->at;
 			k->at += pad16((k->r1 - k->r0) * T->row);
+			if (id < E->p->nleaves)
+				leaf_rows(E, id, k->r0, k->r1, rows, k->scratch);
+			else
+				run_task(E, id - E->p->nleaves, k->r0, k->r1, k->at, NULL,
+				         k->scratch, rows, par);
+			k->ptr[i] = rows;
 		} else {
 			k->ptr[i] = T->data + (p >= 0 ? k->r0 * T->st[p] : 0);
 		}
@@ -1049,9 +1097,10 @@ static void pack(const Engine *E, const pa_approx_step *st, const Task *k,
 	walk(&w);
 }
 
-/* scatter: the result's rows of the task from O, laid out [bat][a][b]. */
+/* scatter: the result's rows of the task from O, laid out [bat][a][b],
+ * into res (the result at row r0 of p, or at its start when x = p). */
 static void scatter(const Engine *E, const Geo *g, const Tensor *R,
-                    const Task *k, const float *O, bool par)
+                    const Task *k, const float *O, float *res, bool par)
 {
 	Walk w = {.nsrc = 1, .src = {O}};
 	int list[3 * MAXI];
@@ -1068,7 +1117,7 @@ static void scatter(const Engine *E, const Geo *g, const Tensor *R,
 		w.ds[d] = R->st[list[d]];
 		s *= w.dim[d];
 	}
-	w.dst = R->data + (g->p >= 0 && g->p != g->x ? k->r0 * R->st[g->p] : 0);
+	w.dst = res;
 	if (w.nd == 0)
 		w.nd = 1, w.dim[0] = 1, w.ds[0] = w.ss[0][0] = 1;
 	walk_par(&w, E->nt, par);
@@ -1084,9 +1133,11 @@ static int64_t group_size(const Task *k, int n, const int *l)
 }
 
 /* run_task: rows r0 … r1-1 of p of a product step (see the file
- * comment); buf is the thread's buffers, acc its accumulator when x = p. */
+ * comment); buf is the thread's buffers, acc its accumulator when x = p,
+ * else res where the result's row r0 of p goes (the stored result, or
+ * the rows of a lazy one). */
 static void run_task(const Engine *E, int s, int64_t r0, int64_t r1,
-                     float *buf, float *acc, float *scratch, bool par)
+                     float *buf, float *acc, float *scratch, float *res, bool par)
 {
 	const pa_approx_step *st = &E->p->steps[s];
 	const Geo *g = &E->G[s];
@@ -1095,7 +1146,7 @@ static void run_task(const Engine *E, int s, int64_t r0, int64_t r1,
 	memcpy(k.dim, E->dim, sizeof k.dim);
 	if (g->p >= 0)
 		k.dim[g->p] = r1 - r0;
-	task_inputs(E, st, g->p, &k);
+	task_inputs(E, st, g->p, &k, par);
 	const float *B = k.ptr[g->bin], *A = g->zca ? k.ptr[1 - g->bin] : NULL;
 	if (!g->zcb) {
 		pack(E, st, &k, 1u << g->bin, k.at, g->nbat, g->bat, g->x, g->nb, g->b);
@@ -1118,12 +1169,12 @@ static void run_task(const Engine *E, int s, int64_t r0, int64_t r1,
 	}
 	float *O = acc;
 	if (g->x != g->p)
-		O = g->direct ? R->data + (g->p >= 0 ? r0 * R->st[g->p] : 0) : k.at;
+		O = g->direct ? res : k.at;
 	gemm_batch(group_size(&k, g->nbat, g->bat), group_size(&k, g->na, g->a),
 	           group_size(&k, g->nb, g->b), k.dim[g->x], A, g->xa, B, O,
 	           g->x == g->p, E->nt, par);
 	if (g->x != g->p && !g->direct)
-		scatter(E, g, R, &k, O, par);
+		scatter(E, g, R, &k, O, res, par);
 }
 
 /* thread_buf, thread_scratch: thread i's buffers and leaf scratch. */
@@ -1155,7 +1206,7 @@ static void reduce(const Engine *E, int s)
 	if (!g->direct) {
 		Task k = {.r0 = 0, .r1 = E->n};
 		memcpy(k.dim, E->dim, sizeof k.dim);
-		scatter(E, g, R, &k, dst, true);
+		scatter(E, g, R, &k, dst, R->data, true);
 	}
 }
 
@@ -1168,6 +1219,8 @@ static void run_gemm_step(const Engine *E, int s)
 	int64_t rows = g->p >= 0 ? E->n : 1, c = g->p >= 0 ? g->chunk : 1;
 	int64_t ntask = (rows + c - 1) / c;
 	bool summed = g->x == g->p;
+	const Tensor *R = &E->T[E->p->nleaves + s];
+	int64_t rs = g->p >= 0 && !summed ? R->st[g->p] : 0;
 	int64_t accf = summed ? pad16(E->T[E->p->nleaves + s].size) : 0;
 	for (int t = 0; summed && t < E->nt; t++)
 		memset(thread_buf(E, t), 0, (size_t)accf * sizeof(float));
@@ -1177,13 +1230,14 @@ static void run_gemm_step(const Engine *E, int s)
 			int id = omp_get_thread_num();
 			float *buf = thread_buf(E, id);
 			int64_t r1 = (i + 1) * c < rows ? (i + 1) * c : rows;
-			run_task(E, s, i * c, r1, buf + accf, buf, thread_scratch(E, id), false);
+			run_task(E, s, i * c, r1, buf + accf, buf, thread_scratch(E, id),
+			         R->data + i * c * rs, false);
 		}
 	} else {
 		for (int64_t i = 0; i < ntask; i++) {
 			int64_t r1 = (i + 1) * c < rows ? (i + 1) * c : rows;
 			run_task(E, s, i * c, r1, thread_buf(E, 0) + accf, thread_buf(E, 0),
-			         thread_scratch(E, 0), true);
+			         thread_scratch(E, 0), R->data + i * c * rs, true);
 		}
 	}
 	if (summed)
@@ -1262,6 +1316,8 @@ static void run_entry(Engine *E, float *out)
 {
 	store_leaves(E);
 	for (int s = 0; s < E->p->nsteps; s++) {
+		if (E->T[E->p->nleaves + s].lazy)
+			continue;             /* made inside its consumer's tasks */
 		if (E->G[s].gemm)
 			run_gemm_step(E, s);
 		else

@@ -217,6 +217,42 @@ static void build_cycle(Net *N)
 	STEP(N, a2, L(1, 0), L(f21, s3));
 }
 
+/* chain: x1*x2 + x2*x3 + x3*x1 in polyc's order: x1's rows flow through
+ * three products in a row (T2, T4, T5 all [ℓ1, …]), each made by chunks
+ * of ℓ1 inside the next; chain_perm lays T2 and T4 out other ways (ℓ1
+ * not first, or the channel before the feature). */
+static void chain(Net *N, bool perm)
+{
+	mono(N, 1.0, 2, L(1, 2));
+	mono(N, 1.0, 2, L(2, 3));
+	mono(N, 1.0, 2, L(3, 1));
+	values(N, 1u << 2 | 1u << 3);
+	int e0 = edge(N, 6, 1, L(0), 2), e1 = edge(N, 12, 1, L(1), 3);
+	int e2 = edge(N, 10, 1, L(2), 3);
+	int a0 = alpha(N, e0), a1 = alpha(N, e1), a2 = alpha(N, e2);
+	int f01 = phi(N, e0, 1), f02 = phi(N, e0, 2), f12 = phi(N, e1, 2);
+	int f13 = phi(N, e1, 3), f23 = phi(N, e2, 3), f21 = phi(N, e2, 1);
+	int w1 = wts(N, 1, false), w2 = wts(N, 2, true), w3 = wts(N, 3, true);
+	int s0 = STEP(N, 2, L(a0, a1, 0), L(w2, f02, f12));
+	int s1 = perm ? STEP(N, a0, L(a1, 1, 0), L(s0, f01))
+	              : STEP(N, a0, L(1, a1, 0), L(s0, f01));
+	int s2 = STEP(N, 3, L(a1, a2, 0), L(w3, f13, f23));
+	int s3 = perm ? STEP(N, a1, L(1, 0, a2), L(s2, s1))
+	              : STEP(N, a1, L(1, a2, 0), L(s2, s1));
+	int s4 = STEP(N, a2, L(1, 0), L(f21, s3));
+	STEP(N, -1, L(1, 0), L(w1, s4));
+}
+
+static void build_chain(Net *N)
+{
+	chain(N, false);
+}
+
+static void build_chain_perm(Net *N)
+{
+	chain(N, true);
+}
+
 /* triple: x1*x2*x3 (3-tensor attention); the two messages meet in a
  * product step (sum = -1). */
 static void build_triple(Net *N)
@@ -291,6 +327,8 @@ static const Case cases[] = {
 	{"x1*x2 + x2*x3", build_tree, 3, 100},
 	{"x1*x2 + x2*x3 + x3*x1", build_cycle, 3, 100},
 	{"x1*x2*x3", build_triple, 3, 100},
+	{"x1*x2 + x2*x3 + x3*x1 (chain)", build_chain, 3, 100},
+	{"x1*x2 + x2*x3 + x3*x1 (chain, permuted)", build_chain_perm, 3, 100},
 	{"0.7*x1^2*x2 - 0.5*x2^2", build_square, 2, 100},
 	{"x1*x2 + x3*x4", build_split, 4, 33},
 	{"x1*x2 (no values)", build_novalue, 2, 100},
