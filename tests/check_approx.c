@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "polyattn.h"
+#include "rnd.h"
 
 extern const pa_kernel_info *const e2e_kernels[];
 extern const int e2e_nkernels;
@@ -52,20 +53,6 @@ static const int64_t sizes[] = {1, 2, 7, 33, 100};
 static const int64_t batches[] = {1, 2};
 
 #define COUNT(a) ((int)(sizeof(a) / sizeof(a)[0]))
-
-/* splitmix64 and a uniform draw in [-1, 1). */
-static uint64_t rnd_next(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15u);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-	return z ^ (z >> 31);
-}
-
-static double rnd_unit(uint64_t *s)
-{
-	return (double)(rnd_next(s) >> 11) * 0x1.0p-52 - 1.0;
-}
 
 /* One call's inputs, batch × n × cols each. */
 typedef struct Inputs {

@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include "polyattn.h"
+#include "rnd.h"
 
 /* The table that tests/e2e/mkcases.sh writes. */
 extern const pa_kernel_info *const e2e_kernels[];
@@ -72,21 +73,6 @@ static const int64_t abi_sizes[] = {1, 5, 17, 65, 130};
 #define COUNT(a) ((int)(sizeof(a) / sizeof(a)[0]))
 
 /* ------------------------------------------------------------- random */
-
-/* rnd_next: splitmix64, a deterministic 64-bit generator. */
-static uint64_t rnd_next(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15u);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-	return z ^ (z >> 31);
-}
-
-/* rnd_unit: uniform in [-1, 1). */
-static double rnd_unit(uint64_t *s)
-{
-	return (double)(rnd_next(s) >> 11) * 0x1.0p-52 - 1.0;
-}
 
 /* rnd_seed: the seed of one (test, kernel, n, batch) run. */
 static uint64_t rnd_seed(int test, int kernel, int64_t n, int64_t batch)
