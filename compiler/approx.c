@@ -193,26 +193,6 @@ static bool cheaper(const AStep *a, const AStep *b)
 	return a->npos < b->npos || (a->npos == b->npos && a->coef < b->coef);
 }
 
-/* by_size: inputs ordered smallest first (the runtime takes the last as
- * its matrix operand). */
-static void order_inputs(const Net *N, AStep *st)
-{
-	for (int i = 1; i < st->nin; i++)
-		for (int j = i; j > 0; j--) {
-			const ATensor *a = &N->A->t[st->in[j - 1]], *b = &N->A->t[st->in[j]];
-			double sa = 1, sb = 1;
-			for (int q = 0; q < a->nidx; q++)
-				sa *= N->pos[a->idx[q]] ? 1e6 : N->size[a->idx[q]];
-			for (int q = 0; q < b->nidx; q++)
-				sb *= N->pos[b->idx[q]] ? 1e6 : N->size[b->idx[q]];
-			if (sa <= sb)
-				break;
-			int tmp = st->in[j - 1];
-			st->in[j - 1] = st->in[j];
-			st->in[j] = tmp;
-		}
-}
-
 /* commit: append step st making tensor out; false when a limit is hit. */
 static bool commit(Net *N, AStep *st, const ATensor *out)
 {
@@ -230,7 +210,6 @@ static bool commit(Net *N, AStep *st, const ATensor *out)
 	for (int i = 0; i < st->nin; i++)
 		N->live[st->in[i]] = false;
 	st->out = A->ntensors - 1;
-	order_inputs(N, st);
 	A->step[A->nsteps++] = *st;
 	return true;
 }
@@ -406,9 +385,9 @@ void approx_plan(Plan *p)
  * each feature its parent times one coordinate (coordinates never
  * decreasing along a chain, so run counts give α_i!): parent, coord and
  * weight ω get nfeat entries; returns nfeat. */
-double approx_feature_weights(const ApproxEdge *ae, const Kernel *k,
-                              const Edge *e, int *parent, int *coord,
-                              double *weight)
+int approx_feature_weights(const ApproxEdge *ae, const Kernel *k,
+                           const Edge *e, int *parent, int *coord,
+                           double *weight)
 {
 	int nf = (int)ae->nfeat, f = 1, level = 0, *run = malloc(sizeof(int) * nf);
 	if (!run)

@@ -360,9 +360,9 @@ void approx_plan(Plan *p);
 double approx_bound(const Kernel *k);
 void approx_describe_step(FILE *f, const Plan *p, int s);
 double approx_seconds(const Approx *a, double n);
-double approx_feature_weights(const ApproxEdge *ae, const Kernel *k,
-                              const Edge *e, int *parent, int *coord,
-                              double *weight);
+int approx_feature_weights(const ApproxEdge *ae, const Kernel *k,
+                           const Edge *e, int *parent, int *coord,
+                           double *weight);
 
 /* ------------------------------------------------------------- explain.c */
 

@@ -717,16 +717,16 @@ static const pa_approx_leaf strassen_aleaves[] = {
 	{PA_LEAF_WEIGHTS, -1, 3, 2, {3, 0}},
 };
 static const int strassen_ain_0[3] = {
-	7, 1, 2,
+	1, 2, 7,
 };
 static const int strassen_ain_1[2] = {
-	9, 0,
+	0, 9,
 };
 static const int strassen_ain_2[3] = {
-	8, 3, 5,
+	3, 5, 8,
 };
 static const int strassen_ain_3[2] = {
-	11, 10,
+	10, 11,
 };
 static const int strassen_ain_4[2] = {
 	4, 12,
@@ -735,10 +735,10 @@ static const int strassen_ain_5[2] = {
 	6, 13,
 };
 static const pa_approx_step strassen_asteps[] = {
-	{2, 3, strassen_ain_0, 3, {4, 5, 0}}, /* 1: sum l2 of W2[l2,c] F0.x2[l2,a0] F1.x2[l2,a1] -> T1[a0,a1,c] */
-	{4, 2, strassen_ain_1, 3, {1, 5, 0}}, /* 2: sum a0 of T1[a0,a1,c] F0.x1[l1,a0] -> T2[l1,a1,c] */
-	{3, 3, strassen_ain_2, 3, {5, 6, 0}}, /* 3: sum l3 of W3[l3,c] F1.x3[l3,a1] F2.x3[l3,a2] -> T3[a1,a2,c] */
-	{5, 2, strassen_ain_3, 3, {1, 6, 0}}, /* 4: sum a1 of T3[a1,a2,c] T2[l1,a1,c] -> T4[l1,a2,c] */
+	{2, 3, strassen_ain_0, 3, {4, 5, 0}}, /* 1: sum l2 of F0.x2[l2,a0] F1.x2[l2,a1] W2[l2,c] -> T1[a0,a1,c] */
+	{4, 2, strassen_ain_1, 3, {1, 5, 0}}, /* 2: sum a0 of F0.x1[l1,a0] T1[a0,a1,c] -> T2[l1,a1,c] */
+	{3, 3, strassen_ain_2, 3, {5, 6, 0}}, /* 3: sum l3 of F1.x3[l3,a1] F2.x3[l3,a2] W3[l3,c] -> T3[a1,a2,c] */
+	{5, 2, strassen_ain_3, 3, {1, 6, 0}}, /* 4: sum a1 of T2[l1,a1,c] T3[a1,a2,c] -> T4[l1,a2,c] */
 	{6, 2, strassen_ain_4, 2, {1, 0}}, /* 5: sum a2 of F2.x1[l1,a2] T4[l1,a2,c] -> T5[l1,c] */
 	{-1, 2, strassen_ain_5, 2, {1, 0}}, /* 6: multiply W1[l1] T5[l1,c] -> T6[l1,c] */
 };

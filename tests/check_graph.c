@@ -319,8 +319,8 @@ START_TEST(test_approx_features)
 	int nf = (int)ae->nfeat, parent[4096], coord[4096];
 	double weight[4096];
 	ck_assert_int_le(nf, 4096);
-	ck_assert_double_eq(approx_feature_weights(ae, f.g.k, &f.g.edge[0], parent,
-	                                           coord, weight), nf);
+	ck_assert_int_eq(approx_feature_weights(ae, f.g.k, &f.g.edge[0], parent,
+	                                        coord, weight), nf);
 	/* Σ_f ω_f φ_f(a) φ_f(b) = T_P(u) with u = Σ_i w_i a_i b_i. */
 	double a[4] = {0.3, -0.5, 0.2, 0.6}, b[4] = {-0.4, 0.1, 0.5, -0.6};
 	double w[4] = {0.7, 0.7, -0.35, -0.35}, u = 0, sum = 0, tp = 0, term = 1;
