@@ -59,6 +59,24 @@ typedef struct {
 typedef pa_status (*pa_kernel_fn)(int64_t batch, int64_t n,
                                   const float *const inputs[], float *out);
 
+/*
+ * Training (doc/training.md).  train is the forward that also fills
+ * saved[0 .. saved_floats(batch, n)); backward takes the same inputs, the
+ * out and saved of that call and grad_out = dL/dout (batch × n ×
+ * value_dim) and writes (does not add to) grad_inputs[i] = dL/dinputs[i],
+ * shaped as inputs[i], for every non-NULL entry.  Arguments are checked as
+ * the forward checks them; grad_out holding NaN or Inf gives
+ * PA_ERR_NONFINITE.  Nothing is written when the status is not PA_OK.
+ */
+typedef pa_status (*pa_train_fn)(int64_t batch, int64_t n,
+                                 const float *const inputs[], float *out,
+                                 float *saved);
+typedef pa_status (*pa_backward_fn)(int64_t batch, int64_t n,
+                                    const float *const inputs[],
+                                    const float *out, const float *saved,
+                                    const float *grad_out,
+                                    float *const grad_inputs[]);
+
 typedef struct {
 	const char *name, *polynomial, *graph_class, *algorithm;
 	int num_vars, num_monomials, num_inputs, head_dim, value_dim;
@@ -77,6 +95,12 @@ typedef struct {
 	                                relative amount */
 	int exact_fallback;          /* over the bound: 1 runs the exact
 	                                algorithm, 0 returns PA_ERR_BOUND */
+	/* Training (doc/training.md).  NULL for a kernel without a backward
+	 * (every tree kernel has one). */
+	int64_t (*saved_floats)(int64_t batch, int64_t n); /* size of saved */
+	pa_train_fn train;           /* the forward, keeping what the backward
+	                                needs in saved */
+	pa_backward_fn backward;     /* gradients of every input */
 } pa_kernel_info;
 
 /*
@@ -88,6 +112,20 @@ typedef struct {
  */
 pa_status pa_reference(const pa_kernel_info *k, int64_t batch, int64_t n,
                        const float *const inputs[], double *out);
+
+/*
+ * The gradients of the definition, by brute force in double precision
+ * (doc/training.md): for g = grad_out and every tuple ℓ,
+ *     dL/ds(ℓ) = p(ℓ) · (⟨g[ℓ1], u(ℓ)⟩ − ⟨g[ℓ1], out[ℓ1]⟩),
+ * spread over the factor entries by the product rule, and
+ *     dL/dV[j][ℓj, c] += p(ℓ) · g[ℓ1, c] · Π_{j' ≠ j} V[j'][ℓj', c].
+ * grad_inputs[i] (batch × n × inputs[i].cols doubles) is written for
+ * every non-NULL entry.  Cost O(n^t · (num_inputs · head_dim + value_dim)).
+ */
+pa_status pa_reference_backward(const pa_kernel_info *k, int64_t batch,
+                                int64_t n, const float *const inputs[],
+                                const float *grad_out,
+                                double *const grad_inputs[]);
 
 #ifdef __cplusplus
 }
