@@ -82,6 +82,23 @@ $(POLYC): $(B)/compiler/main.o $(B)/libpolyc.a
 $(LIBPA): $(RUNTIME_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
+# --- the runtime again, position-independent and with OpenMP throughout:
+# polyc --emit=so links it into every shared object it makes, finding it
+# in $(B) (or <prefix>/lib once installed, or $POLYC_LIB_DIR).
+LIBPA_PIC = $(B)/libpolyattn_pic.a
+$(B)/pic/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -fPIC -fopenmp $(CPPFLAGS) -c $< -o $@
+$(LIBPA_PIC): $(RUNTIME_SRC:%.c=$(B)/pic/%.o)
+	rm -f $@ && ar rcs $@ $^
+all: $(LIBPA_PIC)
+$(B)/compiler/main.o: CPPFLAGS += -DPOLYC_LIB_DIR='"$(abspath $(B))"'
+install: install-pic
+install-pic: $(LIBPA_PIC)
+	install -d $(DESTDIR)$(PREFIX)/lib
+	install -m 644 $(LIBPA_PIC) $(DESTDIR)$(PREFIX)/lib/libpolyattn_pic.a
+.PHONY: install-pic
+
 # --- unit suites
 $(B)/check_unit: $(TEST_OBJ) $(B)/libpolyc.a $(LIBPA)
 	$(CC) $(CFLAGS) $^ $(CHECK_LIBS) -lm -o $@

@@ -138,7 +138,9 @@ static bool run(char **argv, Diag *d)
 }
 
 /* cc_argv: the clang command line compiling src into obj, an output of
- * the given kind. */
+ * the given kind.  A shared object links the whole runtime archive (so
+ * pa_strerror and pa_reference are there for its loader too), OpenMP and
+ * libm, and must leave no symbol undefined. */
 static int cc_argv(char **argv, CcOutput kind, const CcOptions *o, char *inc,
                    char *src, char *obj)
 {
@@ -153,10 +155,20 @@ static int cc_argv(char **argv, CcOutput kind, const CcOptions *o, char *inc,
 	argv[n++] = inc;
 	for (int i = 0; i < o->nextra; i++)
 		argv[n++] = (char *)o->extra[i];
-	argv[n++] = kind == CC_OBJECT ? "-c" : "-S";
+	if (kind == CC_SHARED)
+		argv[n++] = "-shared";
+	else
+		argv[n++] = kind == CC_OBJECT ? "-c" : "-S";
 	if (kind == CC_LLVM)
 		argv[n++] = "-emit-llvm";
 	argv[n++] = src;
+	if (kind == CC_SHARED) {
+		argv[n++] = "-Wl,--whole-archive";
+		argv[n++] = (char *)o->runtime_pic;
+		argv[n++] = "-Wl,--no-whole-archive";
+		argv[n++] = "-Wl,-z,defs";
+		argv[n++] = "-lm";
+	}
 	argv[n++] = "-o";
 	argv[n++] = obj;
 	argv[n] = NULL;
@@ -203,7 +215,7 @@ bool compile_c(const char *path, CcOutput kind, const CcOptions *o,
 	snprintf(obj, sizeof obj, "%s.tmp%d.o", target, (int)getpid());
 	track(TMP_CC, obj);
 	snprintf(inc, sizeof inc, "-I%s", o->include_dir);
-	char *argv[64 + 16];
+	char *argv[64 + 24];
 	cc_argv(argv, kind, o, inc, src, obj);
 	ok = ok && run(argv, d);
 	if (ok && strcmp(path, "-") == 0)

@@ -15,6 +15,10 @@
 #ifndef POLYC_INCLUDE_DIR
 #define POLYC_INCLUDE_DIR "/usr/local/include/polyc"
 #endif
+#ifndef POLYC_LIB_DIR
+#define POLYC_LIB_DIR "/usr/local/lib"
+#endif
+#define RUNTIME_PIC "libpolyattn_pic.a"
 
 typedef enum Action {
 	ACT_OBJECT,              /* -c: an object file (default) */
@@ -22,6 +26,7 @@ typedef enum Action {
 	ACT_HEADER,              /* --emit=h: the header for callers */
 	ACT_ASM,                 /* --emit=asm: what clang makes of the C */
 	ACT_LLVM,                /* --emit=llvm: LLVM IR, as text */
+	ACT_SHARED,              /* --emit=so: a shared object to dlopen */
 	ACT_EXPLAIN,             /* --explain: graph, class, plan, cost */
 } Action;
 
@@ -55,9 +60,11 @@ static const char usage_text[] =
 "  --emit=obj         the same as -c\n"
 "  --emit=asm         write the assembly clang makes of the C\n"
 "  --emit=llvm        write the LLVM IR (text) clang makes of the C\n"
+"  --emit=so          write a shared object holding the kernels, the\n"
+"                     runtime and OpenMP (for dlopen, ctypes)\n"
 "  --explain          print each kernel's graph, class, plan and cost\n"
 "  -o FILE            output file ('-' for standard output); default:\n"
-"                     FILE with .o, .c, .h, .s or .ll in place of .poly\n"
+"                     FILE with .o, .c, .h, .s, .ll or .so in place of .poly\n"
 "  -D KEY=VALUE       override a setting in every kernel\n"
 "  -D KERNEL.KEY=VALUE  override a setting in one kernel\n"
 "  -O0 -O1 -O2 -O3 -Os  optimization level for clang (default -O3)\n"
@@ -80,25 +87,45 @@ static void usage_error(const char *fmt, const char *arg)
 	exit(2);
 }
 
+/* installed_dir: the directory <exe>/../rel in buf (PATH_MAX + 32
+ * bytes) when it holds file (an installed polyc), else NULL. */
+static const char *installed_dir(char *buf, const char *rel, const char *file)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, PATH_MAX);
+	if (n <= 0)
+		return NULL;
+	buf[n] = 0;
+	char *dir = dirname(buf);
+	memmove(buf, dir, strlen(dir) + 1);
+	strcat(buf, "/../");
+	strcat(buf, rel);
+	char probe[2 * PATH_MAX];
+	snprintf(probe, sizeof probe, "%s/%s", buf, file);
+	return access(probe, R_OK) == 0 ? buf : NULL;
+}
+
 /* include_dir: $POLYC_INCLUDE_DIR, else <exe>/../include/polyc when it
- * holds polyattn.h (an installed polyc), else the build-time default. */
+ * holds polyattn.h, else the build-time default. */
 static const char *include_dir(void)
 {
 	static char buf[PATH_MAX + 32];
 	if (getenv("POLYC_INCLUDE_DIR"))
 		return getenv("POLYC_INCLUDE_DIR");
-	ssize_t n = readlink("/proc/self/exe", buf, PATH_MAX);
-	if (n > 0) {
-		buf[n] = 0;
-		char *dir = dirname(buf);
-		memmove(buf, dir, strlen(dir) + 1);
-		strcat(buf, "/../include/polyc");
-		char probe[PATH_MAX + 64];
-		snprintf(probe, sizeof probe, "%s/polyattn.h", buf);
-		if (access(probe, R_OK) == 0)
-			return buf;
-	}
-	return POLYC_INCLUDE_DIR;
+	const char *dir = installed_dir(buf, "include/polyc", "polyattn.h");
+	return dir ? dir : POLYC_INCLUDE_DIR;
+}
+
+/* runtime_pic: the path of libpolyattn_pic.a in $POLYC_LIB_DIR, else in
+ * <exe>/../lib when it is there, else in the build-time default. */
+static const char *runtime_pic(void)
+{
+	static char buf[PATH_MAX + 32], path[2 * PATH_MAX];
+	const char *dir = getenv("POLYC_LIB_DIR");
+	if (!dir)
+		dir = installed_dir(buf, "lib", RUNTIME_PIC);
+	snprintf(path, sizeof path, "%s/%s", dir ? dir : POLYC_LIB_DIR,
+	         RUNTIME_PIC);
+	return path;
 }
 
 /* parse_emit: the action named by --emit=KIND. */
@@ -114,8 +141,10 @@ static Action parse_emit(const char *kind)
 		return ACT_ASM;
 	if (strcmp(kind, "llvm") == 0)
 		return ACT_LLVM;
-	usage_error("unknown --emit kind '%s' (expected c, h, obj, asm or llvm)",
-	            kind);
+	if (strcmp(kind, "so") == 0)
+		return ACT_SHARED;
+	usage_error("unknown --emit kind '%s' (expected c, h, obj, asm, llvm "
+	            "or so)", kind);
 	return ACT_OBJECT;
 }
 
@@ -189,6 +218,7 @@ static void parse_options(Options *o, int argc, char **argv)
 		            optind == argc ? "" : argv[optind + 1]);
 	o->input = argv[optind];
 	o->cc.include_dir = include_dir();
+	o->cc.runtime_pic = runtime_pic();
 }
 
 /* default_output: FILE's basename with .poly replaced by ext. */
@@ -236,16 +266,30 @@ static void print_deps(FILE *f, void *ctx)
 	fprintf(f, "%s: %s\n%s:\n", dep_target, u->src_path, u->src_path);
 }
 
+/* has_runtime_pic: whether the archive --emit=so links is there; if not,
+ * say where it was looked for and how to get it. */
+static bool has_runtime_pic(const CcOptions *cc, Diag *d)
+{
+	if (access(cc->runtime_pic, R_OK) == 0)
+		return true;
+	diag_plain(d, "cannot find the runtime '%s' that --emit=so links "
+	           "(build it with make, install it with make install, or name "
+	           "its directory with POLYC_LIB_DIR)", cc->runtime_pic);
+	return false;
+}
+
 /* emit_outputs: the file the action asks for, and the dependency file. */
 static bool emit_outputs(const Options *o, Unit *u, Diag *d)
 {
-	static const char *const ext[] = {".o", ".c", ".h", ".s", ".ll", ""};
+	static const char *const ext[] = {".o", ".c", ".h", ".s", ".ll", ".so", ""};
 	const char *out = o->output ? o->output : default_output(o->input, ext[o->action]);
 	bool ok;
 	switch (o->action) {
 	case ACT_OBJECT: ok = compile_c(out, CC_OBJECT, &o->cc, print_c, u, d); break;
 	case ACT_ASM: ok = compile_c(out, CC_ASM, &o->cc, print_c, u, d); break;
 	case ACT_LLVM: ok = compile_c(out, CC_LLVM, &o->cc, print_c, u, d); break;
+	case ACT_SHARED: ok = has_runtime_pic(&o->cc, d) &&
+	                      compile_c(out, CC_SHARED, &o->cc, print_c, u, d); break;
 	case ACT_C: ok = write_output(out, print_c, u, d); break;
 	case ACT_HEADER: ok = write_output(out, print_h, u, d); break;
 	default: ok = write_output(o->output ? out : "-", print_explain, u, d); break;

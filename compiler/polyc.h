@@ -410,6 +410,8 @@ typedef enum CcOutput {
 	CC_OBJECT,               /* -c: an object file */
 	CC_ASM,                  /* -S: assembly */
 	CC_LLVM,                 /* -S -emit-llvm: LLVM IR as text */
+	CC_SHARED,               /* -shared: a shared object holding the
+	                            kernels, the runtime and OpenMP */
 } CcOutput;
 
 /* How to run the back end. */
@@ -418,6 +420,8 @@ typedef struct CcOptions {
 	const char *opt;         /* "-O3" unless -O given */
 	const char *march;       /* NULL or "-march=…" */
 	const char *include_dir; /* where polyattn.h lives */
+	const char *runtime_pic; /* CC_SHARED: the position-independent
+	                            runtime archive (libpolyattn_pic.a) */
 	const char **extra;      /* extra flags (-Xclang-style passthrough) */
 	int nextra;
 } CcOptions;
@@ -426,7 +430,8 @@ typedef struct CcOptions {
 bool write_output(const char *path, void (*fn)(FILE *, void *), void *ctx,
                   Diag *d);
 /* Compile C text produced by fn with clang into what kind names (an
- * object, assembly or LLVM IR) at path, atomically ("-" = stdout). */
+ * object, assembly, LLVM IR or a shared object) at path, atomically
+ * ("-" = stdout). */
 bool compile_c(const char *path, CcOutput kind, const CcOptions *o,
                void (*fn)(FILE *, void *), void *ctx, Diag *d);
 
