@@ -31,7 +31,7 @@ GRAMMAR_SRC  = $(B)/grammar/parser.c $(B)/grammar/lexer.c
 RUNTIME_SRC  = runtime/pa_status.c runtime/pa_reference.c runtime/pa_kernel.c \
                runtime/pa_elim.c runtime/pa_approx.c
 TEST_SRC     = tests/check_main.c tests/check_parse.c tests/check_runtime.c \
-               tests/check_graph.c
+               tests/check_graph.c tests/check_reference_grad.c
 EXAMPLES     = self_attention compose2 compose3 star strassen
 
 COMPILER_OBJ = $(COMPILER_SRC:%.c=$(B)/%.o) $(GRAMMAR_SRC:%.c=%.o)
