@@ -1,0 +1,241 @@
+"""polyattn: compile, call and train poly-attention kernels from Python.
+
+    import polyattn, torch
+    attn = polyattn.compile("x1*x2 + x2*x3", head_dim=64, values="x3")
+    out = attn(q1, k2, q2, k3, v3)         # (..., n, 64) tensors; autograd works
+    layer = polyattn.PolyAttention(dim=512, heads=8, poly="x1*x2 + x2*x3")
+
+The kernels are C made by polyc (``polyc --emit=so``), cached under
+``$XDG_CACHE_HOME/polyc`` and called through ctypes and ``torch.library``
+operators; no attention is computed in Python.
+"""
+import math
+import os
+import re
+
+from ._build import PolycError, find_polyc, cache_dir
+from ._capi import KernelError, InputDesc
+from . import _build, _capi
+
+__all__ = ["compile", "compile_all", "Kernel", "PolycError", "KernelError",
+           "InputDesc", "PolyAttention", "find_polyc", "cache_dir"]
+__version__ = "0.1.0"
+
+
+def _define(key, value):
+    """One ``-D KEY=VALUE`` from a Python setting."""
+    if isinstance(value, bool):
+        raise TypeError(f"setting {key}: a bool is not a polyc value")
+    if isinstance(value, (list, tuple)):
+        value = ", ".join(str(v) for v in value)
+    elif isinstance(value, float):
+        value = repr(value)
+    return f"{key}={value}"
+
+
+def _source(poly_or_path, kernel):
+    """(text, file name, path to compile or None) for compile's argument."""
+    if isinstance(poly_or_path, os.PathLike) or (
+            isinstance(poly_or_path, str) and poly_or_path.endswith(".poly")):
+        path = os.fspath(poly_or_path)
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError as e:
+            raise PolycError(f"cannot read '{path}': {e.strerror}") from None
+        return text, os.path.basename(path), path
+    if not isinstance(poly_or_path, str):
+        raise TypeError("polyattn.compile takes a polynomial, .poly source "
+                        f"text or a .poly path, not {type(poly_or_path).__name__}")
+    if "{" in poly_or_path:
+        return poly_or_path, "kernels.poly", None
+    name = kernel or "attn"
+    if not re.fullmatch(r"[A-Za-z_]\w*", name):
+        raise ValueError(f"kernel name '{name}' is not a C identifier")
+    return poly_or_path.strip() + "\n", name + ".poly", None
+
+
+def compile_all(poly_or_path, **settings):
+    r"""Compile every kernel of a .poly file (or source text).
+
+    Like :func:`compile`, but returns ``{name: Kernel}`` for all kernels of
+    the file, in the file's order.
+    """
+    text, filename, path = _source(poly_or_path, settings.pop("kernel", None))
+    defines = [_define(k, v) for k, v in settings.items()]
+    so, meta = _build.build(text, filename, defines, path)
+    lib = _capi.load(so, meta["explain"])
+    spec = (poly_or_path if path is None else path, dict(settings))
+    return {name: Kernel(lib.kernels[name], spec) for name in lib.kernels}
+
+
+def compile(poly_or_path, *, kernel=None, **settings):
+    r"""compile(poly_or_path, *, kernel=None, **settings) -> Kernel
+
+    Compile a poly-attention kernel with polyc and load it.
+
+    Args:
+        poly_or_path: a polynomial such as ``"x1*x2 + x2*x3"``; or the text
+            of a .poly file (anything holding ``{``); or the path of a
+            ``.poly`` file (a ``str`` ending in ``.poly`` or a
+            ``os.PathLike``).
+        kernel: for a polynomial, the kernel's name (default ``"attn"``);
+            for a file holding several kernels, which one to return.
+        **settings: the settings of a .poly file (``head_dim``,
+            ``value_dim``, ``values``, ``scale``, ``algorithm``, ``bound``,
+            ``tolerance``, ``fallback``), each passed to polyc as
+            ``-D KEY=VALUE``; a list or tuple such as ``values=("x2", "x3")``
+            becomes ``x2, x3``.  A key ``"name.key"`` (through ``**{...}``)
+            sets one kernel's setting only.
+
+    Returns:
+        a :class:`Kernel`.  The shared object is cached under
+        ``$XDG_CACHE_HOME/polyc`` (default ``~/.cache/polyc``), keyed by the
+        source, the settings, polyc's version and the CPU: a second call
+        with the same arguments runs no polyc.
+
+    Raises:
+        PolycError: polyc refused the polynomial or a setting; the message
+            is polyc's (``file:line:col: error: ...``).
+
+    Example::
+
+        >>> attn = polyattn.compile("x1*x2", head_dim=16, value_dim=16, scale=0.25)
+        >>> attn.inputs[0].name, attn.graph_class
+        ('m0_x1', 'tree')
+    """
+    kernels = compile_all(poly_or_path, kernel=kernel, **settings)
+    if kernel is not None and kernel in kernels:
+        return kernels[kernel]
+    if len(kernels) == 1:
+        return next(iter(kernels.values()))
+    names = ", ".join(kernels)
+    if kernel is not None:
+        raise ValueError(f"no kernel '{kernel}' in the file (it holds {names})")
+    raise ValueError(f"the file holds kernels {names}: name one with kernel=")
+
+
+def _from_spec(poly_or_path, kernel, settings):
+    """Unpickling a Kernel: compile it again (a cache hit, usually)."""
+    return compile(poly_or_path, kernel=kernel, **settings)
+
+
+class Kernel:
+    r"""A compiled poly-attention kernel (made by :func:`compile`).
+
+    Call it with one tensor per input, in ``kernel.inputs`` order: the
+    factor matrices ``(..., n, head_dim)`` in monomial order, then the value
+    matrices ``(..., n, value_dim)`` by increasing variable.  Leading
+    dimensions are batch (batch x heads, say) and must agree.  It returns
+    ``(..., n, value_dim)``.
+
+    Torch tensors (CPU) go through the ``polyattn::`` operators: autograd
+    and ``torch.compile`` work, float32 is computed (other float dtypes are
+    converted and the result converted back), non-contiguous tensors are
+    copied.  NumPy arrays work too, forward only.
+
+    Attributes:
+        name, polynomial, graph_class (``"tree"``, ``"cyclic"``,
+        ``"high-degree"``), algorithm (the plan, e.g. ``"exact-tree"``),
+        num_vars, head_dim, value_dim, scale, coefficients, inputs (a tuple
+        of :class:`InputDesc`), explain (``polyc --explain``'s text),
+        has_backward, bound, error and exact_fallback (approximate
+        kernels), path (the shared object).
+    """
+
+    def __init__(self, info, spec):
+        self._info, self._spec = info, spec
+        self._key = f"{info.lib.path}:{info.name}"
+        for attr in ("name", "polynomial", "graph_class", "algorithm",
+                     "num_vars", "num_inputs", "head_dim", "value_dim", "scale",
+                     "coefficients", "inputs", "explain", "has_backward",
+                     "bound", "error", "exact_fallback"):
+            setattr(self, attr, getattr(info, attr))
+        self.path = info.lib.path
+        self._cols = tuple(d.cols for d in info.inputs)
+        self._registered = False
+
+    def __repr__(self):
+        return (f"<polyattn.Kernel {self.name}: {self.polynomial} "
+                f"({self.graph_class}, {self.algorithm}), head_dim "
+                f"{self.head_dim}, value_dim {self.value_dim}, inputs "
+                f"{', '.join(d.name for d in self.inputs)}>")
+
+    def __reduce__(self):
+        return (_from_spec, (self._spec[0], self.name, self._spec[1]))
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __call__(self, *inputs):
+        if inputs and all(type(x).__module__ == "numpy" for x in inputs):
+            return self._call_numpy(inputs)
+        return self._call_torch(inputs)
+
+    def _shape(self, shapes):
+        """(leading dims, n) of the inputs' shapes, checked against the kernel."""
+        if len(shapes) != self.num_inputs:
+            raise TypeError(f"kernel '{self.name}' takes {self.num_inputs} "
+                            f"inputs ({', '.join(d.name for d in self.inputs)}),"
+                            f" got {len(shapes)}")
+        lead, n = tuple(shapes[0][:-2]), shapes[0][-2] if len(shapes[0]) >= 2 else 0
+        for s, d in zip(shapes, self.inputs):
+            if len(s) < 2 or tuple(s[:-2]) != lead or s[-2] != n or s[-1] != d.cols:
+                raise ValueError(
+                    f"kernel '{self.name}': input {d.name} has shape "
+                    f"{tuple(s)}; expected (..., n, {d.cols}) with the leading "
+                    f"dimensions and n of {self.inputs[0].name} "
+                    f"{tuple(shapes[0])}")
+        return lead, n
+
+    def _call_numpy(self, inputs):
+        import numpy as np
+        lead, n = self._shape([x.shape for x in inputs])
+        dtype = np.result_type(*inputs)
+        if dtype.kind != "f":
+            raise TypeError(f"kernel '{self.name}': inputs must be float "
+                            f"arrays, got {dtype}")
+        arrs = [np.ascontiguousarray(x, dtype=np.float32) for x in inputs]
+        out = np.empty(lead + (n, self.value_dim), np.float32)
+        if out.size:
+            self._info.run(math.prod(lead), n, [a.ctypes.data for a in arrs],
+                           out.ctypes.data)
+        return out if dtype == np.float32 else out.astype(dtype)
+
+    def _call_torch(self, inputs):
+        import torch
+        from . import _op
+        if not self._registered:
+            _op.register(self._key, self._info)
+            self._registered = True
+        for x in inputs:
+            if not isinstance(x, torch.Tensor):
+                raise TypeError(f"kernel '{self.name}' takes torch tensors or "
+                                f"NumPy arrays, got {type(x).__name__}")
+            if x.device.type != "cpu":
+                raise ValueError(f"kernel '{self.name}' runs on the CPU; an "
+                                 f"input is on {x.device}")
+            if not x.is_floating_point():
+                raise TypeError(f"kernel '{self.name}': inputs must be float "
+                                f"tensors, got {x.dtype}")
+        lead, n = self._shape([x.shape for x in inputs])
+        dtype = inputs[0].dtype
+        for x in inputs[1:]:
+            dtype = torch.promote_types(dtype, x.dtype)
+        batch = math.prod(lead)
+        if batch == 0 or n == 0:
+            return inputs[0].new_zeros(lead + (n, self.value_dim), dtype=dtype)
+        flat = [x.to(torch.float32).reshape(batch, n, c).contiguous()
+                for x, c in zip(inputs, self._cols)]
+        if torch.is_grad_enabled() and any(x.requires_grad for x in inputs):
+            out = _op.train(self._key, flat)[0]
+        else:
+            out = _op.forward(self._key, flat)
+        return out.reshape(lead + (n, self.value_dim)).to(dtype)
+
+
+def __getattr__(name):
+    if name in ("PolyAttention", "nn"):
+        from . import nn
+        return nn if name == "nn" else nn.PolyAttention
+    raise AttributeError(f"module 'polyattn' has no attribute '{name}'")
