@@ -208,6 +208,38 @@ class Kernel:
         if not self._registered:
             _op.register(self._key, self._info)
             self._registered = True
+        if len(inputs) != self.num_inputs:
+            self._shape([getattr(x, "shape", ()) for x in inputs])
+        x0 = inputs[0]
+        lead, n, dtype = x0.shape[:-2], x0.shape[-2], x0.dtype
+        plain = True                 # every input float32, 3-D and contiguous
+        for x, c in zip(inputs, self._cols):
+            if (not isinstance(x, torch.Tensor) or x.shape[:-2] != lead
+                    or x.shape[-2] != n or x.shape[-1] != c
+                    or x.device.type != "cpu" or not x.is_floating_point()):
+                self._torch_error(inputs)
+            if x.dtype != dtype:
+                dtype = torch.promote_types(dtype, x.dtype)
+            plain = plain and x.dim() == 3 and x.is_contiguous()
+        batch = math.prod(lead)
+        if batch == 0 or n == 0:
+            return x0.new_zeros(tuple(lead) + (n, self.value_dim), dtype=dtype)
+        if not (plain and dtype == torch.float32):
+            inputs = [x.to(torch.float32).reshape(batch, n, c).contiguous()
+                      for x, c in zip(inputs, self._cols)]
+        if torch.is_grad_enabled() and any(x.requires_grad for x in inputs):
+            out = _op.train(self._key, inputs)[0]
+        elif _op.eager_ok(inputs):
+            out = _op.forward_impl(self._info, batch, n, inputs)
+        else:
+            out = _op.forward(self._key, inputs)
+        if not (plain and dtype == torch.float32):
+            out = out.reshape(tuple(lead) + (n, self.value_dim)).to(dtype)
+        return out
+
+    def _torch_error(self, inputs):
+        """Raise the error that explains why inputs do not fit."""
+        import torch
         for x in inputs:
             if not isinstance(x, torch.Tensor):
                 raise TypeError(f"kernel '{self.name}' takes torch tensors or "
@@ -218,20 +250,7 @@ class Kernel:
             if not x.is_floating_point():
                 raise TypeError(f"kernel '{self.name}': inputs must be float "
                                 f"tensors, got {x.dtype}")
-        lead, n = self._shape([x.shape for x in inputs])
-        dtype = inputs[0].dtype
-        for x in inputs[1:]:
-            dtype = torch.promote_types(dtype, x.dtype)
-        batch = math.prod(lead)
-        if batch == 0 or n == 0:
-            return inputs[0].new_zeros(lead + (n, self.value_dim), dtype=dtype)
-        flat = [x.to(torch.float32).reshape(batch, n, c).contiguous()
-                for x, c in zip(inputs, self._cols)]
-        if torch.is_grad_enabled() and any(x.requires_grad for x in inputs):
-            out = _op.train(self._key, flat)[0]
-        else:
-            out = _op.forward(self._key, flat)
-        return out.reshape(lead + (n, self.value_dim)).to(dtype)
+        self._shape([x.shape for x in inputs])
 
 
 def __getattr__(name):

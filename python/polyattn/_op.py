@@ -57,13 +57,27 @@ def _ptrs(tensors):
     return [t.data_ptr() for t in tensors]
 
 
+def forward_impl(info, b, n, inputs):
+    """polyattn::forward's computation on checked inputs."""
+    out = torch.empty((b, n, info.value_dim), dtype=torch.float32)
+    info.run(b, n, _ptrs(inputs), out.data_ptr())
+    return out
+
+
+def eager_ok(inputs):
+    """Whether a call without autograd may skip the dispatcher and run
+    forward_impl itself: plain tensors, no torch.compile tracing, no
+    dispatch mode (FakeTensorMode, FlopCounterMode, …) to see the op."""
+    return (not torch.compiler.is_compiling()
+            and torch._C._len_torch_dispatch_stack() == 0
+            and all(type(x) is Tensor for x in inputs))
+
+
 @torch.library.custom_op("polyattn::forward", mutates_args=())
 def forward(kernel: str, inputs: List[Tensor]) -> Tensor:
     info = _info(kernel)
     b, n = _check(info, inputs)
-    out = torch.empty((b, n, info.value_dim), dtype=torch.float32)
-    info.run(b, n, _ptrs(inputs), out.data_ptr())
-    return out
+    return forward_impl(info, b, n, inputs)
 
 
 @forward.register_fake
