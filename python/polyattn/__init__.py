@@ -253,8 +253,5 @@ class Kernel:
         self._shape([x.shape for x in inputs])
 
 
-def __getattr__(name):
-    if name in ("PolyAttention", "nn"):
-        from . import nn
-        return nn if name == "nn" else nn.PolyAttention
-    raise AttributeError(f"module 'polyattn' has no attribute '{name}'")
+from . import nn                      # noqa: E402  (needs compile above)
+from .nn import PolyAttention        # noqa: E402
