@@ -211,10 +211,13 @@ class Kernel:
         if len(inputs) != self.num_inputs:
             self._shape([getattr(x, "shape", ()) for x in inputs])
         x0 = inputs[0]
+        if not isinstance(x0, torch.Tensor) or x0.dim() < 2:
+            self._torch_error(inputs)
         lead, n, dtype = x0.shape[:-2], x0.shape[-2], x0.dtype
         plain = True                 # every input float32, 3-D and contiguous
         for x, c in zip(inputs, self._cols):
-            if (not isinstance(x, torch.Tensor) or x.shape[:-2] != lead
+            if (not isinstance(x, torch.Tensor) or x.dim() < 2
+                    or x.shape[:-2] != lead
                     or x.shape[-2] != n or x.shape[-1] != c
                     or x.device.type != "cpu" or not x.is_floating_point()):
                 self._torch_error(inputs)
