@@ -13,9 +13,12 @@ import math
 import os
 import re
 
+import numpy as np
+import torch
+
 from ._build import PolycError, find_polyc, cache_dir
 from ._capi import KernelError, InputDesc
-from . import _build, _capi
+from . import _build, _capi, _op
 
 __all__ = ["compile", "compile_all", "Kernel", "PolycError", "KernelError",
            "InputDesc", "PolyAttention", "find_polyc", "cache_dir"]
@@ -153,7 +156,7 @@ class Kernel:
             setattr(self, attr, getattr(info, attr))
         self.path = info.lib.path
         self._cols = tuple(d.cols for d in info.inputs)
-        self._registered = False
+        _op.register(self._key, info)
 
     def __repr__(self):
         return (f"<polyattn.Kernel {self.name}: {self.polynomial} "
@@ -189,7 +192,6 @@ class Kernel:
         return lead, n
 
     def _call_numpy(self, inputs):
-        import numpy as np
         lead, n = self._shape([x.shape for x in inputs])
         dtype = np.result_type(*inputs)
         if dtype.kind != "f":
@@ -203,11 +205,6 @@ class Kernel:
         return out if dtype == np.float32 else out.astype(dtype)
 
     def _call_torch(self, inputs):
-        import torch
-        from . import _op
-        if not self._registered:
-            _op.register(self._key, self._info)
-            self._registered = True
         if len(inputs) != self.num_inputs:
             self._shape([getattr(x, "shape", ()) for x in inputs])
         x0 = inputs[0]
@@ -242,7 +239,6 @@ class Kernel:
 
     def _torch_error(self, inputs):
         """Raise the error that explains why inputs do not fit."""
-        import torch
         for x in inputs:
             if not isinstance(x, torch.Tensor):
                 raise TypeError(f"kernel '{self.name}' takes torch tensors or "

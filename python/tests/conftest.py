@@ -2,14 +2,18 @@
 and the definition of poly-attention by brute force in float64 (DESIGN
 §1), which the kernels' outputs and gradients are compared with."""
 import os
+import shutil
 import tempfile
 
 import pytest
 import torch
 
-# Before polyattn compiles anything: a cache of this session's own.
-_CACHE = tempfile.mkdtemp(prefix="polyattn-test-cache-")
-os.environ["XDG_CACHE_HOME"] = _CACHE
+# Before polyattn compiles anything: a cache of this session's own, which
+# the processes the tests spawn (DDP workers) share through the environment.
+_OWN_CACHE = "POLYATTN_TEST_CACHE" not in os.environ
+if _OWN_CACHE:
+    os.environ["POLYATTN_TEST_CACHE"] = tempfile.mkdtemp(prefix="polyattn-test-cache-")
+os.environ["XDG_CACHE_HOME"] = os.environ["POLYATTN_TEST_CACHE"]
 
 import polyattn  # noqa: E402
 
@@ -82,3 +86,9 @@ def rel_err(got, want):
 def gen():
     """A seeded generator, so every test draws the same inputs each run."""
     return torch.Generator().manual_seed(1234)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the session's cache (not one a parent process made)."""
+    if _OWN_CACHE:
+        shutil.rmtree(os.environ["POLYATTN_TEST_CACHE"], ignore_errors=True)

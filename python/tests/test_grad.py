@@ -1,0 +1,97 @@
+"""Gradients of the kernels (K_info.backward through autograd) against
+the float64 brute force's, and the brute force against finite
+differences."""
+import pytest
+import torch
+
+import polyattn
+from conftest import POLYS, TREES, compile_case, random_inputs, reference, rel_err
+
+GENERAL = [c for c in POLYS if c not in TREES]
+
+
+def grads(kernel, xs, g, fn):
+    """d<fn(kernel, xs), g>/dxs for leaf copies of xs."""
+    leaves = [x.detach().clone().requires_grad_() for x in xs]
+    out = fn(kernel, leaves)
+    return out, torch.autograd.grad((out * g.to(out.dtype)).sum(), leaves)
+
+
+def kernel_call(k, xs):
+    return k(*xs)
+
+
+@pytest.mark.parametrize("case", TREES)
+@pytest.mark.parametrize("lead,n", [((1,), 1), ((2, 3), 6), ((2,), 17)])
+def test_gradients_match_definition(case, lead, n, gen):
+    k = compile_case(case)
+    assert k.has_backward
+    xs = random_inputs(k, lead, n, gen)
+    g = torch.randn(*lead, n, k.value_dim, generator=gen)
+    out, got = grads(k, xs, g, kernel_call)
+    want_out, want = grads(k, [x.double() for x in xs], g, reference)
+    assert rel_err(out, want_out) < 1e-5
+    for d, a, b in zip(k.inputs, got, want):
+        assert a.dtype == torch.float32 and a.shape == b.shape
+        assert rel_err(a, b) < 1e-4, d.name
+
+
+@pytest.mark.parametrize("case", TREES)
+def test_gradients_at_large_scores(case, gen):
+    k = compile_case(case, scale=1.0)
+    xs = random_inputs(k, (2,), 6, gen, amp=12.0)
+    g = torch.randn(2, 6, k.value_dim, generator=gen)
+    _, got = grads(k, xs, g, kernel_call)
+    _, want = grads(k, [x.double() for x in xs], g, reference)
+    for a, b in zip(got, want):
+        assert torch.isfinite(a).all() and rel_err(a, b) < 1e-4
+
+
+@pytest.mark.parametrize("case", list(POLYS))
+def test_brute_force_against_finite_differences(case, gen):
+    k = compile_case(case, head_dim=2, value_dim=2)
+    xs = [x.double().requires_grad_() for x in random_inputs(k, (2,), 3, gen)]
+    assert torch.autograd.gradcheck(lambda *xs: reference(k, xs), xs, eps=1e-6, atol=1e-7)
+
+
+def test_some_inputs_without_grad(gen):
+    k = compile_case("tree")
+    xs = random_inputs(k, (3,), 5, gen)
+    xs[1].requires_grad_()
+    xs[4].requires_grad_()
+    k(*xs).sum().backward()
+    assert [x.grad is not None for x in xs] == [False, True, False, False, True]
+    _, want = grads(k, [x.double() for x in xs], torch.ones(3, 5, k.value_dim), reference)
+    assert rel_err(xs[1].grad, want[1]) < 1e-4 and rel_err(xs[4].grad, want[4]) < 1e-4
+
+
+def test_gradients_through_dtype_and_layout(gen):
+    k = compile_case("softmax")
+    xs = [torch.randn(2, 5, 3, d.cols, generator=gen, dtype=torch.float64)
+          .transpose(1, 2).requires_grad_() for d in k.inputs]
+    out = k(*xs)
+    assert out.dtype == torch.float64 and out.shape == (2, 3, 5, k.value_dim)
+    out.sum().backward()
+    _, want = grads(k, [x.detach() for x in xs], torch.ones_like(out), reference)
+    for x, w in zip(xs, want):
+        assert x.grad.dtype == torch.float64 and rel_err(x.grad, w) < 1e-4
+
+
+def test_nonfinite_grad_out_gives_status(gen):
+    k = compile_case("tree")
+    xs = [x.requires_grad_() for x in random_inputs(k, (1,), 4, gen)]
+    g = torch.ones(1, 4, k.value_dim)
+    g[0, 2, 1] = float("inf")
+    with pytest.raises(polyattn.KernelError, match="PA_ERR_NONFINITE"):
+        k(*xs).backward(g)
+
+
+@pytest.mark.parametrize("case", GENERAL)
+def test_general_kernels_have_no_backward_yet(case, gen):
+    k = compile_case(case)
+    assert not k.has_backward
+    xs = [x.requires_grad_() for x in random_inputs(k, (2,), 4, gen)]
+    out = k(*xs)                                 # the forward still runs
+    assert rel_err(out, reference(k, xs)) < 1e-5
+    with pytest.raises(NotImplementedError, match=f"{k.graph_class} kernels"):
+        out.sum().backward()
