@@ -243,6 +243,19 @@ bench-large: $(B)/bench/bench_large
 
 test: all unit diag cli e2e check-generated examples check-install
 
+# --- the Python package: installed from a copy of python/ (setuptools
+# builds inside the source it is given) into $(B)/python with pip
+# --target, offline (no build isolation, no dependencies); then pytest
+# python/tests against this tree's polyc.  Any pytest failure fails the
+# target, exit status 5 (no test ran) included.
+PYTHON = python3
+python-test: all
+	rm -rf $(B)/python $(B)/python-src && cp -R python $(B)/python-src
+	$(PYTHON) -m pip install -q --no-build-isolation --no-deps --target $(B)/python $(B)/python-src
+	POLYC=$(abspath $(POLYC)) PYTHONPATH=$(abspath $(B))/python \
+	    $(PYTHON) -m pytest -q -p no:cacheprovider python/tests
+.PHONY: python-test
+
 # --- robustness: the front end under libFuzzer, the suites under
 # AddressSanitizer and UndefinedBehaviorSanitizer (clang's compiler-rt).
 # Each builds everything into its own directory under $(B).
