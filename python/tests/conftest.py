@@ -42,15 +42,16 @@ def random_inputs(kernel, lead, n, generator=None, dtype=torch.float32, amp=1.0)
             for d in kernel.inputs]
 
 
-def reference(kernel, inputs):
+def reference(kernel, inputs, dtype=torch.float64):
     """out[ℓ1] = Σ_{ℓ2..ℓt} exp(s(ℓ)) u(ℓ) / Σ exp(s(ℓ)) over every tuple ℓ,
     with s(ℓ) = scale Σ_m c_m Σ_l Π_q F[m,q][ℓ_j(m,q), l] and u(ℓ) the
-    entrywise product of the value rows; in float64, differentiable.
+    entrywise product of the value rows; in float64 (or dtype),
+    differentiable.
 
     inputs: tensors lead + (n, cols) in kernel.inputs order."""
     lead, n = inputs[0].shape[:-2], inputs[0].shape[-2]
     t = kernel.num_vars
-    xs = [x.to(torch.float64).reshape(-1, n, x.shape[-1]) for x in inputs]
+    xs = [x.to(dtype).reshape(-1, n, x.shape[-1]) for x in inputs]
     b = xs[0].shape[0]
 
     def on_axis(x, j):               # row ℓ_j of x, broadcast over the others
@@ -58,7 +59,7 @@ def reference(kernel, inputs):
         shape[j] = n
         return x.reshape(shape)
 
-    s = torch.zeros([b] + [1] * t, dtype=torch.float64)
+    s = torch.zeros([b] + [1] * t, dtype=dtype)
     for m, c in enumerate(kernel.coefficients):
         prod = None
         for x, d in zip(xs, kernel.inputs):
@@ -67,7 +68,7 @@ def reference(kernel, inputs):
                 prod = v if prod is None else prod * v
         s = s + c * prod.sum(-1)
     s = (kernel.scale * s).expand([b] + [n] * t)
-    u = torch.ones(kernel.value_dim, dtype=torch.float64)
+    u = torch.ones(kernel.value_dim, dtype=dtype)
     for x, d in zip(xs, kernel.inputs):
         if d.kind == "value":
             u = u * on_axis(x, d.variable)

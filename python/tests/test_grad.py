@@ -21,6 +21,15 @@ def kernel_call(k, xs):
     return k(*xs)
 
 
+def grad_errs(got, want):
+    """Each input's max |got − want| over its max |want|, or over 1e-2 of
+    the largest reference gradient of any input when its own vanishes
+    (n = 1, where the factors' gradients are exactly 0)."""
+    scale = max(w.abs().max().item() for w in want)
+    return [((a.double() - w).abs().max() / max(w.abs().max().item(), 1e-2 * scale)).item()
+            for a, w in zip(got, want)]
+
+
 @pytest.mark.parametrize("case", TREES)
 @pytest.mark.parametrize("lead,n", [((1,), 1), ((2, 3), 6), ((2,), 17)])
 def test_gradients_match_definition(case, lead, n, gen):
@@ -31,20 +40,33 @@ def test_gradients_match_definition(case, lead, n, gen):
     out, got = grads(k, xs, g, kernel_call)
     want_out, want = grads(k, [x.double() for x in xs], g, reference)
     assert rel_err(out, want_out) < 1e-5
-    for d, a, b in zip(k.inputs, got, want):
+    for a, b in zip(got, want):
         assert a.dtype == torch.float32 and a.shape == b.shape
-        assert rel_err(a, b) < 1e-4, d.name
+    errs = grad_errs(got, want)
+    assert max(errs) < 1e-4, dict(zip([d.name for d in k.inputs], errs))
 
 
 @pytest.mark.parametrize("case", TREES)
-def test_gradients_at_large_scores(case, gen):
+@pytest.mark.parametrize("amp", [12.0, 40.0])
+def test_gradients_at_large_scores(case, amp, gen):
+    """Scores of 10^3 to 10^4: finite gradients within float32 rounding.
+
+    There p is nearly one-hot and the true factor gradients are tiny
+    (e^-gap), while dL/ds = p (<g,u> - <g,out>) cancels in float32 to the
+    rounding of out; so errors are measured against the gradients' natural
+    size N = max|g| · max|V| · |scale| · max|F| (and max|g| · max|V| for
+    the values), not against the vanishing exact ones."""
     k = compile_case(case, scale=1.0)
-    xs = random_inputs(k, (2,), 6, gen, amp=12.0)
+    xs = random_inputs(k, (2,), 6, gen, amp=amp)
     g = torch.randn(2, 6, k.value_dim, generator=gen)
     _, got = grads(k, xs, g, kernel_call)
     _, want = grads(k, [x.double() for x in xs], g, reference)
-    for a, b in zip(got, want):
-        assert torch.isfinite(a).all() and rel_err(a, b) < 1e-4
+    f_max = max(x.abs().max() for x, d in zip(xs, k.inputs) if d.kind == "factor")
+    v_max = max(x.abs().max() for x, d in zip(xs, k.inputs) if d.kind == "value")
+    for d, a, w in zip(k.inputs, got, want):
+        nat = g.abs().max() * v_max * (k.scale * f_max if d.kind == "factor" else 1)
+        assert torch.isfinite(a).all(), d.name
+        assert (a.double() - w).abs().max() < 1e-4 * nat.item(), d.name
 
 
 @pytest.mark.parametrize("case", list(POLYS))
