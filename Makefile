@@ -251,7 +251,8 @@ test: all unit diag cli e2e check-generated examples check-install
 PYTHON = python3
 python-test: all
 	rm -rf $(B)/python $(B)/python-src && cp -R python $(B)/python-src
-	$(PYTHON) -m pip install -q --no-build-isolation --no-deps --target $(B)/python $(B)/python-src
+	$(PYTHON) -m pip install -q --root-user-action=ignore --no-build-isolation --no-deps \
+	    --target $(B)/python $(B)/python-src
 	POLYC=$(abspath $(POLYC)) PYTHONPATH=$(abspath $(B))/python \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider python/tests
 .PHONY: python-test

@@ -57,3 +57,21 @@ def test_compiled_forward_of_general_kernels(gen):
         xs = random_inputs(k, (2,), 5, gen)
         with torch.no_grad():
             assert rel_err(torch.compile(k, fullgraph=True)(*xs), k(*xs)) < 1e-6
+
+
+def test_compiled_with_dynamic_shapes(gen):
+    """dynamic=True: n is symbolic, and so is the size of `saved`."""
+    k = compile_case("tree")
+
+    def loss(*xs):
+        return k(*xs).square().sum()
+    cl = torch.compile(loss, fullgraph=True, dynamic=True)
+    for n in (5, 8):
+        xs = [x.requires_grad_() for x in random_inputs(k, (2,), n, gen)]
+        ys = [x.detach().clone().requires_grad_() for x in xs]
+        la, lb = loss(*xs), cl(*ys)
+        la.backward()
+        lb.backward()
+        assert rel_err(lb, la) < 1e-6
+        for x, y in zip(xs, ys):
+            assert rel_err(y.grad, x.grad) < 1e-6
