@@ -227,12 +227,13 @@ class Kernel:
         if not (plain and dtype == torch.float32):
             inputs = [x.to(torch.float32).reshape(batch, n, c).contiguous()
                       for x, c in zip(inputs, self._cols)]
-        if torch.is_grad_enabled() and any(x.requires_grad for x in inputs):
-            out = _op.train(self._key, inputs)[0]
-        elif _op.eager_ok(inputs):
-            out = _op.forward_impl(self._info, batch, n, inputs)
+        grad = torch.is_grad_enabled() and any(x.requires_grad for x in inputs)
+        if not _op.eager_ok(inputs):
+            out = _op.train(self._key, inputs)[0] if grad else _op.forward(self._key, inputs)
+        elif grad:
+            out = _op.Train.apply(self._info, batch, n, *inputs)[0]
         else:
-            out = _op.forward(self._key, inputs)
+            out = _op.forward_impl(self._info, batch, n, inputs)
         if not (plain and dtype == torch.float32):
             out = out.reshape(tuple(lead) + (n, self.value_dim)).to(dtype)
         return out

@@ -87,10 +87,8 @@ def _(kernel, inputs):
                                 info.value_dim))
 
 
-@torch.library.custom_op("polyattn::train", mutates_args=())
-def train(kernel: str, inputs: List[Tensor]) -> Tuple[Tensor, Tensor]:
-    info = _info(kernel)
-    b, n = _check(info, inputs)
+def train_impl(info, b, n, inputs):
+    """polyattn::train's computation on checked inputs: (out, saved)."""
     out = torch.empty((b, n, info.value_dim), dtype=torch.float32)
     if not info.has_backward:       # backward raises; the forward still runs
         info.run(b, n, _ptrs(inputs), out.data_ptr())
@@ -98,6 +96,13 @@ def train(kernel: str, inputs: List[Tensor]) -> Tuple[Tensor, Tensor]:
     saved = torch.empty((info.saved_floats(b, n),), dtype=torch.float32)
     info.train(b, n, _ptrs(inputs), out.data_ptr(), saved.data_ptr())
     return out, saved
+
+
+@torch.library.custom_op("polyattn::train", mutates_args=())
+def train(kernel: str, inputs: List[Tensor]) -> Tuple[Tensor, Tensor]:
+    info = _info(kernel)
+    b, n = _check(info, inputs)
+    return train_impl(info, b, n, inputs)
 
 
 @train.register_fake
@@ -115,7 +120,11 @@ def _(kernel, inputs):
 @torch.library.custom_op("polyattn::backward", mutates_args=())
 def backward(kernel: str, inputs: List[Tensor], out: Tensor, saved: Tensor,
              grad_out: Tensor, wanted: List[bool]) -> List[Tensor]:
-    info = _info(kernel)
+    return backward_impl(_info(kernel), inputs, out, saved, grad_out, wanted)
+
+
+def backward_impl(info, inputs, out, saved, grad_out, wanted):
+    """polyattn::backward's computation: checks, then K_info.backward."""
     if not info.has_backward:
         raise NotImplementedError(
             f"kernel '{info.name}' ({info.polynomial}) has no backward: polyc "
@@ -159,3 +168,26 @@ def _train_backward(ctx, grad_out, _grad_saved):
 
 
 train.register_autograd(_train_backward, setup_context=_setup_context)
+
+
+class Train(torch.autograd.Function):
+    """The train operator and its autograd formula for eager calls, without
+    the dispatcher's cost (Kernel.__call__ uses it where eager_ok holds;
+    torch.compile sees polyattn::train)."""
+
+    @staticmethod
+    def forward(ctx, info, b, n, *inputs):
+        out, saved = train_impl(info, b, n, inputs)
+        ctx.info = info
+        ctx.wanted = [t.requires_grad for t in inputs]
+        ctx.mark_non_differentiable(saved)
+        ctx.save_for_backward(*inputs, out, saved)
+        return out, saved
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_saved):
+        *ins, out, saved = ctx.saved_tensors
+        grads = backward_impl(ctx.info, ins, out, saved, grad_out.contiguous(),
+                              ctx.wanted)
+        return (None, None, None,
+                *[g if w else None for g, w in zip(grads, ctx.wanted)])

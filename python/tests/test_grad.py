@@ -117,3 +117,18 @@ def test_general_kernels_have_no_backward_yet(case, gen):
     assert rel_err(out, reference(k, xs)) < 1e-5
     with pytest.raises(NotImplementedError, match=f"{k.graph_class} kernels"):
         out.sum().backward()
+
+
+def test_operator_autograd_matches_eager_path(gen):
+    """polyattn::train's registered autograd formula (what torch.compile and
+    dispatch modes see) gives the gradients of the eager path."""
+    k = compile_case("tree")
+    xs = random_inputs(k, (3,), 6, gen)
+    a = [x.clone().requires_grad_() for x in xs]
+    b = [x.clone().requires_grad_() for x in xs]
+    (k(*a) ** 2).sum().backward()
+    out, saved = torch.ops.polyattn.train(k._key, b)
+    assert not saved.requires_grad
+    (out ** 2).sum().backward()
+    for x, y in zip(a, b):
+        assert torch.equal(x.grad, y.grad)
