@@ -68,7 +68,7 @@ def compile_all(poly_or_path, **settings):
     defines = [_define(k, v) for k, v in settings.items()]
     so, meta = _build.build(text, filename, defines, path)
     lib = _capi.load(so, meta["explain"])
-    spec = (poly_or_path if path is None else path, dict(settings))
+    spec = (poly_or_path if path is None else os.path.abspath(path), dict(settings))
     return {name: Kernel(lib.kernels[name], spec) for name in lib.kernels}
 
 
@@ -171,6 +171,29 @@ class Kernel:
         return self
 
     def __call__(self, *inputs):
+        r"""kernel(*inputs) -> Tensor or numpy.ndarray
+
+        Poly-attention of the inputs (DESIGN §1): for each query position
+        ℓ1, the softmax over every tuple (ℓ2, …, ℓt) of the polynomial's
+        score, weighting the entrywise product of the value rows.
+
+        Args:
+            *inputs: one tensor (or array) per entry of ``kernel.inputs``,
+                shaped ``(..., n, head_dim)`` for a factor and
+                ``(..., n, value_dim)`` for a value, all with the same
+                leading dimensions and n.
+
+        Returns:
+            ``(..., n, value_dim)``, of the inputs' (promoted) float dtype.
+
+        Raises:
+            TypeError: wrong number or type of inputs.
+            ValueError: shapes that do not fit, or a tensor not on the CPU.
+            KernelError: the kernel's status, e.g. ``PA_ERR_NONFINITE`` for
+                NaN or Inf in an input, ``PA_ERR_BOUND`` past an
+                approximate kernel's bound.
+            NotImplementedError: on backward, for a kernel without one.
+        """
         if inputs and all(type(x).__module__ == "numpy" for x in inputs):
             return self._call_numpy(inputs)
         return self._call_torch(inputs)

@@ -92,3 +92,32 @@ def test_kernel_from_file_and_source_text(tmp_path, gen):
     assert src.name == "c" and src.head_dim == 2
     xs = random_inputs(both["a"], (1,), 5, gen)
     assert rel_err(both["a"](*xs), reference(both["a"], xs)) < 1e-5
+
+
+def test_approximate_kernel_promise_and_bound(gen):
+    import polyattn
+    k = polyattn.compile("x1*x2 + x2*x3 + x3*x1", kernel="strassen_approx", head_dim=2,
+                         value_dim=2, algorithm="approx", bound=0.5)
+    assert k.algorithm == "approx" and k.bound == 0.5 and 0 < k.error < 1e-3
+    xs = [torch.rand(2, 7, d.cols, generator=gen) - 0.5 for d in k.inputs]
+    vmax = max(x.abs().max() for x, d in zip(xs, k.inputs) if d.kind == "value") ** 2
+    promise = 2 * k.error / (1 - k.error) * vmax          # README: the promise
+    assert (k(*xs).double() - reference(k, xs)).abs().max() < promise + 1e-6
+    xs[0][1, 2, 0] = 0.75
+    with pytest.raises(polyattn.KernelError, match="PA_ERR_BOUND") as e:
+        k(*xs)
+    assert e.value.status == -4
+
+
+def test_kernels_pickle_and_deepcopy(gen):
+    import copy
+    import pickle
+    import polyattn
+    k = compile_case("tree")
+    k2 = pickle.loads(pickle.dumps(k))
+    assert k2.path == k.path and k2.name == k.name
+    layer = polyattn.PolyAttention(8, heads=2, poly="x1*x2")
+    clone = copy.deepcopy(layer)
+    x = torch.randn(2, 5, 8, generator=gen)
+    assert torch.equal(clone(x), layer(x))
+    assert torch.equal(pickle.loads(pickle.dumps(layer))(x), layer(x))
