@@ -12,6 +12,7 @@ operators; no attention is computed in Python.
 import math
 import os
 import re
+from typing import Dict, Optional, Union
 
 import numpy as np
 import torch
@@ -58,7 +59,7 @@ def _source(poly_or_path, kernel):
     return poly_or_path.strip() + "\n", name + ".poly", None
 
 
-def compile_all(poly_or_path, **settings):
+def compile_all(poly_or_path: Union[str, os.PathLike], **settings) -> Dict[str, "Kernel"]:
     r"""Compile every kernel of a .poly file (or source text).
 
     Like :func:`compile`, but returns ``{name: Kernel}`` for all kernels of
@@ -72,7 +73,8 @@ def compile_all(poly_or_path, **settings):
     return {name: Kernel(lib.kernels[name], spec) for name in lib.kernels}
 
 
-def compile(poly_or_path, *, kernel=None, **settings):
+def compile(poly_or_path: Union[str, os.PathLike], *, kernel: Optional[str] = None,
+            **settings) -> "Kernel":
     r"""compile(poly_or_path, *, kernel=None, **settings) -> Kernel
 
     Compile a poly-attention kernel with polyc and load it.

@@ -37,7 +37,7 @@ class PolycError(RuntimeError):
         self.returncode = returncode
 
 
-def find_polyc():
+def find_polyc() -> str:
     r"""Return the path of the polyc to run.
 
     Looked for in this order: ``$POLYC``; a ``polyc`` inside the package
@@ -66,7 +66,7 @@ def find_polyc():
                      "it with $POLYC")
 
 
-def cache_dir():
+def cache_dir() -> str:
     """The cache root: ``$XDG_CACHE_HOME/polyc``, else ``~/.cache/polyc``."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
         os.path.expanduser("~"), ".cache")
