@@ -29,7 +29,8 @@ COMPILER_SRC = compiler/ast.c compiler/diag.c compiler/parse.c \
                compiler/driver.c
 GRAMMAR_SRC  = $(B)/grammar/parser.c $(B)/grammar/lexer.c
 RUNTIME_SRC  = runtime/pa_status.c runtime/pa_reference.c runtime/pa_kernel.c \
-               runtime/pa_elim.c runtime/pa_approx.c
+               runtime/pa_elim.c runtime/pa_approx.c runtime/pa_edge.c \
+               runtime/pa_tree_grad.c
 TEST_SRC     = tests/check_main.c tests/check_parse.c tests/check_runtime.c \
                tests/check_graph.c tests/check_reference_grad.c
 EXAMPLES     = self_attention compose2 compose3 star strassen
@@ -69,7 +70,10 @@ $(B)/%.o: %.c
 	$(CC) $(CFLAGS) $(CPPFLAGS) $(CHECK_CFLAGS) -c $< -o $@
 
 # The elimination engine spreads its loops over threads.
-$(B)/runtime/pa_elim.o $(B)/runtime/pa_approx.o: override CFLAGS += -fopenmp
+$(B)/runtime/pa_elim.o $(B)/runtime/pa_approx.o $(B)/runtime/pa_edge.o \
+$(B)/runtime/pa_tree_grad.o: override CFLAGS += -fopenmp
+# The backward's micro-kernels want their small loops unrolled.
+$(B)/runtime/pa_edge.o: override CFLAGS += -O3
 
 $(B)/compiler/main.o: CPPFLAGS += -DPOLYC_INCLUDE_DIR='"$(CURDIR)/runtime"'
 
@@ -138,17 +142,31 @@ $(E2E)/check_approx.o: tests/check_approx.c
 $(E2E)/check_approx: $(E2E)/check_approx.o $(E2E)/approx/cases.o $(E2E)/approx/cases_table.o $(LIBPA)
 	$(CC) $(CFLAGS) $^ $(CHECK_LIBS) -fopenmp -lm -o $@
 
+# Gradients of every kernel with a backward against pa_reference_backward.
+$(E2E)/check_grad.o: tests/check_grad.c tests/e2e_inputs.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -fopenmp -Iruntime $(CHECK_CFLAGS) -c $< -o $@
+$(E2E)/grad_%: $(E2E)/check_grad.o $(E2E)/%/cases.o $(E2E)/%/cases_table.o $(LIBPA)
+	$(CC) $(CFLAGS) $^ $(CHECK_LIBS) -fopenmp -lm -o $@
+
 # Every tree set runs once per code path (PA_ISA forces it; a path this CPU
 # lacks falls back to the widest it has).
 ISAS = generic avx2 avx512
+# The backward splits an edge over key panels with a query-side
+# accumulator per thread: 1 and 2 threads take different paths.
+GRAD_THREADS = 1 2
 # The approximate engine on networks built by hand, against pa_reference.
 $(E2E)/check_approx_engine: tests/check_approx_engine.c $(LIBPA)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -fopenmp -Iruntime $< $(LIBPA) -lm -o $@
 
-e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine
+e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine \
+     $(TREE_HEAD_DIMS:%=$(E2E)/grad_tree_h%)
 	for i in $(ISAS); do for s in $(TREE_HEAD_DIMS:%=tree_h%); do \
 	  echo "e2e $$s, PA_ISA=$$i"; PA_ISA=$$i $(E2E)/check_$$s || exit 1; done; done
+	for i in $(ISAS); do for t in $(GRAD_THREADS); do for s in $(TREE_HEAD_DIMS:%=tree_h%); do \
+	  echo "grad $$s, PA_ISA=$$i, $$t thread(s)"; \
+	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/grad_$$s || exit 1; done; done; done
 	for i in $(ISAS); do echo "e2e general, PA_ISA=$$i"; \
 	  PA_ISA=$$i $(E2E)/check_general || exit 1; done
 	for i in $(ISAS); do echo "e2e approx, PA_ISA=$$i"; \
@@ -305,7 +323,7 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 VERSION  = $(shell sed -n 's/^#define POLYC_VERSION "\(.*\)"/\1/p' compiler/polyc.h)
 RUNTIME_HEADERS = runtime/polyattn.h runtime/pa_kernel.h runtime/pa_simd.h runtime/pa_math.h runtime/pa_approx.h \
-                  runtime/pa_elim.h
+                  runtime/pa_elim.h runtime/pa_tree.h
 I = $(DESTDIR)$(PREFIX)
 
 install: all

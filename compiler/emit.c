@@ -148,6 +148,11 @@ void emit_info(Emitter *E, const Plan *p)
 		emit_line(E, ".error = %.17g,", p->approx.err);
 		emit_line(E, ".exact_fallback = %d,", p->carry_exact);
 	}
+	if (plan_trains(p)) {
+		emit_line(E, ".saved_floats = %s_saved_floats,", k->name);
+		emit_line(E, ".train = %s_train,", k->name);
+		emit_line(E, ".backward = %s_backward,", k->name);
+	}
 	E->indent--;
 	emit_line(E, "};");
 }
@@ -168,6 +173,11 @@ void emit_program_c(Emitter *E, const Plan *plans, int nplans)
 	for (int i = 0; i < nplans; i++)
 		if (plans[i].use != USE_EXACT) {
 			emit_line(E, "#include \"pa_approx.h\"");
+			break;
+		}
+	for (int i = 0; i < nplans; i++)
+		if (plan_trains(&plans[i])) {
+			emit_line(E, "#include \"pa_tree.h\"");
 			break;
 		}
 	emit_line(E, "");
@@ -209,6 +219,15 @@ void emit_program_h(Emitter *E, const Plan *plans, int nplans)
 		          plan_algorithm(&plans[i]));
 		emit_line(E, "pa_status %s(int64_t batch, int64_t n, "
 		          "const float *const inputs[], float *out);", k->name);
+		if (plan_trains(&plans[i])) {
+			emit_line(E, "int64_t %s_saved_floats(int64_t batch, int64_t n);", k->name);
+			emit_line(E, "pa_status %s_train(int64_t batch, int64_t n, "
+			          "const float *const inputs[], float *out, float *saved);", k->name);
+			emit_line(E, "pa_status %s_backward(int64_t batch, int64_t n, "
+			          "const float *const inputs[], const float *out,", k->name);
+			emit_line(E, "	const float *saved, const float *grad_out, "
+			          "float *const grad_inputs[]);");
+		}
 		emit_line(E, "extern const pa_kernel_info %s_info;", k->name);
 	}
 	emit_line(E, "");

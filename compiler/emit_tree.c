@@ -14,6 +14,7 @@
 #include "polyc.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* flit: x as a float literal ("0.5f", "1.0f", "-2e-05f"). */
@@ -79,6 +80,7 @@ typedef struct Buf {
 	char name[16];           /* member of struct K_work */
 	const char *rows;        /* "n", "np" (keys padded to panels) or "1" */
 	int cols;
+	bool kept;               /* training keeps it for the backward (saved) */
 } Buf;
 
 /* padded = a payload's row stride: value_dim rounded up to 16 floats,
@@ -94,6 +96,7 @@ static void add_buf(Buf *b, int *nb, const char *pre, int j, const char *rows,
 {
 	snprintf(b[*nb].name, sizeof b[*nb].name, "%s%d", pre, j);
 	b[*nb].rows = rows;
+	b[*nb].kept = false;
 	b[(*nb)++].cols = cols;
 }
 
@@ -110,9 +113,11 @@ static int work_buffers(const Plan *p, Buf *b)
 		add_buf(b, &nb, "kt", m->var, "np", m->dim);
 		add_buf(b, &nb, "kb", m->var, "np", 1);
 		add_buf(b, &nb, "lse", m->var, "n", 1);
+		b[nb - 1].kept = true;
 		if (m->values) {
 			add_buf(b, &nb, "pv", m->var, "np", padded(vd));
 			add_buf(b, &nb, "o", m->var, "n", vd);
+			b[nb - 1].kept = true;
 		}
 	}
 	for (int r = 1; r < p->nroots; r++) {
@@ -365,35 +370,57 @@ static void emit_finish(Emitter *E, const Plan *p)
 	emit_line(E, "");
 }
 
-/* emit_entry: the kernel's entry point: checks, workspace, stages. */
-static void emit_entry(Emitter *E, const Plan *p, const Buf *b, int nb,
-                       const char *entry)
+/* emit_carves: the offsets of every buffer: the kept ones in saved
+ * (counted by "kept") when the kernel trains, the others in the
+ * workspace ("total"); with only_kept, the kept ones alone. */
+static void emit_carves(Emitter *E, const Buf *b, int nb, bool only_kept)
 {
-	const Kernel *k = p->g->k;
-	if (entry)
-		emit_line(E, "static pa_status %s(int64_t batch, int64_t n, const float *const inputs[], float *out)", entry);
-	else
-		emit_line(E, "pa_status %s(int64_t batch, int64_t n, const float *const inputs[], float *out)", k->name);
-	emit_open(E, "");
-	emit_line(E, "const pa_status st = pa_check_args(&%s_info, batch, n, inputs, out);", k->name);
-	emit_line(E, "if (st != PA_OK)");
-	emit_line(E, "\treturn st;");
-	emit_line(E, "const int64_t np = (n + PA_BK - 1) / PA_BK * PA_BK;");
-	emit_line(E, "size_t total = 0;");
 	for (int i = 0; i < nb; i++)
-		emit_line(E, "const size_t at_%s = pa_carve(&total, batch, %s, %d);",
-		          b[i].name, b[i].rows, b[i].cols);
-	emit_line(E, "(void)np;");
-	emit_line(E, "if (total == SIZE_MAX)");
+		if (b[i].kept)
+			emit_line(E, "const size_t at_%s = pa_carve(%s, batch, %s, %d);",
+			          b[i].name, only_kept ? "&kept" : "keep", b[i].rows, b[i].cols);
+		else if (!only_kept)
+			emit_line(E, "const size_t at_%s = pa_carve(&total, batch, %s, %d);",
+			          b[i].name, b[i].rows, b[i].cols);
+}
+
+/* emit_workspace: allocate ws and point the struct w at it, the kept
+ * buffers at `base` when it is not NULL (saved). */
+static void emit_workspace(Emitter *E, const Plan *p, const Buf *b, int nb,
+                           const char *base)
+{
+	emit_line(E, "if (total == SIZE_MAX || kept == SIZE_MAX)");
 	emit_line(E, "\treturn PA_ERR_ARGUMENT;");
 	emit_line(E, "float *ws = pa_alloc(total);");
 	emit_line(E, "if (!ws)");
 	emit_line(E, "\treturn PA_ERR_NOMEM;");
-	emit_open(E, "const struct %s_work w =", k->name);
+	emit_line(E, "float *const base = %s ? %s : ws;", base, base);
+	emit_line(E, "(void)base;");
+	emit_open(E, "const struct %s_work w =", p->g->k->name);
 	for (int i = 0; i < nb; i++)
-		emit_line(E, ".%s = ws + at_%s,", b[i].name, b[i].name);
+		emit_line(E, ".%s = %s + at_%s,", b[i].name, b[i].kept ? "base" : "ws",
+		          b[i].name);
 	E->indent--;
 	emit_line(E, "};");
+}
+
+/* emit_run: the forward; saved = NULL keeps nothing, otherwise the
+ * log-normalizers and messages go to saved for the backward. */
+static void emit_run(Emitter *E, const Plan *p, const Buf *b, int nb,
+                     const char *base)
+{
+	const Kernel *k = p->g->k;
+	emit_line(E, "static pa_status %s_run(int64_t batch, int64_t n, const float *const inputs[], float *out,", base);
+	emit_open(E, "\tfloat *saved)");
+	emit_line(E, "const pa_status st = pa_check_args(&%s_info, batch, n, inputs, out);", k->name);
+	emit_line(E, "if (st != PA_OK)");
+	emit_line(E, "\treturn st;");
+	emit_line(E, "const int64_t np = (n + PA_BK - 1) / PA_BK * PA_BK;");
+	emit_line(E, "size_t total = 0, kept = 0;");
+	emit_line(E, "size_t *const keep = saved ? &kept : &total;");
+	emit_carves(E, b, nb, false);
+	emit_line(E, "(void)np, (void)keep;");
+	emit_workspace(E, p, b, nb, "saved");
 	for (int i = 0; i < p->nmsg; i++) {
 		emit_line(E, "%s_prepare_x%d(batch, n, inputs, &w);", k->name, p->msg[i].var);
 		emit_line(E, "%s_send_x%d(batch, n, &w);", k->name, p->msg[i].var);
@@ -403,6 +430,107 @@ static void emit_entry(Emitter *E, const Plan *p, const Buf *b, int nb,
 	emit_line(E, "%s_finish(batch, n, inputs, &w, out);", k->name);
 	emit_line(E, "pa_free(ws);");
 	emit_line(E, "return PA_OK;");
+	emit_close(E);
+	emit_line(E, "");
+}
+
+/* emit_entry: the kernel's entry point over its forward. */
+static void emit_entry(Emitter *E, const Plan *p, const char *entry)
+{
+	const Kernel *k = p->g->k;
+	if (entry)
+		emit_line(E, "static pa_status %s(int64_t batch, int64_t n, const float *const inputs[], float *out)", entry);
+	else
+		emit_line(E, "pa_status %s(int64_t batch, int64_t n, const float *const inputs[], float *out)", k->name);
+	emit_open(E, "");
+	emit_line(E, "return %s_run(batch, n, inputs, out, NULL);", entry ? entry : k->name);
+	emit_close(E);
+	emit_line(E, "");
+}
+
+/* emit_train: K_saved_floats and K_train (doc/training.md). */
+static void emit_train(Emitter *E, const Plan *p, const Buf *b, int nb)
+{
+	const Kernel *k = p->g->k;
+	emit_line(E, "/* training: the forward keeps each message's log-normalizer and");
+	emit_line(E, " * normalized message in saved, this many floats */");
+	emit_line(E, "int64_t %s_saved_floats(int64_t batch, int64_t n)", k->name);
+	emit_open(E, "");
+	emit_line(E, "size_t kept = 0;");
+	emit_carves(E, b, nb, true);
+	emit_line(E, "return kept == SIZE_MAX || kept > INT64_MAX ? -1 : (int64_t)kept;");
+	emit_close(E);
+	emit_line(E, "");
+	emit_line(E, "pa_status %s_train(int64_t batch, int64_t n, const float *const inputs[], float *out,", k->name);
+	emit_open(E, "\tfloat *saved)");
+	emit_line(E, "if (!saved)");
+	emit_line(E, "\treturn PA_ERR_NULL;");
+	emit_line(E, "return %s_run(batch, n, inputs, out, saved);", k->name);
+	emit_close(E);
+	emit_line(E, "");
+}
+
+/* emit_tree_plan: the plan's shape for the reverse pass, as data. */
+static void emit_tree_plan(Emitter *E, const Plan *p)
+{
+	char list[256];
+	int o = 0;
+	for (int j = 0; j <= p->g->nvars; j++)
+		o += snprintf(list + o, sizeof list - o, "%s%d", j ? ", " : "", p->parent[j]);
+	emit_open(E, "static const pa_tree_plan plan =");
+	emit_line(E, ".parent = {%s},", list);
+	emit_line(E, ".nmsg = %d,", p->nmsg);
+	o = 0;
+	for (int i = 0; i < p->nmsg; i++)
+		o += snprintf(list + o, sizeof list - o, "%s%d", i ? ", " : "", p->msg[i].var);
+	emit_line(E, ".order = {%s},", p->nmsg ? list : "0");
+	emit_line(E, ".nroots = %d,", p->nroots);
+	o = 0;
+	for (int i = 0; i < p->nroots; i++)
+		o += snprintf(list + o, sizeof list - o, "%s%d", i ? ", " : "", p->root[i]);
+	emit_line(E, ".root = {%s},", list);
+	E->indent--;
+	emit_line(E, "};");
+}
+
+/* emit_backward: K_backward rebuilds every message's queries, keys, key
+ * bias and payload with the forward's prepare stages, from the inputs and
+ * saved, and runs the reverse pass of the runtime (pa_tree.h). */
+static void emit_backward(Emitter *E, const Plan *p, const Buf *b, int nb)
+{
+	const Kernel *k = p->g->k;
+	emit_line(E, "/* the backward: the reverse message pass, root first */");
+	emit_line(E, "pa_status %s_backward(int64_t batch, int64_t n, const float *const inputs[],", k->name);
+	emit_open(E, "\tconst float *out, const float *saved, const float *grad_out, float *const grad_inputs[])");
+	emit_line(E, "pa_status st = pa_check_args(&%s_info, batch, n, inputs, out);", k->name);
+	emit_line(E, "if (st == PA_OK)");
+	emit_line(E, "\tst = pa_check_grad_args(&%s_info, batch, n, saved, grad_out, grad_inputs);", k->name);
+	emit_line(E, "if (st != PA_OK)");
+	emit_line(E, "\treturn st;");
+	emit_line(E, "const int64_t np = (n + PA_BK - 1) / PA_BK * PA_BK;");
+	emit_line(E, "size_t total = 0, kept = 0;");
+	emit_line(E, "size_t *const keep = &kept;");
+	emit_carves(E, b, nb, false);
+	emit_line(E, "(void)np, (void)keep;");
+	emit_line(E, "/* the prepare stages only read what saved holds */");
+	emit_line(E, "float *const kept_base = (float *)saved;");
+	emit_workspace(E, p, b, nb, "kept_base");
+	for (int i = 0; i < p->nmsg; i++)
+		emit_line(E, "%s_prepare_x%d(batch, n, inputs, &w);", k->name, p->msg[i].var);
+	for (int r = 1; r < p->nroots; r++)
+		emit_line(E, "%s_prepare_x%d(batch, n, inputs, &w);", k->name, p->root[r]);
+	emit_tree_plan(E, p);
+	emit_line(E, "pa_tree_bufs bufs[%d] = {{0}};", p->g->nvars + 1);
+	for (int i = 0; i < nb; i++) {
+		int j = atoi(b[i].name + strcspn(b[i].name, "0123456789"));
+		char member[8];
+		snprintf(member, sizeof member, "%.*s", (int)strcspn(b[i].name, "0123456789"), b[i].name);
+		if (strcmp(member, "c") != 0)
+			emit_line(E, "bufs[%d].%s = w.%s;", j, member, b[i].name);
+	}
+	emit_line(E, "st = pa_tree_backward(&%s_info, &plan, bufs, batch, n, inputs, grad_out, grad_inputs);", k->name);
+	emit_line(E, "pa_free(ws);");
+	emit_line(E, "return st;");
 	emit_close(E);
 	emit_line(E, "");
 }
@@ -432,7 +560,12 @@ void emit_tree_kernel(Emitter *E, const Plan *p, const char *entry)
 	for (int r = 1; r < p->nroots; r++)
 		emit_prepare(E, p, p->root[r], NULL);
 	emit_finish(E, p);
-	emit_entry(E, p, b, nb, entry);
+	emit_run(E, p, b, nb, entry ? entry : k->name);
+	emit_entry(E, p, entry);
+	if (!entry && plan_trains(p)) {
+		emit_train(E, p, b, nb);
+		emit_backward(E, p, b, nb);
+	}
 	if (!entry)
 		emit_info(E, p);
 }

@@ -243,6 +243,13 @@ double plan_seconds(const Plan *p, double n)
 	return plan_flops(p, n) / PC_RATE_EXACT;
 }
 
+/* plan_trains: the kernel carries a backward (doc/training.md): every
+ * exact tree plan does. */
+bool plan_trains(const Plan *p)
+{
+	return p->kind == PLAN_TREE && p->use == USE_EXACT;
+}
+
 /* plan_algorithm = what K_info.algorithm says: the exact plan's name,
  * "approx", or "auto" when the entry point picks per call. */
 const char *plan_algorithm(const Plan *p)

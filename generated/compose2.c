@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "pa_kernel.h"
+#include "pa_tree.h"
 
 _Static_assert(PA_TQ == 64 && PA_BK == 32, "pa_kernel.h does not match polyc 0.1.0");
 
@@ -771,44 +772,47 @@ static void compose2_finish(int64_t batch, int64_t n, const float *const in[],
 	}
 }
 
-pa_status compose2(int64_t batch, int64_t n, const float *const inputs[], float *out)
-{
+static pa_status compose2_run(int64_t batch, int64_t n, const float *const inputs[], float *out,
+	float *saved) {
 	const pa_status st = pa_check_args(&compose2_info, batch, n, inputs, out);
 	if (st != PA_OK)
 		return st;
 	const int64_t np = (n + PA_BK - 1) / PA_BK * PA_BK;
-	size_t total = 0;
+	size_t total = 0, kept = 0;
+	size_t *const keep = saved ? &kept : &total;
 	const size_t at_q3 = pa_carve(&total, batch, n, 64);
 	const size_t at_kt3 = pa_carve(&total, batch, np, 64);
 	const size_t at_kb3 = pa_carve(&total, batch, np, 1);
-	const size_t at_lse3 = pa_carve(&total, batch, n, 1);
+	const size_t at_lse3 = pa_carve(keep, batch, n, 1);
 	const size_t at_pv3 = pa_carve(&total, batch, np, 64);
-	const size_t at_o3 = pa_carve(&total, batch, n, 64);
+	const size_t at_o3 = pa_carve(keep, batch, n, 64);
 	const size_t at_q2 = pa_carve(&total, batch, n, 64);
 	const size_t at_kt2 = pa_carve(&total, batch, np, 64);
 	const size_t at_kb2 = pa_carve(&total, batch, np, 1);
-	const size_t at_lse2 = pa_carve(&total, batch, n, 1);
+	const size_t at_lse2 = pa_carve(keep, batch, n, 1);
 	const size_t at_pv2 = pa_carve(&total, batch, np, 64);
-	const size_t at_o2 = pa_carve(&total, batch, n, 64);
-	(void)np;
-	if (total == SIZE_MAX)
+	const size_t at_o2 = pa_carve(keep, batch, n, 64);
+	(void)np, (void)keep;
+	if (total == SIZE_MAX || kept == SIZE_MAX)
 		return PA_ERR_ARGUMENT;
 	float *ws = pa_alloc(total);
 	if (!ws)
 		return PA_ERR_NOMEM;
+	float *const base = saved ? saved : ws;
+	(void)base;
 	const struct compose2_work w = {
 		.q3 = ws + at_q3,
 		.kt3 = ws + at_kt3,
 		.kb3 = ws + at_kb3,
-		.lse3 = ws + at_lse3,
+		.lse3 = base + at_lse3,
 		.pv3 = ws + at_pv3,
-		.o3 = ws + at_o3,
+		.o3 = base + at_o3,
 		.q2 = ws + at_q2,
 		.kt2 = ws + at_kt2,
 		.kb2 = ws + at_kb2,
-		.lse2 = ws + at_lse2,
+		.lse2 = base + at_lse2,
 		.pv2 = ws + at_pv2,
-		.o2 = ws + at_o2,
+		.o2 = base + at_o2,
 	};
 	compose2_prepare_x3(batch, n, inputs, &w);
 	compose2_send_x3(batch, n, &w);
@@ -817,6 +821,104 @@ pa_status compose2(int64_t batch, int64_t n, const float *const inputs[], float 
 	compose2_finish(batch, n, inputs, &w, out);
 	pa_free(ws);
 	return PA_OK;
+}
+
+pa_status compose2(int64_t batch, int64_t n, const float *const inputs[], float *out)
+{
+	return compose2_run(batch, n, inputs, out, NULL);
+}
+
+/* training: the forward keeps each message's log-normalizer and
+ * normalized message in saved, this many floats */
+int64_t compose2_saved_floats(int64_t batch, int64_t n)
+{
+	size_t kept = 0;
+	const size_t at_lse3 = pa_carve(&kept, batch, n, 1);
+	const size_t at_o3 = pa_carve(&kept, batch, n, 64);
+	const size_t at_lse2 = pa_carve(&kept, batch, n, 1);
+	const size_t at_o2 = pa_carve(&kept, batch, n, 64);
+	return kept == SIZE_MAX || kept > INT64_MAX ? -1 : (int64_t)kept;
+}
+
+pa_status compose2_train(int64_t batch, int64_t n, const float *const inputs[], float *out,
+	float *saved) {
+	if (!saved)
+		return PA_ERR_NULL;
+	return compose2_run(batch, n, inputs, out, saved);
+}
+
+/* the backward: the reverse message pass, root first */
+pa_status compose2_backward(int64_t batch, int64_t n, const float *const inputs[],
+	const float *out, const float *saved, const float *grad_out, float *const grad_inputs[]) {
+	pa_status st = pa_check_args(&compose2_info, batch, n, inputs, out);
+	if (st == PA_OK)
+		st = pa_check_grad_args(&compose2_info, batch, n, saved, grad_out, grad_inputs);
+	if (st != PA_OK)
+		return st;
+	const int64_t np = (n + PA_BK - 1) / PA_BK * PA_BK;
+	size_t total = 0, kept = 0;
+	size_t *const keep = &kept;
+	const size_t at_q3 = pa_carve(&total, batch, n, 64);
+	const size_t at_kt3 = pa_carve(&total, batch, np, 64);
+	const size_t at_kb3 = pa_carve(&total, batch, np, 1);
+	const size_t at_lse3 = pa_carve(keep, batch, n, 1);
+	const size_t at_pv3 = pa_carve(&total, batch, np, 64);
+	const size_t at_o3 = pa_carve(keep, batch, n, 64);
+	const size_t at_q2 = pa_carve(&total, batch, n, 64);
+	const size_t at_kt2 = pa_carve(&total, batch, np, 64);
+	const size_t at_kb2 = pa_carve(&total, batch, np, 1);
+	const size_t at_lse2 = pa_carve(keep, batch, n, 1);
+	const size_t at_pv2 = pa_carve(&total, batch, np, 64);
+	const size_t at_o2 = pa_carve(keep, batch, n, 64);
+	(void)np, (void)keep;
+	/* the prepare stages only read what saved holds */
+	float *const kept_base = (float *)saved;
+	if (total == SIZE_MAX || kept == SIZE_MAX)
+		return PA_ERR_ARGUMENT;
+	float *ws = pa_alloc(total);
+	if (!ws)
+		return PA_ERR_NOMEM;
+	float *const base = kept_base ? kept_base : ws;
+	(void)base;
+	const struct compose2_work w = {
+		.q3 = ws + at_q3,
+		.kt3 = ws + at_kt3,
+		.kb3 = ws + at_kb3,
+		.lse3 = base + at_lse3,
+		.pv3 = ws + at_pv3,
+		.o3 = base + at_o3,
+		.q2 = ws + at_q2,
+		.kt2 = ws + at_kt2,
+		.kb2 = ws + at_kb2,
+		.lse2 = base + at_lse2,
+		.pv2 = ws + at_pv2,
+		.o2 = base + at_o2,
+	};
+	compose2_prepare_x3(batch, n, inputs, &w);
+	compose2_prepare_x2(batch, n, inputs, &w);
+	static const pa_tree_plan plan = {
+		.parent = {0, 0, 1, 2},
+		.nmsg = 2,
+		.order = {3, 2},
+		.nroots = 1,
+		.root = {1},
+	};
+	pa_tree_bufs bufs[4] = {{0}};
+	bufs[3].q = w.q3;
+	bufs[3].kt = w.kt3;
+	bufs[3].kb = w.kb3;
+	bufs[3].lse = w.lse3;
+	bufs[3].pv = w.pv3;
+	bufs[3].o = w.o3;
+	bufs[2].q = w.q2;
+	bufs[2].kt = w.kt2;
+	bufs[2].kb = w.kb2;
+	bufs[2].lse = w.lse2;
+	bufs[2].pv = w.pv2;
+	bufs[2].o = w.o2;
+	st = pa_tree_backward(&compose2_info, &plan, bufs, batch, n, inputs, grad_out, grad_inputs);
+	pa_free(ws);
+	return st;
 }
 
 static const pa_input_desc compose2_inputs[] = {
@@ -845,4 +947,7 @@ const pa_kernel_info compose2_info = {
 	.run = compose2,
 	.scale = 0.125,
 	.coefficients = compose2_coefficients,
+	.saved_floats = compose2_saved_floats,
+	.train = compose2_train,
+	.backward = compose2_backward,
 };

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "pa_kernel.h"
+#include "pa_tree.h"
 
 _Static_assert(PA_TQ == 64 && PA_BK == 32, "pa_kernel.h does not match polyc 0.1.0");
 
@@ -704,38 +705,118 @@ static void self_attention_finish(int64_t batch, int64_t n, const float *const i
 	}
 }
 
-pa_status self_attention(int64_t batch, int64_t n, const float *const inputs[], float *out)
-{
+static pa_status self_attention_run(int64_t batch, int64_t n, const float *const inputs[], float *out,
+	float *saved) {
 	const pa_status st = pa_check_args(&self_attention_info, batch, n, inputs, out);
 	if (st != PA_OK)
 		return st;
 	const int64_t np = (n + PA_BK - 1) / PA_BK * PA_BK;
-	size_t total = 0;
+	size_t total = 0, kept = 0;
+	size_t *const keep = saved ? &kept : &total;
 	const size_t at_q2 = pa_carve(&total, batch, n, 64);
 	const size_t at_kt2 = pa_carve(&total, batch, np, 64);
 	const size_t at_kb2 = pa_carve(&total, batch, np, 1);
-	const size_t at_lse2 = pa_carve(&total, batch, n, 1);
+	const size_t at_lse2 = pa_carve(keep, batch, n, 1);
 	const size_t at_pv2 = pa_carve(&total, batch, np, 64);
-	const size_t at_o2 = pa_carve(&total, batch, n, 64);
-	(void)np;
-	if (total == SIZE_MAX)
+	const size_t at_o2 = pa_carve(keep, batch, n, 64);
+	(void)np, (void)keep;
+	if (total == SIZE_MAX || kept == SIZE_MAX)
 		return PA_ERR_ARGUMENT;
 	float *ws = pa_alloc(total);
 	if (!ws)
 		return PA_ERR_NOMEM;
+	float *const base = saved ? saved : ws;
+	(void)base;
 	const struct self_attention_work w = {
 		.q2 = ws + at_q2,
 		.kt2 = ws + at_kt2,
 		.kb2 = ws + at_kb2,
-		.lse2 = ws + at_lse2,
+		.lse2 = base + at_lse2,
 		.pv2 = ws + at_pv2,
-		.o2 = ws + at_o2,
+		.o2 = base + at_o2,
 	};
 	self_attention_prepare_x2(batch, n, inputs, &w);
 	self_attention_send_x2(batch, n, &w);
 	self_attention_finish(batch, n, inputs, &w, out);
 	pa_free(ws);
 	return PA_OK;
+}
+
+pa_status self_attention(int64_t batch, int64_t n, const float *const inputs[], float *out)
+{
+	return self_attention_run(batch, n, inputs, out, NULL);
+}
+
+/* training: the forward keeps each message's log-normalizer and
+ * normalized message in saved, this many floats */
+int64_t self_attention_saved_floats(int64_t batch, int64_t n)
+{
+	size_t kept = 0;
+	const size_t at_lse2 = pa_carve(&kept, batch, n, 1);
+	const size_t at_o2 = pa_carve(&kept, batch, n, 64);
+	return kept == SIZE_MAX || kept > INT64_MAX ? -1 : (int64_t)kept;
+}
+
+pa_status self_attention_train(int64_t batch, int64_t n, const float *const inputs[], float *out,
+	float *saved) {
+	if (!saved)
+		return PA_ERR_NULL;
+	return self_attention_run(batch, n, inputs, out, saved);
+}
+
+/* the backward: the reverse message pass, root first */
+pa_status self_attention_backward(int64_t batch, int64_t n, const float *const inputs[],
+	const float *out, const float *saved, const float *grad_out, float *const grad_inputs[]) {
+	pa_status st = pa_check_args(&self_attention_info, batch, n, inputs, out);
+	if (st == PA_OK)
+		st = pa_check_grad_args(&self_attention_info, batch, n, saved, grad_out, grad_inputs);
+	if (st != PA_OK)
+		return st;
+	const int64_t np = (n + PA_BK - 1) / PA_BK * PA_BK;
+	size_t total = 0, kept = 0;
+	size_t *const keep = &kept;
+	const size_t at_q2 = pa_carve(&total, batch, n, 64);
+	const size_t at_kt2 = pa_carve(&total, batch, np, 64);
+	const size_t at_kb2 = pa_carve(&total, batch, np, 1);
+	const size_t at_lse2 = pa_carve(keep, batch, n, 1);
+	const size_t at_pv2 = pa_carve(&total, batch, np, 64);
+	const size_t at_o2 = pa_carve(keep, batch, n, 64);
+	(void)np, (void)keep;
+	/* the prepare stages only read what saved holds */
+	float *const kept_base = (float *)saved;
+	if (total == SIZE_MAX || kept == SIZE_MAX)
+		return PA_ERR_ARGUMENT;
+	float *ws = pa_alloc(total);
+	if (!ws)
+		return PA_ERR_NOMEM;
+	float *const base = kept_base ? kept_base : ws;
+	(void)base;
+	const struct self_attention_work w = {
+		.q2 = ws + at_q2,
+		.kt2 = ws + at_kt2,
+		.kb2 = ws + at_kb2,
+		.lse2 = base + at_lse2,
+		.pv2 = ws + at_pv2,
+		.o2 = base + at_o2,
+	};
+	self_attention_prepare_x2(batch, n, inputs, &w);
+	static const pa_tree_plan plan = {
+		.parent = {0, 0, 1},
+		.nmsg = 1,
+		.order = {2},
+		.nroots = 1,
+		.root = {1},
+	};
+	pa_tree_bufs bufs[3] = {{0}};
+	bufs[2].q = w.q2;
+	bufs[2].kt = w.kt2;
+	bufs[2].kb = w.kb2;
+	bufs[2].lse = w.lse2;
+	bufs[2].pv = w.pv2;
+	bufs[2].o = w.o2;
+	st = pa_tree_backward(&self_attention_info, &plan, bufs, batch, n, inputs, grad_out, grad_inputs);
+	pa_free(ws);
+	return st;
 }
 
 static const pa_input_desc self_attention_inputs[] = {
@@ -761,4 +842,7 @@ const pa_kernel_info self_attention_info = {
 	.run = self_attention,
 	.scale = 0.125,
 	.coefficients = self_attention_coefficients,
+	.saved_floats = self_attention_saved_floats,
+	.train = self_attention_train,
+	.backward = self_attention_backward,
 };

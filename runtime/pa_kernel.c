@@ -46,6 +46,21 @@ pa_status pa_check_args(const pa_kernel_info *k, int64_t batch, int64_t n,
 	return PA_OK;
 }
 
+/* pa_check_grad_args: see pa_kernel.h (sizes were checked by
+ * pa_check_args). */
+pa_status pa_check_grad_args(const pa_kernel_info *k, int64_t batch, int64_t n,
+                             const float *saved, const float *grad_out,
+                             float *const grad_inputs[])
+{
+	if (!saved || !grad_out || !grad_inputs)
+		return PA_ERR_NULL;
+	size_t len;
+	if (__builtin_mul_overflow((size_t)batch, (size_t)n, &len) ||
+	    __builtin_mul_overflow(len, (size_t)k->value_dim, &len))
+		return PA_ERR_ARGUMENT;
+	return all_finite(grad_out, len) ? PA_OK : PA_ERR_NONFINITE;
+}
+
 /* pa_carve: see pa_kernel.h. */
 size_t pa_carve(size_t *total, int64_t a, int64_t b, int64_t c)
 {

@@ -34,6 +34,15 @@ pa_status pa_check_args(const pa_kernel_info *k, int64_t batch, int64_t n,
                         const float *const inputs[], const float *out);
 
 /*
+ * The further checks of a backward, after pa_check_args: a NULL saved,
+ * grad_out or grad_inputs gives PA_ERR_NULL (entries of grad_inputs may be
+ * NULL); a NaN or infinite entry of grad_out PA_ERR_NONFINITE.
+ */
+pa_status pa_check_grad_args(const pa_kernel_info *k, int64_t batch, int64_t n,
+                             const float *saved, const float *grad_out,
+                             float *const grad_inputs[]);
+
+/*
  * Reserve a*b*c floats in a workspace of *total floats, rounded up to a
  * 64-byte boundary, and return their offset.  On overflow *total becomes
  * SIZE_MAX, which pa_alloc refuses.

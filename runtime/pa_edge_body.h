@@ -1,0 +1,145 @@
+/*
+ * pa_edge_body.h - the micro-kernels of one edge's backward for one
+ * instruction set, included by pa_edge.c once per set with these defined:
+ *
+ *     W         floats per vector
+ *     vf        a vector of W floats (GCC vector extension)
+ *     TARGET    the function attribute of the set (may be empty)
+ *     FN(name)  name with the set's suffix
+ *     VEXP(x)   e^x lane by lane, as pa_expf computes it
+ *     TILE_C    vectors per row of the widest register tile
+ *
+ * Every product is one shape, C[r][:] += Σ_k A[r, k] · B[k][:] with A read
+ * as scalars (broadcast) and B as rows of vectors: a register tile of
+ * 4 (or 8) rows times TILE_C (or fewer) vectors accumulates over k.  The
+ * five products of the backward are all of it, by the strides given.
+ */
+
+/* vld, vst: W floats at p (64-byte aligned buffers, strides of 16). */
+TARGET static inline vf FN(vld)(const float *p)
+{
+	vf v;
+	memcpy(&v, p, sizeof v);
+	return v;
+}
+
+TARGET static inline void FN(vst)(float *p, vf v)
+{
+	memcpy(p, &v, sizeof v);
+}
+
+/* tile NAME, R rows × C vectors: C[r][c·W ..] += Σ_k A[r·ars + k·aks] · B[k·bks + c·W ..] for
+ * r < R, c < C, k < kn. */
+#define PA_EDGE_TILE(NAME, R, C)                                             \
+	TARGET static void FN(NAME)(const float *A, int64_t ars,       \
+		int64_t aks, const float *B, int64_t bks, int kn, float *Cm,         \
+		int64_t crs)                                                         \
+	{                                                                        \
+		vf acc[R][C];                                                        \
+		for (int r = 0; r < R; r++)                                          \
+			for (int c = 0; c < C; c++)                                      \
+				acc[r][c] = FN(vld)(Cm + r * crs + c * W);                   \
+		for (int k = 0; k < kn; k++) {                                       \
+			vf b[C];                                                         \
+			for (int c = 0; c < C; c++)                                      \
+				b[c] = FN(vld)(B + k * bks + c * W);                         \
+			for (int r = 0; r < R; r++) {                                    \
+				const float a = A[r * ars + k * aks];                        \
+				for (int c = 0; c < C; c++)                                  \
+					acc[r][c] += a * b[c];                                   \
+			}                                                                \
+		}                                                                    \
+		for (int r = 0; r < R; r++)                                          \
+			for (int c = 0; c < C; c++)                                      \
+				FN(vst)(Cm + r * crs + c * W, acc[r][c]);                    \
+	}
+
+PA_EDGE_TILE(tile_wide, 4, TILE_C)
+PA_EDGE_TILE(tile_8x2, 8, 2)
+PA_EDGE_TILE(tile_8x1, 8, 1)
+
+/* opacc: C[r][0 .. cols) += Σ_k A[r·ars + k·aks] · B[k·bks + 0 .. cols)
+ * for r < rows (a multiple of 8), cols a multiple of W. */
+TARGET static void FN(opacc)(int rows, int cols, int kn, const float *A,
+	int64_t ars, int64_t aks, const float *B, int64_t bks, float *Cm,
+	int64_t crs)
+{
+	int c0 = 0;
+	for (; c0 + TILE_C * W <= cols; c0 += TILE_C * W)
+		for (int r = 0; r < rows; r += 4)
+			FN(tile_wide)(A + r * ars, ars, aks, B + c0, bks, kn,
+			              Cm + r * crs + c0, crs);
+	for (; c0 + 2 * W <= cols; c0 += 2 * W)
+		for (int r = 0; r < rows; r += 8)
+			FN(tile_8x2)(A + r * ars, ars, aks, B + c0, bks, kn,
+			             Cm + r * crs + c0, crs);
+	for (; c0 < cols; c0 += W)
+		for (int r = 0; r < rows; r += 8)
+			FN(tile_8x1)(A + r * ars, ars, aks, B + c0, bks, kn,
+			             Cm + r * crs + c0, crs);
+}
+
+/*
+ * block: the backward of query block i0 (PA_BQ rows) against key panel
+ * jb of one batch entry: P and dS tiles (PA_BQ × PA_BK) into scratch, then
+ * dq rows += dS · k, and the panel's accumulators dk += dSᵀ · q,
+ * dpv += Pᵀ · dm, dkb += column sums of dS.
+ */
+TARGET static void FN(block)(const EdgeJob *j, int64_t i0, int64_t jb,
+	float *P, float *dS, float *dq, float *dk, float *dpv, float *dkb)
+{
+	const int dp = j->dp, vp = j->vp;
+	const float *q = j->qp + i0 * dp, *dm = j->dmp + i0 * vp;
+	/* P = exp(q · kᵀ + kb − lse) */
+	for (int r = 0; r < PA_BQ; r++)
+		for (int c = 0; c < PA_BK; c += W)
+			FN(vst)(P + r * PA_BK + c, FN(vld)(j->kb + jb * PA_BK + c));
+	FN(opacc)(PA_BQ, PA_BK, j->dim, q, dp, 1, j->kt + jb * j->dim * PA_BK,
+	          PA_BK, P, PA_BK);
+	for (int r = 0; r < PA_BQ; r++) {
+		const float l = j->lse[i0 + r];
+		for (int c = 0; c < PA_BK; c += W)
+			FN(vst)(P + r * PA_BK + c, VEXP(FN(vld)(P + r * PA_BK + c) - l));
+	}
+	/* dS = P ⊙ (dm · pvᵀ − Dv) */
+	memset(dS, 0, PA_BQ * PA_BK * sizeof *dS);
+	if (vp)
+		FN(opacc)(PA_BQ, PA_BK, j->vd, dm, vp, 1, j->pvt + jb * vp * PA_BK,
+		          PA_BK, dS, PA_BK);
+	vf colsum[PA_BK / W];
+	for (int c = 0; c < PA_BK / W; c++)
+		colsum[c] = FN(vld)(dkb + c * W);
+	for (int r = 0; r < PA_BQ; r++) {
+		const float d = j->dv[i0 + r];
+		for (int c = 0; c < PA_BK / W; c++) {
+			vf s = FN(vld)(P + r * PA_BK + c * W) *
+			       (FN(vld)(dS + r * PA_BK + c * W) - d);
+			FN(vst)(dS + r * PA_BK + c * W, s);
+			colsum[c] += s;
+		}
+	}
+	for (int c = 0; c < PA_BK / W; c++)
+		FN(vst)(dkb + c * W, colsum[c]);
+	/* dq += dS · k; dk += dSᵀ · q; dpv += Pᵀ · dm */
+	FN(opacc)(PA_BQ, dp, PA_BK, dS, PA_BK, 1, j->kp + jb * PA_BK * dp, dp,
+	          dq + i0 * dp, dp);
+	FN(opacc)(PA_BK, dp, PA_BQ, dS, 1, PA_BK, q, dp, dk, dp);
+	if (vp)
+		FN(opacc)(PA_BK, vp, PA_BQ, P, 1, PA_BK, dm, vp, dpv, vp);
+}
+
+/* panel: key panel jb of one batch entry against every query block; its
+ * accumulators start at 0 and are written to the job's outputs. */
+TARGET static void FN(panel)(const EdgeJob *j, int64_t jb, float *scratch,
+	float *dq)
+{
+	const int dp = j->dp, vp = j->vp;
+	float *P = scratch, *dS = P + PA_BQ * PA_BK, *dk = dS + PA_BQ * PA_BK;
+	float *dpv = dk + PA_BK * dp, *dkb = dpv + PA_BK * vp;
+	memset(dk, 0, (size_t)PA_BK * (dp + vp + 1) * sizeof *dk);
+	for (int64_t i0 = 0; i0 < j->nq; i0 += PA_BQ)
+		FN(block)(j, i0, jb, P, dS, dq, dk, dpv, dkb);
+	edge_store_panel(j, jb, dk, dpv, dkb);
+}
+
+#undef PA_EDGE_TILE

@@ -1,0 +1,81 @@
+/*
+ * pa_tree.h - the backward of tree kernels (doc/training.md): one edge's
+ * attention backward, and the reverse message pass that chains it over a
+ * tree, root first.
+ *
+ * A tree kernel's forward (emit_tree.c in polyc) runs, per message x_j →
+ * x_p, one attention pass with key bias: queries q (x_p's side of the
+ * edge's monomials, times scale·c), keys k (x_j's side), key bias kb (x_j's
+ * bias monomials plus its children's log-normalizers) and payload pv
+ * (x_j's values times its children's normalized messages).  It keeps per
+ * message the log-normalizer lse and the normalized message o.  The
+ * backward rebuilds q, k, kb and pv with the same generated "prepare"
+ * stages, from the inputs and the saved lse and o, and hands them here.
+ * Users of kernels do not need this header; generated C includes it.
+ */
+#ifndef PA_TREE_H
+#define PA_TREE_H
+
+#include <stdint.h>
+
+#include "polyattn.h"
+
+/*
+ * One edge's backward, for every batch entry.  With P = exp(q·kᵀ + kb −
+ * lse) (rows: queries, columns: keys) and Dv_i = ⟨dm_i, o_i⟩ − dl_i:
+ *     dS = P ⊙ (dm · pvᵀ − Dv),   dq = dS · k,   dk = dSᵀ · q,
+ *     dpv = Pᵀ · dm,              dkb = column sums of dS.
+ * dl is the gradient reaching lse (the column sums of the parent edge's
+ * dS); dm the gradient reaching o.  Nothing n × n is stored: each key
+ * panel walks every query block, S and P are recomputed tile by tile.
+ * Layouts are the forward's (emit_tree.c): q batch × n × dim; kt packed
+ * panels batch × nb × dim × PA_BK; kb batch × np; pv batch × np × vp with
+ * vp = value_dim rounded up to 16; o, dm batch × n × vd; lse, dl batch × n.
+ * Outputs are batch × n × dim (dq, dk), batch × n × vd (dpv), batch × n
+ * (dkb).  vd = 0: the edge carries no payload (pv, o, dm, dpv unused).
+ */
+typedef struct pa_edge {
+	int64_t batch, n;
+	int dim;                 /* columns of q and k */
+	int vd;                  /* value_dim, or 0 */
+	const float *q, *kt, *kb, *pv, *o, *lse;
+	const float *dm;         /* NULL when vd == 0 */
+	const float *dl;         /* NULL: no gradient reaches lse */
+	float *dq, *dk, *dpv, *dkb;
+} pa_edge;
+
+pa_status pa_edge_backward(const pa_edge *e);
+
+/* The forward's buffers of variable j (emit_tree.c): for a message x_j →
+ * parent q, kt, kb, lse and, if its subtree carries values, pv and o; for
+ * a component root other than x1, kb and pv only. */
+typedef struct pa_tree_bufs {
+	const float *q, *kt, *kb, *lse, *pv, *o;
+} pa_tree_bufs;
+
+/* The shape of a tree plan: each variable's parent (0 for a root), the
+ * messages in the forward's order, children before parents, and the
+ * component roots the forward keeps (x1's first; a component without x1
+ * and without values is left out: it scales numerator and denominator
+ * alike). */
+typedef struct pa_tree_plan {
+	int parent[17];          /* indexed by j of x_j */
+	int nmsg;
+	int order[16];           /* the variable of each message */
+	int nroots;
+	int root[16];
+} pa_tree_plan;
+
+/*
+ * The reverse message pass: gradients of every input whose grad[i] is not
+ * NULL, written (not added to).  k describes the kernel, bufs[j] the
+ * rebuilt forward buffers of x_j, out and grad_out the forward's output
+ * and dL/dout.  Returns PA_ERR_NOMEM (nothing written) when its scratch
+ * cannot be had.
+ */
+pa_status pa_tree_backward(const pa_kernel_info *k, const pa_tree_plan *t,
+                           const pa_tree_bufs *bufs, int64_t batch, int64_t n,
+                           const float *const in[], const float *grad_out,
+                           float *const grad[]);
+
+#endif /* PA_TREE_H */
