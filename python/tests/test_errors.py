@@ -100,3 +100,24 @@ def test_operator_checks_its_own_arguments():
                                             torch.zeros(1, 2, 4), torch.zeros(1, 2, 3)])
     with pytest.raises(RuntimeError, match="no kernel 'nope'"):
         torch.ops.polyattn.forward("nope", [torch.zeros(1, 2, 4)])
+
+
+def test_emit_so_leaves_no_file_on_error(tmp_path):
+    """polyc --emit=so fails like polyc's other outputs: status 1, a
+    diagnostic, and nothing written beside the target."""
+    import subprocess
+    (tmp_path / "bad.poly").write_text("x1*x2 + x4\n")
+    good = tmp_path / "good.poly"
+    good.write_text("x1*x2\n")
+    polyc = polyattn.find_polyc()
+    r = subprocess.run([polyc, "bad.poly", "--emit=so", "-o", "bad.so"], cwd=tmp_path,
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.startswith("bad.poly:1:")
+    r = subprocess.run([polyc, "good.poly", "--emit=so", "-o", "good.so"], cwd=tmp_path,
+                       capture_output=True, text=True, env={**__import__("os").environ,
+                                                           "POLYC_LIB_DIR": str(tmp_path)})
+    assert r.returncode == 1 and "libpolyattn_pic.a" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.poly", "good.poly"]
+    r = subprocess.run([polyc, "good.poly", "--emit=so"], cwd=tmp_path,
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and (tmp_path / "good.so").read_bytes()[:4] == b"\x7fELF"
