@@ -185,6 +185,7 @@ class Train(torch.autograd.Function):
         return out, saved
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out, _grad_saved):
         *ins, out, saved = ctx.saved_tensors
         grads = backward_impl(ctx.info, ins, out, saved, grad_out.contiguous(),

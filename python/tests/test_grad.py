@@ -132,3 +132,11 @@ def test_operator_autograd_matches_eager_path(gen):
     (out ** 2).sum().backward()
     for x, y in zip(a, b):
         assert torch.equal(x.grad, y.grad)
+
+
+def test_no_silent_double_backward(gen):
+    k = compile_case("softmax")
+    xs = [x.requires_grad_() for x in random_inputs(k, (1,), 4, gen)]
+    g = torch.autograd.grad(k(*xs).square().sum(), xs[0], create_graph=True)[0]
+    with pytest.raises(RuntimeError):
+        g.sum().backward()
