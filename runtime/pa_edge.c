@@ -1,7 +1,7 @@
 /*
  * pa_edge.c - one tree edge's attention backward (pa_tree.h), in the
- * FlashAttention-2 order: a thread owns a panel of PA_BK keys at a time
- * and walks every block of PA_BQ queries, recomputing the scores and
+ * FlashAttention-2 order: a thread owns a group of PA_GROUP panels of
+ * PA_BK keys at a time and walks every block of PA_BQ queries, recomputing the scores and
  * weights from the saved log-normalizers; the key side's gradients (dk,
  * dpv, dkb) accumulate in the panel's own scratch, the query side's (dq)
  * in a buffer per thread, summed at the end: no atomics, nothing n × n.
@@ -24,8 +24,9 @@
 
 #include "pa_kernel.h"
 
-/* Query rows per block of the backward. */
+/* Query rows per block of the backward, key panels per task. */
 #define PA_BQ 64
+#define PA_GROUP 4
 
 /* One call, repacked: per batch entry pointers are offset by the caller. */
 typedef struct EdgeJob {
@@ -111,18 +112,18 @@ static inline vf exp_generic(vf x)
 #undef VEXP
 #endif
 
-typedef void (*panel_fn)(const EdgeJob *, int64_t, float *, float *);
+typedef void (*panel_fn)(const EdgeJob *, int64_t, int, float *, float *);
 
 /* choose_panel: the micro-kernels of the widest set this CPU runs. */
 static panel_fn choose_panel(void)
 {
 #if defined(__x86_64__)
 	if (pa_isa() == PA_ISA_AVX512)
-		return panel_avx512;
+		return panels_avx512;
 	if (pa_isa() == PA_ISA_AVX2)
-		return panel_avx2;
+		return panels_avx2;
 #endif
-	return panel_generic;
+	return panels_generic;
 }
 
 /* ---- repacking */
@@ -215,7 +216,7 @@ static float *carve_work(const pa_edge *e, const EdgeJob *s, int threads,
 	size_t at_lse = pa_carve(&total, B, s->nq, 1);
 	size_t at_dv = pa_carve(&total, B, s->nq, 1);
 	size_t at_dq = pa_carve(&total, threads, B * s->nq, s->dp);
-	w->scratch_floats = 2 * PA_BQ * PA_BK + (size_t)PA_BK * (s->dp + s->vp + 1);
+	w->scratch_floats = 2 * PA_BQ * PA_BK + (size_t)PA_GROUP * PA_BK * (s->dp + s->vp + 1);
 	w->scratch_floats = (w->scratch_floats + 15) / 16 * 16;
 	size_t at_scratch = pa_carve(&total, threads, w->scratch_floats, 1);
 	float *ws = pa_alloc(total);
@@ -277,11 +278,14 @@ pa_status pa_edge_backward(const pa_edge *e)
 		t = omp_get_thread_num();
 #endif
 		float *dq = w.dq + t * per;
+		const int64_t groups = (s.nb + PA_GROUP - 1) / PA_GROUP;
 		#pragma omp for collapse(2) schedule(dynamic)
 		for (int64_t b = 0; b < e->batch; b++)
-			for (int64_t jb = 0; jb < s.nb; jb++) {
+			for (int64_t g = 0; g < groups; g++) {
 				const EdgeJob j = job_of(e, &s, &w, b);
-				panel(&j, jb, w.scratch + t * w.scratch_floats,
+				const int64_t jb = g * PA_GROUP;
+				const int count = s.nb - jb < PA_GROUP ? (int)(s.nb - jb) : PA_GROUP;
+				panel(&j, jb, count, w.scratch + t * w.scratch_floats,
 				      dq + b * s.nq * s.dp);
 			}
 	}

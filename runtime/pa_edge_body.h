@@ -128,18 +128,26 @@ TARGET static void FN(block)(const EdgeJob *j, int64_t i0, int64_t jb,
 		FN(opacc)(PA_BK, vp, PA_BQ, P, 1, PA_BK, dm, vp, dpv, vp);
 }
 
-/* panel: key panel jb of one batch entry against every query block; its
- * accumulators start at 0 and are written to the job's outputs. */
-TARGET static void FN(panel)(const EdgeJob *j, int64_t jb, float *scratch,
-	float *dq)
+/* panels: key panels jb0 .. jb0 + count − 1 of one batch entry against
+ * every query block (the block's queries stay in cache while each panel
+ * of the group uses them); the panels' accumulators start at 0 and are
+ * written to the job's outputs. */
+TARGET static void FN(panels)(const EdgeJob *j, int64_t jb0, int count,
+	float *scratch, float *dq)
 {
 	const int dp = j->dp, vp = j->vp;
-	float *P = scratch, *dS = P + PA_BQ * PA_BK, *dk = dS + PA_BQ * PA_BK;
-	float *dpv = dk + PA_BK * dp, *dkb = dpv + PA_BK * vp;
-	memset(dk, 0, (size_t)PA_BK * (dp + vp + 1) * sizeof *dk);
+	const size_t per = (size_t)PA_BK * (dp + vp + 1);
+	float *P = scratch, *dS = P + PA_BQ * PA_BK, *acc = dS + PA_BQ * PA_BK;
+	memset(acc, 0, count * per * sizeof *acc);
 	for (int64_t i0 = 0; i0 < j->nq; i0 += PA_BQ)
-		FN(block)(j, i0, jb, P, dS, dq, dk, dpv, dkb);
-	edge_store_panel(j, jb, dk, dpv, dkb);
+		for (int g = 0; g < count; g++) {
+			float *dk = acc + g * per, *dpv = dk + PA_BK * dp;
+			FN(block)(j, i0, jb0 + g, P, dS, dq, dk, dpv, dpv + PA_BK * vp);
+		}
+	for (int g = 0; g < count; g++) {
+		const float *dk = acc + g * per, *dpv = dk + PA_BK * dp;
+		edge_store_panel(j, jb0 + g, dk, dpv, dpv + PA_BK * vp);
+	}
 }
 
 #undef PA_EDGE_TILE
