@@ -1,7 +1,10 @@
 # polyc - a compiler for poly-attention.
 #
 #   make            build build/polyc and build/libpolyattn.a
-#   make test       unit suites, end-to-end kernel checks, generated/ freshness
+#   make test       unit suites, end-to-end kernel and gradient checks,
+#                   generated/ freshness, examples, install, the Python package
+#   make python-test  pytest python/tests on the package, against this tree's polyc
+#   make train-example  gradient steps with compose2 (the loss must go down)
 #   make sanitize   the suites with everything built under ASan and UBSan
 #   make fuzz       libFuzzer on the front end (FUZZ_SECONDS, default 60)
 #   make bench-large  a tree kernel at n = 100,000: seconds, peak RSS
@@ -10,6 +13,7 @@
 #   make bench      time the tree kernels (and PyTorch, if installed)
 #   make bench-general  Strassen and 3-tensor kernels beside OpenBLAS sgemm
 #   make bench-approx   approximate kernels beside exact ones, n = 4096…65536
+#   make bench-backward training forward and backward beside PyTorch autograd
 #   make generated  rewrite generated/ from examples/*.poly
 #   make install    polyc, polyattn.h, libpolyattn.a, pkg-config and CMake
 #                   files and the man page under $(DESTDIR)$(PREFIX)
@@ -269,7 +273,7 @@ $(B)/bench/bench_large: bench/bench_large.c $(B)/bench/large.o $(B)/bench/large.
 bench-large: $(B)/bench/bench_large
 	$(B)/bench/bench_large
 
-test: all unit diag cli e2e check-generated examples train-example check-install
+test: all unit diag cli e2e check-generated examples train-example check-install python-test
 
 # --- the Python package: installed from a copy of python/ (setuptools
 # builds inside the source it is given) into $(B)/python with pip
@@ -318,11 +322,12 @@ sanitize:
 	    POLYC_FLAGS='$(SAN_POLYC_FLAGS)' sanitize-run
 
 sanitize-run: all $(B)/check_unit $(E2E)/check_tree_h3 $(E2E)/check_general $(E2E)/check_approx \
-              $(E2E)/check_approx_engine
+              $(E2E)/check_approx_engine $(E2E)/grad_tree_h3
 	$(B)/check_unit
 	sh tests/diag/run.sh $(POLYC) tests/diag
 	sh tests/cli/run.sh $(POLYC)
 	CK_FORK=no $(E2E)/check_tree_h3
+	CK_FORK=no GRAD_BUDGET=4e6 $(E2E)/grad_tree_h3
 	CK_FORK=no $(E2E)/check_general
 	CK_FORK=no $(E2E)/check_approx
 	$(E2E)/check_approx_engine

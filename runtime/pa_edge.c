@@ -175,8 +175,10 @@ static void pack_keys(const pa_edge *e, const EdgeJob *j, int64_t b,
 		for (int d = 0; d < j->dp; d++)
 			kp[r * j->dp + d] = d < j->dim ?
 				kt[(r / PA_BK) * j->dim * PA_BK + d * PA_BK + r % PA_BK] : 0.0f;
+	if (!j->vp)
+		return;
 	const float *pv = e->pv + b * np * j->vp;
-	for (int64_t r = 0; j->vp && r < np; r++)
+	for (int64_t r = 0; r < np; r++)
 		for (int c = 0; c < j->vp; c++)
 			pvt[(r / PA_BK) * j->vp * PA_BK + c * PA_BK + r % PA_BK] =
 				pv[r * j->vp + c];
@@ -203,9 +205,10 @@ static EdgeJob job_of(const pa_edge *e, const EdgeJob *shape,
 }
 
 /* carve_work: the workspace of a call with this shape for threads
- * threads; NULL when it cannot be had. */
-static float *carve_work(const pa_edge *e, const EdgeJob *s, int threads,
-                         EdgeWork *w)
+ * threads, laid out from ws (NULL: only counted); its floats, or SIZE_MAX
+ * when they overflow. */
+static size_t carve_work(const pa_edge *e, const EdgeJob *s, int threads,
+                         float *ws, EdgeWork *w)
 {
 	const int64_t np = s->nb * PA_BK, B = e->batch;
 	size_t total = 0;
@@ -219,13 +222,39 @@ static float *carve_work(const pa_edge *e, const EdgeJob *s, int threads,
 	w->scratch_floats = 2 * PA_BQ * PA_BK + (size_t)PA_GROUP * PA_BK * (s->dp + s->vp + 1);
 	w->scratch_floats = (w->scratch_floats + 15) / 16 * 16;
 	size_t at_scratch = pa_carve(&total, threads, w->scratch_floats, 1);
-	float *ws = pa_alloc(total);
-	if (!ws)
-		return NULL;
-	w->qp = ws + at_qp, w->kp = ws + at_kp, w->pvt = ws + at_pvt;
-	w->dmp = ws + at_dmp, w->lse = ws + at_lse, w->dv = ws + at_dv;
-	w->dq = ws + at_dq, w->scratch = ws + at_scratch;
-	return ws;
+	if (ws) {
+		w->qp = ws + at_qp, w->kp = ws + at_kp, w->pvt = ws + at_pvt;
+		w->dmp = ws + at_dmp, w->lse = ws + at_lse, w->dv = ws + at_dv;
+		w->dq = ws + at_dq, w->scratch = ws + at_scratch;
+	}
+	return total;
+}
+
+/* shape_of: the repacked shape of e. */
+static EdgeJob shape_of(const pa_edge *e)
+{
+	return (EdgeJob){.dim = e->dim, .dp = pad16(e->dim), .vd = e->vd,
+	                 .vp = e->vd ? pad16(e->vd) : 0, .n = e->n,
+	                 .nq = (e->n + PA_BQ - 1) / PA_BQ * PA_BQ,
+	                 .nb = (e->n + PA_BK - 1) / PA_BK};
+}
+
+/* max_threads: the threads a call may use. */
+static int max_threads(void)
+{
+#ifdef _OPENMP
+	return omp_get_max_threads();
+#else
+	return 1;
+#endif
+}
+
+/* pa_edge_floats: see pa_tree.h. */
+size_t pa_edge_floats(const pa_edge *e)
+{
+	const EdgeJob s = shape_of(e);
+	EdgeWork w;
+	return carve_work(e, &s, max_threads(), NULL, &w);
 }
 
 /* reduce_dq: e->dq = the sum of the threads' query-side accumulators. */
@@ -246,20 +275,12 @@ static void reduce_dq(const pa_edge *e, const EdgeJob *s, const EdgeWork *w,
 }
 
 /* pa_edge_backward: see pa_tree.h. */
-pa_status pa_edge_backward(const pa_edge *e)
+void pa_edge_backward(const pa_edge *e, float *ws)
 {
-	EdgeJob s = {.dim = e->dim, .dp = pad16(e->dim), .vd = e->vd,
-	             .vp = e->vd ? pad16(e->vd) : 0, .n = e->n,
-	             .nq = (e->n + PA_BQ - 1) / PA_BQ * PA_BQ,
-	             .nb = (e->n + PA_BK - 1) / PA_BK};
-	int threads = 1;
-#ifdef _OPENMP
-	threads = omp_get_max_threads();
-#endif
+	const EdgeJob s = shape_of(e);
+	const int threads = max_threads();
 	EdgeWork w;
-	float *ws = carve_work(e, &s, threads, &w);
-	if (!ws)
-		return PA_ERR_NOMEM;
+	carve_work(e, &s, threads, ws, &w);
 	const int64_t np = s.nb * PA_BK;
 	#pragma omp parallel for schedule(static)
 	for (int64_t b = 0; b < e->batch; b++) {
@@ -290,6 +311,4 @@ pa_status pa_edge_backward(const pa_edge *e)
 			}
 	}
 	reduce_dq(e, &s, &w, threads);
-	pa_free(ws);
-	return PA_OK;
 }

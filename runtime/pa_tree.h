@@ -16,6 +16,7 @@
 #ifndef PA_TREE_H
 #define PA_TREE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "polyattn.h"
@@ -44,7 +45,11 @@ typedef struct pa_edge {
 	float *dq, *dk, *dpv, *dkb;
 } pa_edge;
 
-pa_status pa_edge_backward(const pa_edge *e);
+/* pa_edge_floats: the workspace pa_edge_backward needs for e, from the
+ * threads OpenMP would give it here (SIZE_MAX on overflow); the backward
+ * itself cannot fail. */
+size_t pa_edge_floats(const pa_edge *e);
+void pa_edge_backward(const pa_edge *e, float *ws);
 
 /* The forward's buffers of variable j (emit_tree.c): for a message x_j →
  * parent q, kt, kb, lse and, if its subtree carries values, pv and o; for

@@ -46,6 +46,7 @@ typedef struct Tree {
 	float *db[TG_MAX_VARS + 1];     /* batch × n: dL/d(key bias of x_j) */
 	float *dconst[TG_MAX_VARS + 1]; /* batch × vd: dL/d(constant of root j) */
 	float *dq, *dk, *dpv;           /* one edge's results */
+	float *edge_ws;                 /* the edge backward's workspace */
 } Tree;
 
 /* describe: monomials, values and subtrees from k and the plan. */
@@ -244,26 +245,42 @@ static void other_root(const Tree *T, int r)
 	key_side(T, r, T->dpv);
 }
 
-/* message: the edge backward of x_j → x_p and where its results go. */
-static pa_status message(const Tree *T, int j)
+/* edge_monomials: the monomials of the edge x_j – x_p in written order
+ * (the blocks of its queries and keys); their count. */
+static int edge_monomials(const Tree *T, int j, int *mono)
 {
-	const int p = T->t->parent[j], hd = T->hd;
-	int blocks = 0, mono[TG_MAX_MONO];
+	const uint32_t pair = (1u << j) | (1u << T->t->parent[j]);
+	int blocks = 0;
 	for (int m = 0; m < T->k->num_monomials; m++)
-		if (T->mvars[m] == ((1u << j) | (1u << p)))
+		if (T->mvars[m] == pair)
 			mono[blocks++] = m;
+	return blocks;
+}
+
+/* edge_of: the edge backward of message x_j → x_p. */
+static pa_edge edge_of(const Tree *T, int j)
+{
+	int mono[TG_MAX_MONO];
+	const int p = T->t->parent[j];
 	const pa_tree_bufs *B = &T->bufs[j];
-	const pa_edge e = {
-		.batch = T->batch, .n = T->n, .dim = blocks * hd,
+	return (pa_edge){
+		.batch = T->batch, .n = T->n, .dim = edge_monomials(T, j, mono) * T->hd,
 		.vd = T->subv[j] ? T->vd : 0,
 		.q = B->q, .kt = B->kt, .kb = B->kb, .pv = B->pv, .o = B->o,
 		.lse = B->lse, .dm = T->subv[j] ? T->dm[j] : NULL,
 		.dl = p == 1 ? NULL : T->db[p],
 		.dq = T->dq, .dk = T->dk, .dpv = T->dpv, .dkb = T->db[j],
 	};
-	pa_status st = pa_edge_backward(&e);
-	if (st != PA_OK)
-		return st;
+}
+
+/* message: the edge backward of x_j → x_p and where its results go. */
+static void message(const Tree *T, int j)
+{
+	const int p = T->t->parent[j], hd = T->hd;
+	int mono[TG_MAX_MONO];
+	const int blocks = edge_monomials(T, j, mono);
+	const pa_edge e = edge_of(T, j);
+	pa_edge_backward(&e, T->edge_ws);
 	const int64_t rows = T->batch * T->n;
 	#pragma omp parallel for schedule(static)
 	for (int64_t row = 0; row < rows; row++)
@@ -274,27 +291,30 @@ static pa_status message(const Tree *T, int j)
 			spread(T, m, j, row, T->dk + row * e.dim + a * hd, 1.0f);
 		}
 	key_side(T, j, T->dpv);
-	return PA_OK;
 }
 
-/* edge_dim: the widest edge's columns. */
-static int edge_dim(const Tree *T)
+/* edge_sizes: the widest edge's columns, and in *ws the largest
+ * workspace of an edge backward (SIZE_MAX on overflow). */
+static int edge_sizes(const Tree *T, size_t *ws)
 {
-	int widest = 0;
+	int widest = 0, mono[TG_MAX_MONO];
+	*ws = 0;
 	for (int i = 0; i < T->t->nmsg; i++) {
-		int j = T->t->order[i], p = T->t->parent[j], w = 0;
-		for (int m = 0; m < T->k->num_monomials; m++)
-			w += T->mvars[m] == ((1u << j) | (1u << p));
+		const int j = T->t->order[i], w = edge_monomials(T, j, mono) * T->hd;
+		const pa_edge e = edge_of(T, j);
+		const size_t need = pa_edge_floats(&e);
 		widest = w > widest ? w : widest;
+		*ws = need > *ws ? need : *ws;
 	}
-	return widest * T->hd;
+	return widest;
 }
 
 /* carve: the pass's scratch in one allocation; NULL if it cannot be had. */
 static float *carve(Tree *T)
 {
 	const int64_t B = T->batch, n = T->n;
-	const int dim = edge_dim(T);
+	size_t edge_ws;
+	const int dim = edge_sizes(T, &edge_ws);
 	size_t total = 0, at_dm[TG_MAX_VARS + 1], at_db[TG_MAX_VARS + 1];
 	size_t at_dc[TG_MAX_VARS + 1];
 	for (int j = 1; j <= T->nvars; j++) {
@@ -304,6 +324,7 @@ static float *carve(Tree *T)
 	}
 	size_t at_dq = pa_carve(&total, B, n, dim), at_dk = pa_carve(&total, B, n, dim);
 	size_t at_dpv = pa_carve(&total, B, n, T->vd);
+	size_t at_edge = edge_ws == SIZE_MAX ? (total = SIZE_MAX) : pa_carve(&total, edge_ws, 1, 1);
 	float *ws = pa_alloc(total);
 	if (!ws)
 		return NULL;
@@ -313,6 +334,7 @@ static float *carve(Tree *T)
 		T->dconst[j] = ws + at_dc[j];
 	}
 	T->dq = ws + at_dq, T->dk = ws + at_dk, T->dpv = ws + at_dpv;
+	T->edge_ws = ws + at_edge;
 	return ws;
 }
 
@@ -346,9 +368,8 @@ pa_status pa_tree_backward(const pa_kernel_info *k, const pa_tree_plan *t,
 	root_x1(&T, grad_out);
 	for (int a = 1; a < t->nroots; a++)
 		other_root(&T, t->root[a]);
-	pa_status st = PA_OK;
-	for (int i = t->nmsg - 1; i >= 0 && st == PA_OK; i--)
-		st = message(&T, t->order[i]);
+	for (int i = t->nmsg - 1; i >= 0; i--)
+		message(&T, t->order[i]);
 	pa_free(ws);
-	return st;
+	return PA_OK;
 }

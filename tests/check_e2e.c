@@ -459,40 +459,6 @@ END_TEST
 
 /* --------------------------------------------------------------- nomem */
 
-/* vm_bytes: this process's virtual memory size, from /proc/self/statm. */
-static size_t vm_bytes(void)
-{
-	unsigned long pages = 0;
-	FILE *f = fopen("/proc/self/statm", "r");
-	if (f) {
-		if (fscanf(f, "%lu", &pages) != 1)
-			pages = 0;
-		fclose(f);
-	}
-	return pages * (size_t)sysconf(_SC_PAGESIZE);
-}
-
-/* Under AddressSanitizer a failed allocation returns NULL, as libc's
- * does, instead of ending the process (see nomem).  LeakSanitizer's
- * tracking of dynamic TLS crashes now and then at exit with OpenMP threads
- * alive ("Tracer caught signal 11", google/sanitizers#1342, #1322): it is
- * turned off, as those reports advise; heap leaks are still found. */
-const char *__asan_default_options(void);
-const char *__asan_default_options(void)
-{
-	return "allocator_may_return_null=1:intercept_tls_get_addr=0";
-}
-
-/* A child forked from a process whose OpenMP threads are running holds
- * libomp's records of threads it does not have: LeakSanitizer would call
- * them leaks when the nomem child exits.  Only libomp's own allocations
- * are ignored. */
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void)
-{
-	return "leak:libomp.so\n";
-}
-
 /* nomem_child: in a child process whose address space may grow by
  * NOMEM_SLACK bytes at most, k on n rows (a larger workspace) must return
  * PA_ERR_NOMEM and leave out alone; then, the limit lifted, everything is

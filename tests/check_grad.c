@@ -19,7 +19,10 @@
  *             or past the end of another;
  *   statuses  NULL saved, grad_out or grad_inputs give PA_ERR_NULL, NaN or
  *             Inf in grad_out PA_ERR_NONFINITE, bad sizes PA_ERR_ARGUMENT,
- *             and in each case no gradient is written.
+ *             and in each case no gradient is written;
+ *   nomem     (once per binary) the first tree kernel's backward with too
+ *             little address space returns PA_ERR_NOMEM, writes no gradient
+ *             and leaks nothing.
  * A kernel without a backward (K_info.backward NULL) must not be a tree:
  * every tree kernel trains.
  *
@@ -46,6 +49,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "polyattn.h"
 #include "rnd.h"
@@ -559,6 +565,82 @@ START_TEST(statuses)
 }
 END_TEST
 
+/* --------------------------------------------------------------- nomem */
+
+/* nomem_child: in a child process whose address space may grow by
+ * NOMEM_SLACK bytes at most, k's backward on n rows (a larger workspace)
+ * must return PA_ERR_NOMEM and write no gradient; then, the limit lifted,
+ * everything is freed for LeakSanitizer.  saved is zeros: the backward
+ * takes its workspace before it reads saved.  Returns the child's exit
+ * status, 0 if so. */
+#define NOMEM_SLACK ((size_t)32 << 20)
+static int nomem_child(const pa_kernel_info *k, int64_t n)
+{
+	Inputs in;
+	uint64_t s = rnd_seed(15, 0, n, 1);
+	inputs_alloc(&in, k, n, 1);
+	fill_factors_unit(&in, &s);
+	fill_values(&in, &s);
+	const float *ptrs[256];
+	float *grad[256];
+	inputs_view(&in, 0, ptrs);
+	size_t len = (size_t)n * k->value_dim;
+	float *out = calloc(len, sizeof *out), *go = calloc(len, sizeof *go);
+	float *saved = calloc((size_t)k->saved_floats(1, n), sizeof *saved);
+	if (!out || !go || !saved)
+		return 3;
+	for (int i = 0; i < k->num_inputs; i++)
+		if (!(grad[i] = guarded(inputs_len(&in, i))))
+			return 3;
+	struct rlimit rl, old;
+	if (getrlimit(RLIMIT_AS, &old) != 0)
+		return 4;
+	rl = old;
+	rl.rlim_cur = vm_bytes() + NOMEM_SLACK;
+	if (setrlimit(RLIMIT_AS, &rl) != 0)
+		return 4;
+	pa_status st = k->backward(1, n, ptrs, out, saved, go, grad);
+	if (setrlimit(RLIMIT_AS, &old) != 0)
+		return 4;
+	int bad = 0;
+	for (int i = 0; i < k->num_inputs; i++) {
+		bad |= !untouched(grad[i], 0, inputs_len(&in, i) + GUARD);
+		free(grad[i]);
+	}
+	free(out), free(go), free(saved);
+	inputs_free(&in);
+	return bad ? 2 : st == PA_ERR_NOMEM ? 0 : 1;
+}
+
+/* nomem: the first kernel with a backward, in a child process under
+ * RLIMIT_AS, on rows enough that every message's queries and keys pass
+ * 2·NOMEM_SLACK. */
+START_TEST(nomem)
+{
+	const pa_kernel_info *k = NULL;
+	for (int i = 0; i < e2e_nkernels && !k; i++)
+		if (e2e_kernels[i]->backward && !skip_kernel(e2e_kernels[i]))
+			k = e2e_kernels[i];
+	if (!k)
+		return;
+	const int64_t n = (int64_t)(2 * NOMEM_SLACK / ((2 * (size_t)k->head_dim + 2) * sizeof(float)) + 1);
+	fflush(NULL);
+	pid_t pid = fork();
+	ck_assert(pid >= 0);
+	if (pid == 0)
+		exit(nomem_child(k, n));
+	int st;
+	ck_assert(waitpid(pid, &st, 0) == pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	              "%s: backward out of address space: %s", k->name,
+	              !WIFEXITED(st) ? "the child crashed" :
+	              WEXITSTATUS(st) == 1 ? "not PA_ERR_NOMEM" :
+	              WEXITSTATUS(st) == 2 ? "a gradient was written" :
+	              WEXITSTATUS(st) == 4 ? "setrlimit failed" :
+	              "setup failed or a leak");
+}
+END_TEST
+
 /* ---------------------------------------------------------------- main */
 
 /* grad_suite: the loop test cases over every kernel of the table. */
@@ -575,6 +657,9 @@ static Suite *grad_suite(void)
 		tcase_add_loop_test(tc, cases[c].test, 0, e2e_nkernels);
 		suite_add_tcase(s, tc);
 	}
+	TCase *tc = tcase_create("nomem");
+	tcase_add_test(tc, nomem);
+	suite_add_tcase(s, tc);
 	return s;
 }
 
