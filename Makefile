@@ -273,6 +273,17 @@ $(B)/bench/bench_large: bench/bench_large.c $(B)/bench/large.o $(B)/bench/large.
 bench-large: $(B)/bench/bench_large
 	$(B)/bench/bench_large
 
+# make bench-backward: K, K_train and K_backward of bench/backward.poly
+# beside PyTorch autograd (when installed), gradients checked first, and
+# the peak RSS of a tree backward at n = 100,000.
+$(B)/bench/bench_backward: bench/bench_backward.c bench/peak.c $(B)/bench/backward.o \
+                           $(B)/bench/backward.h $(LIBPA)
+	$(CC) $(CFLAGS) -O3 -fopenmp -Iruntime -Ibench -I$(B)/bench bench/bench_backward.c bench/peak.c \
+	    $(B)/bench/backward.o $(LIBPA) -lm -o $@
+bench-backward: $(B)/bench/bench_backward
+	sh bench/run_backward.sh $(B)/bench
+.PHONY: bench-backward
+
 test: all unit diag cli e2e check-generated examples train-example check-install python-test
 
 # --- the Python package: installed from a copy of python/ (setuptools
