@@ -13,6 +13,7 @@
 #   make bench      time the tree kernels (and PyTorch, if installed)
 #   make bench-general  Strassen and 3-tensor kernels beside OpenBLAS sgemm
 #   make bench-approx   approximate kernels beside exact ones, n = 4096…65536
+#   make paper     the paper's composition experiment and cost table (QUICK=1)
 #   make bench-backward training forward and backward beside PyTorch autograd
 #   make generated  rewrite generated/ from examples/*.poly
 #   make install    polyc, polyattn.h, libpolyattn.a, pkg-config and CMake
@@ -299,6 +300,22 @@ python-test: all
 	POLYC=$(abspath $(POLYC)) PYTHONPATH=$(abspath $(B))/python \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider python/tests
 .PHONY: python-test
+
+# --- make paper: the seed paper's function-composition experiment and
+# its cost table, with polyc's kernels doing the attention
+# (examples/compose/paper.py): tables and plots into doc/paper/.
+# QUICK=1: one seed at n = 10 (under 5 minutes on 2 cores) into
+# $(B)/paper/, and a last line "compose: tree1 <acc> self1 <acc> self2 <acc>".
+# The plots need matplotlib (sh scripts/deps.sh paper; run here if missing).
+PAPER_OUT = $(if $(QUICK),$(B)/paper,doc/paper)
+paper: all
+	rm -rf $(B)/python $(B)/python-src && cp -R python $(B)/python-src
+	$(PYTHON) -m pip install -q --root-user-action=ignore --no-build-isolation --no-deps \
+	    --target $(B)/python $(B)/python-src
+	@$(PYTHON) -c 'import matplotlib' 2>/dev/null || sh scripts/deps.sh paper
+	POLYC=$(abspath $(POLYC)) PYTHONPATH=$(abspath $(B))/python \
+	    $(PYTHON) examples/compose/paper.py $(if $(QUICK),--quick) --out $(PAPER_OUT)
+.PHONY: paper
 
 # --- robustness: the front end under libFuzzer, the suites under
 # AddressSanitizer and UndefinedBehaviorSanitizer (clang's compiler-rt).

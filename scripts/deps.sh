@@ -4,7 +4,8 @@
 # installed-package check builds a CMake project), and clang's sanitizer and
 # libFuzzer runtimes (make sanitize, make fuzz); then, through pip, the
 # Python packages make python-test needs (PyTorch, NumPy, pytest and
-# setuptools).  Packages already present are left alone; root or sudo is
+# setuptools); with the argument paper, matplotlib too (make paper's
+# plots).  Packages already present are left alone; root or sudo is
 # needed otherwise.
 set -e
 pkgs="make flex bison clang libomp-dev check pkg-config cmake libclang-rt-dev"
@@ -21,7 +22,9 @@ if [ -n "$missing" ]; then
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing
 fi
 py_missing=""
-for m in torch numpy pytest setuptools; do
+mods="torch numpy pytest setuptools"
+[ "${1:-}" = paper ] && mods="$mods matplotlib"
+for m in $mods; do
 	python3 -c "import $m" 2>/dev/null || py_missing="$py_missing $m"
 done
 [ -z "$py_missing" ] || python3 -m pip install $py_missing ||
