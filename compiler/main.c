@@ -52,7 +52,7 @@ typedef struct Unit {
 static const char usage_text[] =
 "usage: polyc [options] FILE.poly\n"
 "\n"
-"Compiles the poly-attention kernels of FILE.poly.\n"
+"Compiles the poly-attention kernels of FILE.poly ('-': standard input).\n"
 "\n"
 "  -c                 write an object file (the default)\n"
 "  -S, --emit=c       write the generated C\n"
@@ -65,6 +65,7 @@ static const char usage_text[] =
 "  --explain          print each kernel's graph, class, plan and cost\n"
 "  -o FILE            output file ('-' for standard output); default:\n"
 "                     FILE with .o, .c, .h, .s, .ll or .so in place of .poly\n"
+"                     (standard output when FILE is '-')\n"
 "  -D KEY=VALUE       override a setting in every kernel\n"
 "  -D KERNEL.KEY=VALUE  override a setting in one kernel\n"
 "  -O0 -O1 -O2 -O3 -Os  optimization level for clang (default -O3)\n"
@@ -151,6 +152,9 @@ static Action parse_emit(const char *kind)
 enum { OPT_EMIT = 256, OPT_EXPLAIN, OPT_HELP, OPT_VERSION, OPT_CC, OPT_MD,
        OPT_MF, OPT_XCC };
 
+static void output_paths(Options *o);
+static void check_paths(const Options *o);
+
 /* parse_options: fill o from argv, exiting with 2 on a usage error. */
 static void parse_options(Options *o, int argc, char **argv)
 {
@@ -217,20 +221,41 @@ static void parse_options(Options *o, int argc, char **argv)
 		                           : "more than one input file ('%s')",
 		            optind == argc ? "" : argv[optind + 1]);
 	o->input = argv[optind];
+	output_paths(o);
+	check_paths(o);
+	o->cc.src_name = strcmp(o->input, "-") == 0 ? "<stdin>" : o->input;
 	o->cc.include_dir = include_dir();
 	o->cc.runtime_pic = runtime_pic();
 }
 
-/* default_output: FILE's basename with .poly replaced by ext. */
+/* default_output: FILE's basename with .poly replaced by ext; standard
+ * output for standard input. */
 static const char *default_output(const char *input, const char *ext)
 {
 	static char buf[PATH_MAX];
+	if (strcmp(input, "-") == 0)
+		return "-";
 	const char *base = strrchr(input, '/') ? strrchr(input, '/') + 1 : input;
 	size_t len = strlen(base);
 	if (len > 5 && strcmp(base + len - 5, ".poly") == 0)
 		len -= 5;
 	snprintf(buf, sizeof buf, "%.*s%s", (int)len, base, ext);
 	return buf;
+}
+
+/* output_paths: the output (standard output for --explain without -o,
+ * else FILE with the action's extension) and dependency file (OUTPUT.d
+ * unless -MF) that o writes. */
+static void output_paths(Options *o)
+{
+	static const char *const ext[] = {".o", ".c", ".h", ".s", ".ll", ".so", ""};
+	static char dep[PATH_MAX + 2], out[PATH_MAX];
+	if (!o->output)
+		snprintf(out, sizeof out, "%s", o->action == ACT_EXPLAIN ? "-" :
+		         default_output(o->input, ext[o->action]));
+	o->output = o->output ? o->output : out;
+	snprintf(dep, sizeof dep, "%s.d", o->output);
+	o->depfile = o->depfile ? o->depfile : dep;
 }
 
 /* print_c, print_h, print_explain: the emitters, as write_output callbacks. */
@@ -278,11 +303,36 @@ static bool has_runtime_pic(const CcOptions *cc, Diag *d)
 	return false;
 }
 
-/* emit_outputs: the file the action asks for, and the dependency file. */
+/* check_paths: refuse outputs that would overwrite the input or each
+ * other, and a dependency file that could name no file (standard input
+ * or output); exits with 2 on such a command line. */
+static void check_paths(const Options *o)
+{
+	const char *out = o->output, *dep = o->depfile;
+	bool md = o->md && o->action != ACT_EXPLAIN;
+	if (md && strcmp(out, "-") == 0)
+		usage_error("-MD needs an output file: standard output%s has no "
+		            "name for the dependency file to give", "");
+	if (md && strcmp(o->input, "-") == 0)
+		usage_error("-MD needs an input file: standard input%s has no "
+		            "name for the dependency file to give", "");
+	if (strcmp(out, "-") != 0 && strcmp(o->input, "-") != 0 &&
+	    same_file(out, o->input))
+		usage_error("the output '%s' is the input file", out);
+	if (md && (same_file(dep, o->input) || same_file(dep, out)))
+		usage_error("the dependency file '%s' is the input or the output", dep);
+}
+
+/* emit_outputs: the file the action asks for, and the dependency file
+ * (created first, so a dependency file that cannot be written leaves no
+ * output behind either). */
 static bool emit_outputs(const Options *o, Unit *u, Diag *d)
 {
-	static const char *const ext[] = {".o", ".c", ".h", ".s", ".ll", ".so", ""};
-	const char *out = o->output ? o->output : default_output(o->input, ext[o->action]);
+	const char *out = o->output, *depfile = o->depfile;
+	OutFile dep;
+	bool md = o->md && o->action != ACT_EXPLAIN;
+	if (md && !out_open(&dep, depfile, OUT_DEPS, d))
+		return false;
 	bool ok;
 	switch (o->action) {
 	case ACT_OBJECT: ok = compile_c(out, CC_OBJECT, &o->cc, print_c, u, d); break;
@@ -292,13 +342,12 @@ static bool emit_outputs(const Options *o, Unit *u, Diag *d)
 	                      compile_c(out, CC_SHARED, &o->cc, print_c, u, d); break;
 	case ACT_C: ok = write_output(out, print_c, u, d); break;
 	case ACT_HEADER: ok = write_output(out, print_h, u, d); break;
-	default: ok = write_output(o->output ? out : "-", print_explain, u, d); break;
+	default: ok = write_output(out, print_explain, u, d); break;
 	}
-	if (ok && o->md && o->action != ACT_EXPLAIN) {
-		char dflt[PATH_MAX];
-		snprintf(dflt, sizeof dflt, "%s.d", out);
+	if (md) {
 		dep_target = out;
-		ok = write_output(o->depfile ? o->depfile : dflt, print_deps, u, d);
+		print_deps(dep.f, u);
+		ok = out_close(&dep, ok, d) && ok;
 	}
 	return ok;
 }
@@ -310,7 +359,7 @@ int main(int argc, char **argv)
 	static Unit u;
 	Diag d = {.out = stderr};
 	parse_options(&o, argc, argv);
-	u.src_path = o.input;
+	u.src_path = o.cc.src_name;
 	u.prog = parse_file(o.input, &d);
 	for (int i = 0; u.prog && i < o.ndefs; i++)
 		if (!apply_define(u.prog, o.defs[i], &d))

@@ -28,6 +28,7 @@ enum {
 	PC_MAX_NAME = 63,        /* kernel name length */
 	PC_MAX_KERNELS = 256,    /* kernels per file */
 	PC_MAX_FILE = 1 << 20,   /* bytes per .poly file */
+	PC_MAX_ERRORS = 20,      /* errors shown before polyc stops showing them */
 	PC_TASK_ROWS = 64,       /* query rows of a tree micro-kernel task (PA_TQ) */
 	PC_MAX_TASK_FLOATS = 5 << 18, /* its stack scratch: 5 MB of an 8 MB stack */
 };
@@ -40,6 +41,8 @@ typedef struct SrcFile {
 	                            "<command line>" for a -D definition */
 	char *text;              /* NUL-terminated contents */
 	int len;                 /* bytes in text */
+	int *line_start;         /* offset of each line's first byte */
+	int nlines;              /* lines in text (1 for an empty text) */
 } SrcFile;
 
 /* A range of bytes in a source: what tokens and AST nodes carry. */
@@ -53,6 +56,8 @@ typedef struct Loc {
 typedef struct Diag {
 	FILE *out;               /* stderr in polyc, a memstream in tests */
 	int errors;              /* errors reported so far */
+	int warnings;            /* warnings reported so far */
+	bool muted;              /* past PC_MAX_ERRORS: nothing more is shown */
 } Diag;
 
 SrcFile *src_read(const char *path, Diag *d);
@@ -60,9 +65,12 @@ SrcFile *src_from_string(const char *name, const char *text);
 void src_free(SrcFile *f);
 Loc loc_span(Loc a, Loc b);
 void loc_line_col(Loc l, int *line, int *col);
+int src_bom(const SrcFile *f);
 void diag_error(Diag *d, Loc l, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void diag_note(Diag *d, Loc l, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void diag_warning(Diag *d, Loc l, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void diag_plain(Diag *d, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -172,6 +180,14 @@ const char *algo_name(PcAlgo a);
 Program *program_build(const Ast *file, SrcFile *f, Diag *d);
 bool program_define(Program *p, const Ast *def, Diag *d);
 void program_free(Program *p);
+
+/* --------------------------------------------------------------- names.c */
+
+/* Why C cannot hold kernel name k (a sentence to follow "kernel name
+ * 'k' ", written to why), or NULL when it can. */
+const char *name_refusal(const char *k, char *why, size_t size);
+/* Whether kernels named a and b would define a C symbol of the same name. */
+bool names_clash(const char *a, const char *b);
 
 /* --------------------------------------------------------------- parse.c */
 
@@ -423,10 +439,39 @@ typedef struct CcOptions {
 	const char *include_dir; /* where polyattn.h lives */
 	const char *runtime_pic; /* CC_SHARED: the position-independent
 	                            runtime archive (libpolyattn_pic.a) */
+	const char *src_name;    /* the .poly file the C comes from, as the
+	                            object names it */
 	const char **extra;      /* extra flags (-Xclang-style passthrough) */
 	int nextra;
 } CcOptions;
 
+/* Which output an OutFile is, for the cleanup of its temporary when a
+ * signal stops polyc. */
+enum {
+	OUT_MAIN,                /* the output the action asks for */
+	OUT_DEPS,                /* the dependency file of -MD */
+};
+
+/* An output being written: to a temporary beside its target (symlinks
+ * followed) that out_close renames into place, or in place when the
+ * target is not a regular file (a device, a FIFO), or to stdout ("-"). */
+typedef struct OutFile {
+	FILE *f;                 /* where to write */
+	const char *path;        /* as the user gave it, for messages */
+	int kind;                /* OUT_MAIN or OUT_DEPS */
+	char target[4096];       /* path with its symlinks followed */
+	char tmp[4096 + 16];     /* the temporary; "" when written in place */
+} OutFile;
+
+/* Open path for writing (kind: OUT_MAIN or OUT_DEPS); false (reported,
+ * under the user's path) when it cannot be created. */
+bool out_open(OutFile *o, const char *path, int kind, Diag *d);
+/* Finish o: with keep, put it in place (false, reported, on a write
+ * error); without, discard it.  Returns whether the output was kept. */
+bool out_close(OutFile *o, bool keep, Diag *d);
+/* Whether paths a and b name the same file (the same inode, or, for
+ * files not yet there, the same path once symlinks are followed). */
+bool same_file(const char *a, const char *b);
 /* Write the text produced by fn to path atomically ("-" = stdout). */
 bool write_output(const char *path, void (*fn)(FILE *, void *), void *ctx,
                   Diag *d);
