@@ -133,7 +133,7 @@ void parse_syntax_error(Parser *P, Loc at, int token, uint32_t expected)
 /* parse_source: see polyc.h. */
 Program *parse_source(SrcFile *f, Diag *d)
 {
-	Ast *tree = parse_tree(f, 0, T_START_FILE, d);
+	Ast *tree = parse_tree(f, src_bom(f), T_START_FILE, d);
 	if (!tree)
 		return NULL;
 	Program *p = program_build(tree, f, d);
