@@ -31,7 +31,7 @@ COMPILER_SRC = compiler/ast.c compiler/diag.c compiler/parse.c \
                compiler/graph.c compiler/plan.c compiler/explain.c \
                compiler/emit.c compiler/emit_tree.c compiler/emit_attend.c \
                compiler/emit_elim.c compiler/approx.c compiler/emit_approx.c \
-               compiler/driver.c
+               compiler/names.c compiler/driver.c
 GRAMMAR_SRC  = $(B)/grammar/parser.c $(B)/grammar/lexer.c
 RUNTIME_SRC  = runtime/pa_status.c runtime/pa_reference.c runtime/pa_kernel.c \
                runtime/pa_elim.c runtime/pa_approx.c runtime/pa_edge.c \

@@ -14,6 +14,7 @@
  */
 #include "polyc.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,16 +180,40 @@ static const Ast *single_name(const Ast *v)
 	return f && !neg && f->kind == AST_NAME ? f : NULL;
 }
 
+/* fits_float: x is 0 or a normal float in magnitude (FLT_MIN to
+ * FLT_MAX): what the kernels' float arithmetic holds without turning it
+ * into infinity, zero or a denormal. */
+static bool fits_float(double x)
+{
+	return x == 0 || (fabs(x) >= FLT_MIN && fabs(x) <= FLT_MAX);
+}
+
+/* FLOAT_RANGE: how messages state fits_float's range. */
+#define FLOAT_RANGE "0, or a magnitude from 1.2e-38 to 3.4e+38"
+
+/* nonzero_digits: the mantissa of literal s[0..len) has a digit other
+ * than 0 (so the literal is not zero, whatever strtod rounds it to). */
+static bool nonzero_digits(const char *s, int len)
+{
+	for (int i = 0; i < len && s[i] != 'e' && s[i] != 'E'; i++)
+		if (s[i] >= '1' && s[i] <= '9')
+			return true;
+	return false;
+}
+
 /* number_of: *x = the value of a number literal; false (reported) when
- * it does not fit a double. */
+ * it does not fit the kernels' float arithmetic: too large for a float,
+ * or so small that it would become 0 or a denormal (both ends alike). */
 static bool number_of(const Ast *num, double *x, Diag *d)
 {
 	char *s = strndup(src_at(num), num->loc.len);
 	*x = strtod(s, NULL);
 	free(s);
-	if (isfinite(*x))
+	bool lost = *x == 0 && nonzero_digits(src_at(num), num->loc.len);
+	if (fits_float(*x) && !lost)
 		return true;
-	diag_error(d, num->loc, "number '%.*s' is out of range", QUOTE(num));
+	diag_error(d, num->loc, "number '%.*s' does not fit the kernel's float "
+	           "arithmetic (" FLOAT_RANGE ")", QUOTE(num));
 	return false;
 }
 
@@ -323,8 +348,10 @@ static bool term_monomial(Monomial *m, const Ast *t, Diag *d)
 	else if (m->degree > PC_MAX_DEGREE)
 		diag_error(d, t->loc, "a monomial has at most %d factor "
 		           "occurrences; this one has %d", PC_MAX_DEGREE, m->degree);
-	else if (!isfinite(m->coef))
-		diag_error(d, t->loc, "the coefficient of this term is out of range");
+	else if (!fits_float(m->coef))
+		diag_error(d, t->loc, "the coefficient of this term, %g, does not "
+		           "fit the kernel's float arithmetic (" FLOAT_RANGE ")",
+		           m->coef);
 	else
 		return true;
 	return false;
@@ -546,19 +573,9 @@ static bool apply_setting(Kernel *k, PcSetting s, const Ast *v, Diag *d)
 
 /* ------------------------------------------------------------ kernels */
 
-static const char *const c_keywords[] = {
-	"auto", "break", "case", "char", "const", "continue", "default", "do",
-	"double", "else", "enum", "extern", "float", "for", "goto", "if",
-	"inline", "int", "long", "register", "restrict", "return", "short",
-	"signed", "sizeof", "static", "struct", "switch", "typedef", "union",
-	"unsigned", "void", "volatile", "while", "_Alignas", "_Alignof",
-	"_Atomic", "_Bool", "_Complex", "_Generic", "_Imaginary", "_Noreturn",
-	"_Static_assert", "_Thread_local",
-};
-
 /* kernel_init: k with name (a C identifier of len bytes) at loc and every
- * setting at its default; false (reported) if the name is too long or a C
- * keyword. */
+ * setting at its default; false (reported) if the name is too long or C
+ * cannot hold it (names.c). */
 static bool kernel_init(Kernel *k, const char *name, int len, Loc loc,
                         Diag *d)
 {
@@ -570,12 +587,11 @@ static bool kernel_init(Kernel *k, const char *name, int len, Loc loc,
 		           "characters", name, PC_MAX_NAME);
 		return false;
 	}
-	for (size_t i = 0; i < sizeof c_keywords / sizeof *c_keywords; i++)
-		if (strcmp(k->name, c_keywords[i]) == 0) {
-			diag_error(d, loc, "kernel name '%s' is a C keyword; the kernel "
-			           "becomes a C function of that name", k->name);
-			return false;
-		}
+	char why[160];
+	if (name_refusal(k->name, why, sizeof why)) {
+		diag_error(d, loc, "kernel name '%s' %s", k->name, why);
+		return false;
+	}
 	return true;
 }
 
@@ -584,6 +600,15 @@ static bool kernel_init(Kernel *k, const char *name, int len, Loc loc,
 static void kernel_check(Kernel *k, Diag *d)
 {
 	uint32_t all = ((UINT32_C(2) << k->nvars) - 1) & ~UINT32_C(1);
+	for (int m = 0; fits_float(k->scale) && m < k->nmono; m++)
+		if (!fits_float(k->scale * k->mono[m].coef)) {
+			diag_error(d, k->mono[m].loc, "scale times this term's "
+			           "coefficient, %g, does not fit the kernel's float "
+			           "arithmetic (" FLOAT_RANGE ")",
+			           k->scale * k->mono[m].coef);
+			diag_note(d, k->set_loc[PC_SET_SCALE], "the scale is given here");
+			break;
+		}
 	if (!k->set_loc[PC_SET_VALUES].file)
 		k->values = all & ~UINT32_C(2);
 	else if (k->nvars && (k->values & ~all)) {
@@ -641,10 +666,12 @@ static void kernel_lower(Kernel *k, const Ast *ka, Diag *d)
 }
 
 /* name_from_path: buf = the basename of path without ".poly", made a C
- * identifier (other characters become '_', a leading digit gains a '_');
- * = its length. */
+ * identifier (other characters become '_', a leading digit gains a '_';
+ * standard input, "<stdin>", gives "stdin_kernel"); = its length. */
 static int name_from_path(char *buf, size_t size, const char *path)
 {
+	if (strcmp(path, "<stdin>") == 0)
+		return snprintf(buf, size, "stdin_kernel");
 	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
 	size_t len = strlen(base);
 	if (len >= 5 && strcmp(base + len - 5, ".poly") == 0)
@@ -695,7 +722,17 @@ static bool add_kernel(Program *p, const Ast *ka, Diag *d)
 		           QUOTE(ka->name));
 		diag_note(d, first->loc, "first defined here");
 	}
-	kernel_lower(&p->kernels[p->nkernels++], ka, d);
+	Kernel *k = &p->kernels[p->nkernels++];
+	kernel_lower(k, ka, d);
+	for (int i = 0; !first && i < p->nkernels - 1; i++)
+		if (names_clash(p->kernels[i].name, k->name)) {
+			diag_error(d, k->loc, "kernel name '%s' clashes with the C "
+			           "symbols of kernel '%s' (a kernel K also defines "
+			           "K_info, K_run, ...)", k->name, p->kernels[i].name);
+			diag_note(d, p->kernels[i].loc, "kernel '%s' is defined here",
+			          p->kernels[i].name);
+			break;
+		}
 	return true;
 }
 

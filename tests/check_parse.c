@@ -174,7 +174,8 @@ static const char *const normalized[][2] = {
 	{"x2*x1*x2", "x2*x1*x2"},
 	{"1*x1*x2 - 1*x2", "x1*x2 - x2"},
 	{"x1*2*x2*0.25", "0.5*x1*x2"},
-	{"10*x1*x2 + 1e20*x2 - 1.5e-300*x2", "10*x1*x2 + 1e+20*x2 - 1.5e-300*x2"},
+	{"10*x1*x2 + 1e20*x2 - 1.5e-30*x2", "10*x1*x2 + 1e+20*x2 - 1.5e-30*x2"},
+	{"3e38*x1*x2 + 1.2e-38*x2", "3e+38*x1*x2 + 1.2e-38*x2"},
 	{"0.1*x1*x2 + 0.3*x2", "0.1*x1*x2 + 0.3*x2"},
 	{"0*x1*x2", "0*x1*x2"},
 	{"x2*x3", "x2*x3"},
@@ -253,8 +254,25 @@ static const struct Bad {
 	{"x1^2.0", "a power must be a positive integer, not '2.0'", 1},
 	{"x1^9*x2^8", "a monomial has at most 16 factor occurrences; this one has 17", 1},
 	{"x1*x2 + x2*x4", "the polynomial uses x4 but not x3", 1},
-	{"1e999*x1", "number '1e999' is out of range", 1},
-	{"1e300*1e300*x1", "the coefficient of this term is out of range", 1},
+	{"1e999*x1", "number '1e999' does not fit the kernel's float arithmetic", 1},
+	{"1e39*x1*x2", "e.poly:1:1: error: number '1e39' does not fit the kernel's float arithmetic", 1},
+	{"1e-400*x1*x2", "e.poly:1:1: error: number '1e-400' does not fit the kernel's float arithmetic", 1},
+	{"1e-39*x1*x2", "number '1e-39' does not fit the kernel's float arithmetic", 1},
+	{"0.0*x1*x2 + 1e20*1e20*x2", "e.poly:1:13: error: the coefficient of this term, 1e+40, does not fit", 1},
+	{"1e-20*1e-20*x1", "the coefficient of this term, 1e-40, does not fit", 1},
+	{"kernel k { poly = 1e30*x1*x2; scale = 1e10; }", "e.poly:1:19: error: scale times this term's coefficient, 1e+40, does not fit", 1},
+	{"kernel k { poly = x1*x2; scale = 1e-39; }", "number '1e-39' does not fit", 1},
+	{"kernel k { poly = x1*x2; tolerance = 1e-60; }", "number '1e-60' does not fit", 1},
+	{"kernel main { poly = x1*x2; }", "e.poly:1:8: error: kernel name 'main' is a name of the C library", 1},
+	{"kernel exp { poly = x1*x2; }", "kernel name 'exp' is a name of the C library", 1},
+	{"kernel malloc { poly = x1*x2; }", "kernel name 'malloc' is a name of the C library", 1},
+	{"kernel NULL { poly = x1*x2; }", "kernel name 'NULL' is a name of the C library", 1},
+	{"kernel int64_t { poly = x1*x2; }", "kernel name 'int64_t' is a name of the C library", 1},
+	{"kernel pa_status { poly = x1*x2; }", "kernel name 'pa_status' is taken by the runtime", 1},
+	{"kernel pa_reference { poly = x1*x2; }", "kernel name 'pa_reference' is taken by the runtime", 1},
+	{"kernel _x { poly = x1*x2; }", "kernel name '_x' begins with '_'", 1},
+	{"kernel a { poly = x1*x2; } kernel a_info { poly = x1*x2; }", "e.poly:1:35: error: kernel name 'a_info' clashes with the C symbols of kernel 'a'", 1},
+	{"kernel s_exact { poly = x1*x2; } kernel s { poly = x1*x2; }", "e.poly:1:41: error: kernel name 's' clashes with the C symbols of kernel 's_exact'", 1},
 	{"kernel k { poly = x1; head_dim = x1; }", "head_dim must be an integer from 1 to 4096, not 'x1'", 1},
 	{"kernel k { poly = x1; head_dim = 4097; }", "head_dim must be an integer from 1 to 4096, not '4097'", 1},
 	{"kernel k { poly = x1; value_dim = 12345678901234567890; }", "value_dim must be an integer", 1},
@@ -370,8 +388,8 @@ START_TEST(test_src_read)
 	remove(path);
 	ck_assert_ptr_null(src_read("/nonexistent/x.poly", &r.d));
 	fflush(r.d.out);
-	ck_assert_ptr_nonnull(strstr(r.out, "contains a NUL byte"));
-	ck_assert_ptr_nonnull(strstr(r.out, "is larger than 1048576 bytes"));
+	ck_assert_ptr_nonnull(strstr(r.out, ":1:6: error: NUL byte (0x00): a .poly file is text"));
+	ck_assert_ptr_nonnull(strstr(r.out, ":1:1048577: error: the file goes on past 1048576 bytes"));
 	ck_assert_ptr_nonnull(strstr(r.out, "polyc: error: cannot read '/nonexistent/x.poly'"));
 	ck_assert_int_eq(r.d.errors, 3);
 	/* exactly PC_MAX_FILE bytes is fine */
@@ -478,9 +496,10 @@ START_TEST(test_long_inputs)
 	first_error_is(repeat_text("", "x1", "*", 100000, ""), 1,
 	               "a monomial has at most 16 factor occurrences; this one "
 	               "has 100000");
-	/* 255 "defined twice", then the limit ends the file */
+	/* 255 "defined twice", then the limit ends the file; only the
+	 * first PC_MAX_ERRORS are shown */
 	first_error_is(repeat_text("", "kernel k { poly = x1; }", "\n", 1000, ""),
-	               256, "too many kernels: a file holds at most 256");
+	               256, "polyc: error: too many errors (20); stopping here");
 	first_error_is(repeat_text("", "-", "", 100000, "x1"), 1,
 	               "expected a number or a variable");
 	char *name = repeat_text("kernel ", "k", "", 100000, " { poly = x1; }");
