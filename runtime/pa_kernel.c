@@ -7,21 +7,39 @@
 
 #include <math.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* all_finite: no entry of x[0..len) is NaN or infinite (exponent bits all
- * ones); an integer scan, so it vectorizes without fast-math. */
-static bool all_finite(const float *x, size_t len)
+/* max_abs = the largest |x[i]| of x[0..len), or INFINITY when some entry
+ * is NaN or infinite (exponent bits all ones); an integer scan of the
+ * bits, so it vectorizes without fast-math. */
+static float max_abs(const float *x, size_t len)
 {
-	uint32_t bad = 0;
+	uint32_t bad = 0, top = 0;
 	for (size_t i = 0; i < len; i++) {
 		uint32_t bits;
 		memcpy(&bits, x + i, sizeof bits);
-		bad |= (bits & 0x7f800000u) == 0x7f800000u;
+		bits &= 0x7fffffffu;
+		bad |= bits >= 0x7f800000u;
+		top = bits > top ? bits : top;
 	}
-	return !bad;
+	float m;
+	memcpy(&m, &top, sizeof m);
+	return bad ? INFINITY : m;
 }
+
+/* overlaps: the byte ranges [a, a + na) and [b, b + nb) share a byte. */
+static bool overlaps(const void *a, size_t na, const void *b, size_t nb)
+{
+	uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+	return x < y + nb && y < x + na;
+}
+
+/* PA_RANGE_LOG2: the accumulations of every engine stay finite while
+ * Π_j max|V[j]| · n^(t-1) is below 2^PA_RANGE_LOG2 (the weights are at most
+ * 1, or e^x ≤ 2^27 for an approximation, and there are n^(t-1) tuples). */
+#define PA_RANGE_LOG2 100
 
 /* pa_check_args: see pa_kernel.h. */
 pa_status pa_check_args(const pa_kernel_info *k, int64_t batch, int64_t n,
@@ -34,16 +52,29 @@ pa_status pa_check_args(const pa_kernel_info *k, int64_t batch, int64_t n,
 			return PA_ERR_NULL;
 	if (batch <= 0 || n <= 0)
 		return PA_ERR_ARGUMENT;
-	size_t len[k->num_inputs > 0 ? k->num_inputs : 1];
+	size_t len[k->num_inputs > 0 ? k->num_inputs : 1], out_len;
+	if (__builtin_mul_overflow((size_t)batch, (size_t)n, &out_len) ||
+	    __builtin_mul_overflow(out_len, (size_t)k->value_dim, &out_len) ||
+	    out_len > SIZE_MAX / sizeof(float))
+		return PA_ERR_ARGUMENT;
 	for (int i = 0; i < k->num_inputs; i++)
 		if (__builtin_mul_overflow((size_t)batch, (size_t)n, &len[i]) ||
 		    __builtin_mul_overflow(len[i], (size_t)k->inputs[i].cols, &len[i]) ||
 		    len[i] > SIZE_MAX / sizeof(float))
 			return PA_ERR_ARGUMENT;
 	for (int i = 0; i < k->num_inputs; i++)
-		if (!all_finite(inputs[i], len[i]))
+		if (overlaps(out, out_len * sizeof(float), inputs[i],
+		             len[i] * sizeof(float)))
+			return PA_ERR_ARGUMENT;
+	double log2_range = (k->num_vars - 1) * log2((double)n);
+	for (int i = 0; i < k->num_inputs; i++) {
+		float m = max_abs(inputs[i], len[i]);
+		if (m == INFINITY)
 			return PA_ERR_NONFINITE;
-	return PA_OK;
+		if (k->inputs[i].kind == PA_INPUT_VALUE)
+			log2_range += log2((double)m);
+	}
+	return log2_range < PA_RANGE_LOG2 ? PA_OK : PA_ERR_RANGE;
 }
 
 /* pa_check_grad_args: see pa_kernel.h (sizes were checked by
@@ -58,7 +89,7 @@ pa_status pa_check_grad_args(const pa_kernel_info *k, int64_t batch, int64_t n,
 	if (__builtin_mul_overflow((size_t)batch, (size_t)n, &len) ||
 	    __builtin_mul_overflow(len, (size_t)k->value_dim, &len))
 		return PA_ERR_ARGUMENT;
-	return all_finite(grad_out, len) ? PA_OK : PA_ERR_NONFINITE;
+	return max_abs(grad_out, len) < INFINITY ? PA_OK : PA_ERR_NONFINITE;
 }
 
 /* pa_carve: see pa_kernel.h. */
@@ -130,13 +161,21 @@ const char *pa_isa_name(pa_isa_kind k)
 	return (unsigned)k < 3 ? names[k] : "?";
 }
 
-/* choose_isa: $PA_ISA when this CPU has it, else the widest it has. */
+/* choose_isa: $PA_ISA when this CPU has it, else the widest it has.  A
+ * PA_ISA that names no code path is said once on stderr (a path this CPU
+ * lacks falls back quietly: make test forces every path on every CPU). */
 static pa_isa_kind choose_isa(void)
 {
 	const char *want = getenv("PA_ISA");
-	for (int k = PA_ISA_AVX512; want && k >= PA_ISA_GENERIC; k--)
+	bool known = !want || !*want;
+	for (int k = PA_ISA_AVX512; want && k >= PA_ISA_GENERIC; k--) {
+		known = known || strcmp(want, pa_isa_name(k)) == 0;
 		if (strcmp(want, pa_isa_name(k)) == 0 && isa_supported(k))
 			return k;
+	}
+	if (!known)
+		fprintf(stderr, "polyattn: PA_ISA=%s is not one of generic, avx2, "
+		        "avx512; using the widest this CPU has\n", want);
 	for (int k = PA_ISA_AVX512; k > PA_ISA_GENERIC; k--)
 		if (isa_supported(k))
 			return k;

@@ -26,9 +26,12 @@
 /*
  * The argument checks every kernel makes before it touches out, in this
  * order: a NULL inputs, input or out pointer gives PA_ERR_NULL; batch or
- * n <= 0, or an input whose size overflows, PA_ERR_ARGUMENT; a NaN or
- * infinite entry in any factor or value matrix, PA_ERR_NONFINITE (a scan
- * of O(batch·n·cols) per input, small beside the kernel's own work).
+ * n <= 0, an input or out whose size overflows, or out overlapping any
+ * input, PA_ERR_ARGUMENT; a NaN or infinite entry in any factor or value
+ * matrix, PA_ERR_NONFINITE (a scan of O(batch·n·cols) per input, small
+ * beside the kernel's own work); value entries so large that
+ * Π_j max|V[j]| · n^(t-1) reaches 2^100, PA_ERR_RANGE (doc/design.md,
+ * "Range").
  */
 pa_status pa_check_args(const pa_kernel_info *k, int64_t batch, int64_t n,
                         const float *const inputs[], const float *out);

@@ -10,7 +10,8 @@ const char *pa_strerror(pa_status s)
 	switch (s) {
 	case PA_OK: return "success";
 	case PA_ERR_ARGUMENT: return "bad argument: batch or n is not positive, "
-	                             "or the sizes overflow";
+	                             "the sizes overflow, or out overlaps an "
+	                             "input";
 	case PA_ERR_NULL: return "a NULL pointer was passed for inputs, an input "
 	                         "or out";
 	case PA_ERR_NOMEM: return "out of memory allocating the workspace";
@@ -19,6 +20,10 @@ const char *pa_strerror(pa_status s)
 	                          "raise the bound or set fallback = exact";
 	case PA_ERR_NONFINITE: return "an input holds NaN or infinity";
 	case PA_ERR_UNSUPPORTED: return "the kernel does not support this request";
+	case PA_ERR_RANGE: return "the value entries are so large that the "
+	                          "output could overflow float (the product of "
+	                          "each value input's largest |entry| times "
+	                          "n^(t-1) reaches 2^100)";
 	}
 	return "unknown pa_status code";
 }

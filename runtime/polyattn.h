@@ -32,12 +32,15 @@ extern "C" {
 /* 0 on success, a negative code otherwise. */
 typedef enum pa_status {
 	PA_OK = 0,               /* success */
-	PA_ERR_ARGUMENT = -1,    /* batch or n ≤ 0, or a size that overflows */
+	PA_ERR_ARGUMENT = -1,    /* batch or n ≤ 0, a size that overflows, or
+	                            out overlapping an input */
 	PA_ERR_NULL = -2,        /* a NULL inputs, input or out pointer */
 	PA_ERR_NOMEM = -3,       /* workspace allocation failed */
 	PA_ERR_BOUND = -4,       /* an input exceeds the approximation's bound */
 	PA_ERR_NONFINITE = -5,   /* an input holds NaN or Inf */
 	PA_ERR_UNSUPPORTED = -6, /* the kernel cannot run this request */
+	PA_ERR_RANGE = -7,       /* value entries so large that the output, or
+	                            a sum on the way to it, could overflow */
 } pa_status;
 
 /* A static English description of s ("success", "bad argument", …). */

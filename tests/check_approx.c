@@ -298,6 +298,21 @@ START_TEST(abi)
 		              "%s: input %d non-finite not refused", k->name, i);
 		in.buf[i][3] = keep;
 	}
+	for (int i = 0; i < k->num_inputs; i++) {
+		const float *al = ins[i];
+		ck_assert_msg(k->run(batch, n, ins, (float *)al + 1) == PA_ERR_ARGUMENT,
+		              "%s: out overlapping input %d not refused", k->name, i);
+		if (k->inputs[i].kind != PA_INPUT_VALUE)
+			continue;
+		float keep = in.buf[i][5];
+		in.buf[i][5] = 1e36f;
+		ck_assert_msg(k->run(batch, n, ins, out) == PA_ERR_RANGE,
+		              "%s: value entry 1e36 in input %d: not PA_ERR_RANGE",
+		              k->name, i);
+		in.buf[i][5] = keep;
+	}
+	for (int i = 0; i < k->num_inputs; i++)
+		ck_assert(memcmp(copy.buf[i], in.buf[i], len_of(&in, i) * sizeof(float)) == 0);
 	for (size_t e = 0; e < len + 2 * guard; e++)
 		ck_assert_msg(mem[e] == -777.0f, "%s: a refused call wrote out", k->name);
 	ck_assert_int_eq(k->run(batch, n, ins, out), PA_OK);

@@ -348,6 +348,61 @@ static void refuse_nonfinite(const Inputs *in, float *out, int i, size_t e,
 	in->buf[i][e] = saved;
 }
 
+/* refuse_aliasing: out overlapping any input, wholly or by one float at
+ * either end, gives PA_ERR_ARGUMENT and leaves the input alone. */
+static void refuse_aliasing(const Inputs *in)
+{
+	const pa_kernel_info *k = in->k;
+	size_t olen = (size_t)(in->batch * in->n * k->value_dim);
+	for (int i = 0; i < k->num_inputs; i++) {
+		size_t ilen = inputs_len(in, i);
+		float *keep = malloc(ilen * sizeof *keep);
+		ck_assert(keep != NULL);
+		memcpy(keep, in->buf[i], ilen * sizeof *keep);
+		const float *ptrs[256];
+		inputs_view(in, 0, ptrs);
+		float *starts[] = {in->buf[i], in->buf[i] + ilen - 1,
+		                   in->buf[i] - (olen - 1)};
+		for (int a = 0; a < 3; a++)
+			ck_assert_msg(k->run(in->batch, in->n, ptrs, starts[a]) ==
+			              PA_ERR_ARGUMENT, "%s: out overlapping input %d "
+			              "(%s, case %d) not refused", k->name, i,
+			              k->inputs[i].name, a);
+		ck_assert_msg(memcmp(keep, in->buf[i], ilen * sizeof *keep) == 0,
+		              "%s: a refused call wrote to input %d", k->name, i);
+		free(keep);
+	}
+}
+
+/* refuse_range: value entries of 1e36 in every value input (outputs or
+ * sums of them overflow float) give PA_ERR_RANGE, never PA_OK with an
+ * infinite output; the inputs are restored. */
+static void refuse_range(const Inputs *in, float *out)
+{
+	const pa_kernel_info *k = in->k;
+	const float *ptrs[256];
+	inputs_view(in, 0, ptrs);
+	bool any = false;
+	float keep[256];
+	for (int i = 0; i < k->num_inputs; i++)
+		if (k->inputs[i].kind == PA_INPUT_VALUE) {
+			keep[i] = in->buf[i][0];
+			in->buf[i][0] = 1e36f;
+			any = true;
+		}
+	pa_status st = k->run(in->batch, in->n, ptrs, out);
+	if (any)
+		ck_assert_msg(st == PA_ERR_RANGE, "%s: value entries of 1e36 at "
+		              "n = %lld: status %d, not PA_ERR_RANGE", k->name,
+		              (long long)in->n, st);
+	for (size_t e = 0; st == PA_OK && e < (size_t)(in->batch * in->n * k->value_dim); e++)
+		ck_assert_msg(isfinite(out[e]), "%s: PA_OK with out[%zu] = %g",
+		              k->name, e, out[e]);
+	for (int i = 0; i < k->num_inputs; i++)
+		if (k->inputs[i].kind == PA_INPUT_VALUE)
+			in->buf[i][0] = keep[i];
+}
+
 /* check_refusals: bad sizes give PA_ERR_ARGUMENT, NULL pointers
  * PA_ERR_NULL and NaN or infinite inputs PA_ERR_NONFINITE, without
  * touching out. */
@@ -377,6 +432,8 @@ static void check_refusals(const Inputs *in, float *out, size_t len)
 	ck_assert_msg(memcmp(copy, out, len * sizeof *copy) == 0,
 	              "%s: a refused call wrote to out", k->name);
 	free(copy);
+	refuse_aliasing(in);
+	refuse_range(in, out);
 }
 
 /* GUARD_BITS: the NaN that fills the guards, one no kernel computes. */
