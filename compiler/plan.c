@@ -197,8 +197,29 @@ static bool tree_fits(const Plan *p, Diag *d)
 	return true;
 }
 
-/* plan_build: the plan for the kernel of g; false (reported to d) when
- * the kernel asks for what this polyc cannot plan. */
+/* warn_idle: a warning at each of bound, tolerance and fallback that k
+ * gives although plan p runs the exact algorithm only, saying why. */
+static void warn_idle(const Plan *p, Diag *d)
+{
+	static const PcSetting idle[] = {PC_SET_BOUND, PC_SET_TOLERANCE,
+	                                 PC_SET_FALLBACK};
+	const Kernel *k = p->g->k;
+	const char *why = k->algorithm == PC_ALGO_EXACT ? "algorithm = exact"
+	        : p->kind == PLAN_TREE ? "a tree is exact under algorithm = auto"
+	        : !(k->bound > 0) ? "algorithm = auto approximates only with a bound"
+	        : "no approximation fits (polyc --explain says why)";
+	for (size_t i = 0; i < sizeof idle / sizeof *idle; i++)
+		if (k->set_loc[idle[i]].file)
+			diag_warning(d, k->set_loc[idle[i]], "'%s' has no effect: kernel "
+			             "'%s' runs the exact algorithm only (%s)",
+			             setting_name(idle[i]), k->name, why);
+}
+
+/* plan_build: p = the plan of graph g: its exact algorithm, and the
+ * approximate one when the kernel asks for it (approx) or may gain from
+ * it (auto, with a bound, beyond trees); false (reported) when the
+ * kernel asks for what this polyc cannot plan.  Settings that then do
+ * nothing are warned about. */
 bool plan_build(Plan *p, const Graph *g, Diag *d)
 {
 	const Kernel *k = g->k;
@@ -234,6 +255,8 @@ bool plan_build(Plan *p, const Graph *g, Diag *d)
 		if (p->approx.usable)
 			p->use = USE_AUTO;
 	}
+	if (p->use == USE_EXACT)
+		warn_idle(p, d);
 	return !p->carry_exact || p->kind == PLAN_ELIM || tree_fits(p, d);
 }
 

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pa_kernel.h"
 
@@ -19,7 +20,7 @@ START_TEST(test_strerror)
 {
 	const pa_status all[] = {PA_OK, PA_ERR_ARGUMENT, PA_ERR_NULL,
 	                         PA_ERR_NOMEM, PA_ERR_BOUND, PA_ERR_NONFINITE,
-	                         PA_ERR_UNSUPPORTED};
+	                         PA_ERR_UNSUPPORTED, PA_ERR_RANGE};
 	const int count = sizeof all / sizeof *all;
 	const char *unknown = pa_strerror((pa_status)-99);
 	ck_assert_ptr_nonnull(unknown);
@@ -296,6 +297,41 @@ START_TEST(test_check_args)
 	ck_assert_int_eq(pa_check_args(&path_info, 1, 3, in, out), PA_ERR_NONFINITE);
 	v[4] = 4, f[5] = -INFINITY;
 	ck_assert_int_eq(pa_check_args(&path_info, 1, 3, in, out), PA_ERR_NONFINITE);
+	f[5] = 0.5f;
+	/* out may not overlap an input, by any amount */
+	ck_assert_int_eq(pa_check_args(&path_info, 1, 3, in, v), PA_ERR_ARGUMENT);
+	ck_assert_int_eq(pa_check_args(&path_info, 1, 3, in, f + 5), PA_ERR_ARGUMENT);
+	/* value entries whose sums could overflow float */
+	v[2] = 1e30f;
+	ck_assert_int_eq(pa_check_args(&path_info, 1, 3, in, out), PA_ERR_RANGE);
+	v[2] = 1e10f;
+	ck_assert_int_eq(pa_check_args(&path_info, 1, 3, in, out), PA_OK);
+}
+END_TEST
+
+/* test_isa_unknown: PA_ISA naming no code path is said on stderr (once
+ * per process: the test runs in a process of its own, CK_FORK). */
+START_TEST(test_isa_unknown)
+{
+	const char *fork_mode = getenv("CK_FORK");
+	if (fork_mode && strcmp(fork_mode, "no") == 0)
+		return;
+	char path[] = "/tmp/check_isa.XXXXXX";
+	int fd = mkstemp(path), saved = dup(2);
+	ck_assert(fd >= 0 && saved >= 0);
+	setenv("PA_ISA", "avx9", 1);
+	dup2(fd, 2);
+	pa_isa_kind k = pa_isa();
+	dup2(saved, 2);
+	char buf[256] = "";
+	ssize_t got = pread(fd, buf, sizeof buf - 1, 0);
+	close(fd);
+	close(saved);
+	remove(path);
+	ck_assert(got > 0);
+	ck_assert_str_eq(buf, "polyattn: PA_ISA=avx9 is not one of generic, avx2, "
+	                 "avx512; using the widest this CPU has\n");
+	ck_assert(k >= PA_ISA_GENERIC && k <= PA_ISA_AVX512);
 }
 END_TEST
 
@@ -314,6 +350,7 @@ Suite *runtime_suite(void)
 	tcase_add_test(tc, test_reference_huge_scores);
 	tcase_add_test(tc, test_reference_batch_and_errors);
 	tcase_add_test(tc, test_check_args);
+	tcase_add_test(tc, test_isa_unknown);
 	suite_add_tcase(s, tc);
 	return s;
 }

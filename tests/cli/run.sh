@@ -298,6 +298,22 @@ fi
 rm -f "$dir/stderr2"
 result error_limit "$why"
 
+# Settings that do nothing are warned about at their place; the kernel
+# still compiles (exit 0).
+setup
+printf 'kernel k {\n    poly = x1*x2;\n    algorithm = exact;\n    bound = 0.5;\n    tolerance = 1e-2;\n}\nkernel t { poly = x1*x2 + x2*x3; fallback = exact; }\nkernel c { poly = x1*x2 + x2*x3 + x3*x1; tolerance = 1e-2; }\n' >"$dir/idle.poly"
+(cd "$dir" && "$polyc" idle.poly -S -o idle.c 2>stderr); st=$?
+why=
+if [ $st -ne 0 ]; then why="exit status $st"
+elif [ ! -s "$dir/idle.c" ]; then why="no output"
+elif ! grep -q "^idle.poly:4:13: warning: 'bound' has no effect: kernel 'k' runs the exact algorithm only (algorithm = exact)" "$dir/stderr" ||
+     ! grep -q "^idle.poly:5:17: warning: 'tolerance' has no effect" "$dir/stderr" ||
+     ! grep -q "^idle.poly:7:45: warning: 'fallback' has no effect: kernel 't' runs the exact algorithm only (a tree is exact under algorithm = auto)" "$dir/stderr" ||
+     ! grep -q "^idle.poly:8:54: warning: 'tolerance' has no effect: kernel 'c' runs the exact algorithm only (algorithm = auto approximates only with a bound)" "$dir/stderr"
+then why="warnings: $(cat "$dir/stderr")"
+fi
+result idle_settings "$why"
+
 # Every symbol generated/ gives a kernel K is K or K_WORD... with WORD in
 # the table names.c refuses clashes by.
 why=
