@@ -253,10 +253,41 @@ static bool contract(Net *N, const Graph *g)
 	return commit(N, &st, &out);
 }
 
-/* cost: the linear and constant parts of flops and workspace. */
+/* chunked: a product of several inputs summing index `sum` that is no
+ * position: the engine runs it by chunks of rows of a position it keeps. */
+static bool chunked(const Net *N, const AStep *st)
+{
+	return st->nin >= 2 && st->sum >= 0 && !N->pos[st->sum];
+}
+
+/* built_by_chunks: tensor i is never stored whole: it starts with a
+ * position index, is read by a chunked step, and is a leaf or the result
+ * of a chunked step (runtime/pa_approx.c's fusable: its rows are made
+ * inside the reader's tasks for those rows). */
+static bool built_by_chunks(const Approx *A, const Net *N, int i)
+{
+	const ATensor *t = &A->t[i];
+	if (t->nidx < 1 || !N->pos[t->idx[0]])
+		return false;
+	if (i >= A->nleaves && !chunked(N, &A->step[i - A->nleaves]))
+		return false;
+	for (int s = 0; s < A->nsteps; s++)
+		for (int q = 0; q < A->step[s].nin; q++)
+			if (A->step[s].in[q] == i)
+				return chunked(N, &A->step[s]) ||
+				       (i < A->nleaves && A->step[s].sum == t->idx[0] &&
+				        A->step[s].nin >= 2);
+	return false;
+}
+
+/* cost: the linear and constant parts of flops and workspace.  The
+ * workspace is what the engine (runtime/pa_approx.c) stores: the
+ * tensors not built by chunks, and one bias array of n floats per
+ * variable (the tasks' buffers are a constant per thread, left out). */
 static void cost(Approx *A, const Net *N)
 {
 	A->flops_lin = A->flops_const = A->mem_lin = A->mem_const = 0;
+	A->mem_lin = N->nvars;
 	for (int i = 0; i < A->ntensors; i++) {
 		const ATensor *t = &A->t[i];
 		double sz = 1;
@@ -265,7 +296,8 @@ static void cost(Approx *A, const Net *N)
 			sz *= N->size[t->idx[q]];
 			lin |= N->pos[t->idx[q]];
 		}
-		*(lin ? &A->mem_lin : &A->mem_const) += sz;
+		if (!built_by_chunks(A, N, i))
+			*(lin ? &A->mem_lin : &A->mem_const) += sz;
 		if (i < A->nleaves && t->kind == 0)
 			A->flops_lin += sz;           /* one product per feature */
 	}
