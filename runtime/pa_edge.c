@@ -58,6 +58,12 @@ static void edge_store_panel(const EdgeJob *j, int64_t jb, const float *dk,
 	}
 }
 
+/* What a score tile does before it stores (pa_edge_body.h). */
+enum {
+	EPI_EXP,                 /* P = exp(acc − lse) */
+	EPI_DS,                  /* dS = P ⊙ (acc − Dv), with column sums */
+};
+
 /* ---- the micro-kernels, once per instruction set */
 
 #define FN(name) name##_generic

@@ -54,6 +54,41 @@ TARGET static inline void FN(vst)(float *p, vf v)
 				FN(vst)(Cm + r * crs + c * W, acc[r][c]);                    \
 	}
 
+/* tile_scores: an 8-row × 2-vector tile of a score product with its
+ * epilogue fused (no second pass over the tile): rows r are queries,
+ * lanes keys; the accumulators start at bias (kb's vectors) or 0, and go
+ * out as, by mode,
+ *   EPI_EXP  P  = exp(acc − row[r])                        (row = lse)
+ *   EPI_DS   dS = P ⊙ (acc − row[r]), colsum += dS          (row = Dv)  */
+TARGET static inline void FN(tile_scores)(int mode, const float *A, int64_t ars,
+	const float *B, int64_t bks, int kn, const float *bias, const float *row,
+	const float *P, float *Cm, int64_t crs, vf *colsum)
+{
+	vf acc[8][2];
+	for (int r = 0; r < 8; r++)
+		for (int c = 0; c < 2; c++)
+			acc[r][c] = bias ? FN(vld)(bias + c * W) : (vf){0};
+	for (int k = 0; k < kn; k++) {
+		const vf b0 = FN(vld)(B + k * bks), b1 = FN(vld)(B + k * bks + W);
+		for (int r = 0; r < 8; r++) {
+			const float a = A[r * ars + k];
+			acc[r][0] += a * b0;
+			acc[r][1] += a * b1;
+		}
+	}
+	for (int r = 0; r < 8; r++)
+		for (int c = 0; c < 2; c++) {
+			vf x = acc[r][c] - row[r];
+			if (mode == EPI_EXP) {
+				x = VEXP(x);
+			} else {
+				x *= FN(vld)(P + r * crs + c * W);
+				colsum[c] += x;
+			}
+			FN(vst)(Cm + r * crs + c * W, x);
+		}
+}
+
 PA_EDGE_TILE(tile_wide, 4, TILE_C)
 PA_EDGE_TILE(tile_8x2, 8, 2)
 PA_EDGE_TILE(tile_8x1, 8, 1)
@@ -90,36 +125,24 @@ TARGET static void FN(block)(const EdgeJob *j, int64_t i0, int64_t jb,
 {
 	const int dp = j->dp, vp = j->vp;
 	const float *q = j->qp + i0 * dp, *dm = j->dmp + i0 * vp;
-	/* P = exp(q · kᵀ + kb − lse) */
-	for (int r = 0; r < PA_BQ; r++)
-		for (int c = 0; c < PA_BK; c += W)
-			FN(vst)(P + r * PA_BK + c, FN(vld)(j->kb + jb * PA_BK + c));
-	FN(opacc)(PA_BQ, PA_BK, j->dim, q, dp, 1, j->kt + jb * j->dim * PA_BK,
-	          PA_BK, P, PA_BK);
-	for (int r = 0; r < PA_BQ; r++) {
-		const float l = j->lse[i0 + r];
-		for (int c = 0; c < PA_BK; c += W)
-			FN(vst)(P + r * PA_BK + c, VEXP(FN(vld)(P + r * PA_BK + c) - l));
+	/* P = exp(q · kᵀ + kb − lse), 8 queries × 2W keys at a time */
+	for (int c = 0; c < PA_BK; c += 2 * W)
+		for (int r = 0; r < PA_BQ; r += 8)
+			FN(tile_scores)(EPI_EXP, q + r * dp, dp,
+			                j->kt + jb * j->dim * PA_BK + c, PA_BK, j->dim,
+			                j->kb + jb * PA_BK + c, j->lse + i0 + r, NULL,
+			                P + r * PA_BK + c, PA_BK, NULL);
+	/* dS = P ⊙ (dm · pvᵀ − Dv); dkb += column sums of dS */
+	for (int c = 0; c < PA_BK; c += 2 * W) {
+		vf colsum[2] = {FN(vld)(dkb + c), FN(vld)(dkb + c + W)};
+		for (int r = 0; r < PA_BQ; r += 8)
+			FN(tile_scores)(EPI_DS, dm + r * vp, vp,
+			                j->pvt + jb * vp * PA_BK + c, PA_BK, vp ? j->vd : 0,
+			                NULL, j->dv + i0 + r, P + r * PA_BK + c,
+			                dS + r * PA_BK + c, PA_BK, colsum);
+		FN(vst)(dkb + c, colsum[0]);
+		FN(vst)(dkb + c + W, colsum[1]);
 	}
-	/* dS = P ⊙ (dm · pvᵀ − Dv) */
-	memset(dS, 0, PA_BQ * PA_BK * sizeof *dS);
-	if (vp)
-		FN(opacc)(PA_BQ, PA_BK, j->vd, dm, vp, 1, j->pvt + jb * vp * PA_BK,
-		          PA_BK, dS, PA_BK);
-	vf colsum[PA_BK / W];
-	for (int c = 0; c < PA_BK / W; c++)
-		colsum[c] = FN(vld)(dkb + c * W);
-	for (int r = 0; r < PA_BQ; r++) {
-		const float d = j->dv[i0 + r];
-		for (int c = 0; c < PA_BK / W; c++) {
-			vf s = FN(vld)(P + r * PA_BK + c * W) *
-			       (FN(vld)(dS + r * PA_BK + c * W) - d);
-			FN(vst)(dS + r * PA_BK + c * W, s);
-			colsum[c] += s;
-		}
-	}
-	for (int c = 0; c < PA_BK / W; c++)
-		FN(vst)(dkb + c * W, colsum[c]);
 	/* dq += dS · k; dk += dSᵀ · q; dpv += Pᵀ · dm */
 	FN(opacc)(PA_BQ, dp, PA_BK, dS, PA_BK, 1, j->kp + jb * PA_BK * dp, dp,
 	          dq + i0 * dp, dp);
