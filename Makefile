@@ -368,6 +368,10 @@ VERSION  = $(shell sed -n 's/^#define POLYC_VERSION "\(.*\)"/\1/p' compiler/poly
 RUNTIME_HEADERS = runtime/polyattn.h runtime/pa_kernel.h runtime/pa_simd.h runtime/pa_math.h runtime/pa_approx.h \
                   runtime/pa_elim.h runtime/pa_tree.h
 I = $(DESTDIR)$(PREFIX)
+# The OpenMP runtime clang's -fopenmp links (libomp): the package names it
+# by its path, so programs link with gcc, g++ or clang alike.
+OMP_LIB = $(shell sh scripts/omp_lib.sh $(CC))
+OMP_SED = -e 's|@OMP_LIB@|$(OMP_LIB)|' -e 's|@OMP_DIR@|$(dir $(OMP_LIB))|'
 
 install: all
 	install -d $(I)/bin $(I)/include/polyc $(I)/lib/pkgconfig \
@@ -375,9 +379,10 @@ install: all
 	install -m 755 $(POLYC) $(I)/bin/polyc
 	install -m 644 $(RUNTIME_HEADERS) $(I)/include/polyc/
 	install -m 644 $(LIBPA) $(I)/lib/libpolyattn.a
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
+	@test -n "$(OMP_LIB)" || { echo "make install: $(CC) -fopenmp links no OpenMP runtime (apt-get install libomp-dev)"; exit 1; }
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $(OMP_SED) \
 	    dist/polyattn.pc.in > $(I)/lib/pkgconfig/polyattn.pc
-	install -m 644 dist/polycConfig.cmake.in $(I)/lib/cmake/polyc/polycConfig.cmake
+	sed $(OMP_SED) dist/polycConfig.cmake.in > $(I)/lib/cmake/polyc/polycConfig.cmake
 	sed -e 's|@VERSION@|$(VERSION)|' -e 's|@VERSION_MAJOR@|$(firstword $(subst ., ,$(VERSION)))|' \
 	    dist/polycConfigVersion.cmake.in > $(I)/lib/cmake/polyc/polycConfigVersion.cmake
 	install -m 644 doc/polyc.1 $(I)/share/man/man1/polyc.1

@@ -1,14 +1,15 @@
 #!/bin/sh
 # Installs what building and testing polyc needs on Debian or Ubuntu:
-# make, flex, bison, clang with OpenMP, Check, pkg-config and CMake (the
-# installed-package check builds a CMake project), and clang's sanitizer and
+# make, flex, bison, clang with OpenMP, Check, pkg-config, CMake and Ninja
+# (the installed-package check builds CMake projects with both the Makefile
+# and the Ninja generator), and clang's sanitizer and
 # libFuzzer runtimes (make sanitize, make fuzz); then, through pip, the
 # Python packages make python-test needs (PyTorch, NumPy, pytest and
 # setuptools); with the argument paper, matplotlib too (make paper's
 # plots).  Packages already present are left alone; root or sudo is
 # needed otherwise.
 set -e
-pkgs="make flex bison clang libomp-dev check pkg-config cmake libclang-rt-dev"
+pkgs="make flex bison clang libomp-dev check pkg-config cmake ninja-build libclang-rt-dev"
 python3 -m pip --version >/dev/null 2>&1 || pkgs="$pkgs python3-pip"
 missing=""
 for p in $pkgs; do
