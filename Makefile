@@ -37,7 +37,7 @@ RUNTIME_SRC  = runtime/pa_status.c runtime/pa_reference.c runtime/pa_kernel.c \
                runtime/pa_elim.c runtime/pa_approx.c runtime/pa_edge.c \
                runtime/pa_tree_grad.c
 TEST_SRC     = tests/check_main.c tests/check_parse.c tests/check_runtime.c \
-               tests/check_graph.c tests/check_reference_grad.c
+               tests/check_graph.c tests/check_reference_grad.c tests/check_workspace.c
 EXAMPLES     = self_attention compose2 compose3 star strassen
 
 COMPILER_OBJ = $(COMPILER_SRC:%.c=$(B)/%.o) $(GRAMMAR_SRC:%.c=%.o)

@@ -8,6 +8,7 @@
 Suite *parse_suite(void);
 Suite *graph_suite(void);
 Suite *runtime_suite(void);
+Suite *workspace_suite(void);
 Suite *reference_grad_suite(void);
 
 /* main: one runner over all suites. */
@@ -16,6 +17,7 @@ int main(void)
 	SRunner *sr = srunner_create(parse_suite());
 	srunner_add_suite(sr, graph_suite());
 	srunner_add_suite(sr, runtime_suite());
+	srunner_add_suite(sr, workspace_suite());
 	srunner_add_suite(sr, reference_grad_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
