@@ -10,6 +10,7 @@
 #include "polyc.h"
 
 #include <assert.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* vline: one indented line of formatted text. */
@@ -50,6 +51,18 @@ void emit_close(Emitter *E)
 	assert(E->indent > 0);
 	E->indent--;
 	emit_line(E, "}");
+}
+
+/* emit_vars = "PA_X(1) | PA_X(3)" for the variables of mask (bit j:
+ * x_j), "0" for none, in buf. */
+const char *emit_vars(char *buf, size_t size, uint32_t mask)
+{
+	int o = snprintf(buf, size, "%s", mask ? "" : "0");
+	for (int j = 0; j < 32 && o < (int)size; j++)
+		if (mask >> j & 1)
+			o += snprintf(buf + o, size - o, "%sPA_X(%d)",
+			              o ? " | " : "", j);
+	return buf;
 }
 
 /* emit_banner: the "generated, do not edit" comment. */
@@ -116,14 +129,27 @@ static int count_inputs(const Kernel *k)
 	return n;
 }
 
+/* shortest = x in the shortest %.Ng (N = 1..17) that reads back as x
+ * (0.1767767, not 0.17677670000000001), in buf of 32 bytes. */
+static const char *shortest(char *buf, double x)
+{
+	for (int p = 1; p <= 17; p++) {
+		snprintf(buf, 32, "%.*g", p, x);
+		if (strtod(buf, NULL) == x)
+			break;
+	}
+	return buf;
+}
+
 /* emit_info: K_inputs, K_coefficients and K_info. */
 void emit_info(Emitter *E, const Plan *p)
 {
 	const Kernel *k = p->g->k;
+	char num[32];
 	emit_inputs(E, k);
 	emit_open(E, "static const double %s_coefficients[] =", k->name);
 	for (int m = 0; m < k->nmono; m++)
-		emit_line(E, "%.17g,", k->mono[m].coef);
+		emit_line(E, "%s,", shortest(num, k->mono[m].coef));
 	E->indent--;
 	emit_line(E, "};");
 	emit_line(E, "");
@@ -141,11 +167,11 @@ void emit_info(Emitter *E, const Plan *p)
 	emit_line(E, ".value_dim = %d,", k->value_dim);
 	emit_line(E, ".inputs = %s_inputs,", k->name);
 	emit_line(E, ".run = %s,", k->name);
-	emit_line(E, ".scale = %.17g,", k->scale);
+	emit_line(E, ".scale = %s,", shortest(num, k->scale));
 	emit_line(E, ".coefficients = %s_coefficients,", k->name);
 	if (p->use != USE_EXACT) {
 		emit_line(E, ".bound = %.9g,", approx_bound(k));
-		emit_line(E, ".error = %.17g,", p->approx.err);
+		emit_line(E, ".error = %s,", shortest(num, p->approx.err));
 		emit_line(E, ".exact_fallback = %d,", p->carry_exact);
 	}
 	if (plan_trains(p)) {

@@ -10,6 +10,7 @@
 #include "polyc.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 /* emit_ints, emit_floats: a constant array, eight entries per line. */
 static void emit_ints(Emitter *E, const char *name, int idx, const int *v, int n)
@@ -44,15 +45,63 @@ static void emit_floats(Emitter *E, const char *name, int idx, const double *v, 
 	emit_line(E, "};");
 }
 
-/* emit_features: per edge its monomials and feature map, then the edge
- * table.  Returns false when memory for the tables runs out. */
+/* map_of: the feature map of edge e (nf entries each, malloc'd); false
+ * when memory runs out. */
+static bool map_of(const Plan *p, int e, int **parent, int **coord,
+                   double **weight)
+{
+	const ApproxEdge *ae = &p->approx.edge[e];
+	int nf = (int)ae->nfeat;
+	*parent = malloc(sizeof(int) * nf), *coord = malloc(sizeof(int) * nf);
+	*weight = malloc(sizeof(double) * nf);
+	if (*parent && *coord && *weight &&
+	    approx_feature_weights(ae, p->g->k, &p->g->edge[e], *parent, *coord,
+	                           *weight) == nf)
+		return true;
+	free(*parent), free(*coord), free(*weight);
+	return false;
+}
+
+/* same_map = the first edge before e whose feature map (parents,
+ * coordinates and weights, which hold the coefficients) is e's, or e. */
+static int same_map(const Plan *p, int e)
+{
+	const Approx *A = &p->approx;
+	int nf = (int)A->edge[e].nfeat, *pe, *ce, *pf, *cf;
+	double *we, *wf;
+	if (!map_of(p, e, &pe, &ce, &we))
+		return e;
+	int same = e;
+	for (int f = 0; f < e && same == e; f++) {
+		if ((int)A->edge[f].nfeat != nf || same_map(p, f) != f ||
+		    !map_of(p, f, &pf, &cf, &wf))
+			continue;
+		if (!memcmp(pe, pf, nf * sizeof *pe) && !memcmp(ce, cf, nf * sizeof *ce) &&
+		    !memcmp(we, wf, nf * sizeof *we))
+			same = f;
+		free(pf), free(cf), free(wf);
+	}
+	free(pe), free(ce), free(we);
+	return same;
+}
+
+/* emit_features: per edge its monomials and feature map (an edge whose
+ * map an earlier edge has shares its tables), then the edge table.
+ * Returns false when memory for the tables runs out. */
 static bool emit_features(Emitter *E, const Plan *p)
 {
 	const Graph *g = p->g;
 	const Kernel *k = g->k;
 	const Approx *A = &p->approx;
-	char name[128];
+	char name[256];
 	for (int e = 0; e < g->nedges; e++) {
+		snprintf(name, sizeof name, "%s_mono", k->name);
+		if (same_map(p, e) != e) {
+			emit_line(E, "/* edge %d: the feature map of edge %d; weights on "
+			          "x%d */", e, same_map(p, e), A->edge[e].weight_var);
+			emit_ints(E, name, e, g->edge[e].mono, g->edge[e].nmono);
+			continue;
+		}
 		const ApproxEdge *ae = &A->edge[e];
 		int nf = (int)ae->nfeat;
 		int *parent = malloc(sizeof(int) * nf), *coord = malloc(sizeof(int) * nf);
@@ -65,7 +114,6 @@ static bool emit_features(Emitter *E, const Plan *p)
 		emit_line(E, "/* edge %d: score bound %.6g, Taylor degree %d over %d "
 		          "coordinates, %d features; weights on x%d */", e, ae->x,
 		          ae->degree, ae->ncoord, nf, ae->weight_var);
-		snprintf(name, sizeof name, "%s_mono", k->name);
 		emit_ints(E, name, e, g->edge[e].mono, g->edge[e].nmono);
 		snprintf(name, sizeof name, "%s_parent", k->name);
 		emit_ints(E, name, e, parent, nf);
@@ -78,11 +126,18 @@ static bool emit_features(Emitter *E, const Plan *p)
 	emit_open(E, "static const pa_approx_edge %s_aedges[] =", k->name);
 	for (int e = 0; e < g->nedges; e++) {
 		const char *kn = k->name;
-		emit_line(E, "{0x%x, %d, %s_mono_%d, %d, %d, %s_parent_%d, %s_coord_%d, "
-		          "%s_weight_%d, %d},", (unsigned)g->edge[e].vars,
-		          g->edge[e].nmono, kn, e, A->edge[e].degree,
-		          (int)A->edge[e].nfeat, kn, e, kn, e, kn, e,
-		          A->edge[e].weight_var);
+		int m = same_map(p, e);
+		emit_open(E, "");
+		emit_line(E, ".vars = %s, .nmono = %d, .mono = %s_mono_%d,",
+		          emit_vars(name, sizeof name, g->edge[e].vars),
+		          g->edge[e].nmono, kn, e);
+		emit_line(E, ".degree = %d, .nfeat = %d,", A->edge[e].degree,
+		          (int)A->edge[e].nfeat);
+		emit_line(E, ".parent = %s_parent_%d, .coord = %s_coord_%d, "
+		          ".weight = %s_weight_%d,", kn, m, kn, m, kn, m);
+		emit_line(E, ".weight_var = %d,", A->edge[e].weight_var);
+		E->indent--;
+		emit_line(E, "},");
 	}
 	E->indent--;
 	emit_line(E, "};");
@@ -108,7 +163,8 @@ static void emit_network(Emitter *E, const Plan *p)
 	emit_open(E, "static const pa_approx_leaf %s_aleaves[] =", k->name);
 	for (int i = 0; i < A->nleaves; i++) {
 		const ATensor *t = &A->t[i];
-		emit_line(E, "{%s, %d, %d, %d, %s},", t->kind ? "PA_LEAF_WEIGHTS"
+		emit_line(E, "{.kind = %s, .edge = %d, .var = %d, .nidx = %d, "
+		          ".idx = %s},", t->kind ? "PA_LEAF_WEIGHTS"
 		          : "PA_LEAF_FEATURES", t->edge, t->var, t->nidx,
 		          idx_list(buf, sizeof buf, t));
 	}
@@ -129,9 +185,10 @@ static void emit_network(Emitter *E, const Plan *p)
 			approx_describe_step(mem, p, s);
 			fclose(mem);
 		}
-		emit_line(E, "{%d, %d, %s_ain_%d, %d, %s}, /* %d: %s */", st->sum,
-		          st->nin, k->name, s, t->nidx, idx_list(buf, sizeof buf, t),
-		          s + 1, what ? what : "");
+		emit_line(E, "/* %d: %s */", s + 1, what ? what : "");
+		emit_line(E, "{.sum = %d, .nin = %d, .in = %s_ain_%d, .nout = %d, "
+		          ".out = %s},", st->sum, st->nin, k->name, s, t->nidx,
+		          idx_list(buf, sizeof buf, t));
 		free(what);
 	}
 	E->indent--;
@@ -175,9 +232,10 @@ void emit_approx_kernel(Emitter *E, const Plan *p)
 	}
 	emit_network(E, p);
 	emit_open(E, "static const pa_approx_plan %s_aplan =", k->name);
-	emit_line(E, "%d, %s_aedges, %d, %s_aleaves, %d, %s_asteps,", g->nedges,
-	          k->name, A->nleaves, k->name, A->nsteps, k->name);
-	emit_line(E, "%.9g, %.0f, %s,", approx_bound(k),
+	emit_line(E, ".nedges = %d, .edges = %s_aedges,", g->nedges, k->name);
+	emit_line(E, ".nleaves = %d, .leaves = %s_aleaves,", A->nleaves, k->name);
+	emit_line(E, ".nsteps = %d, .steps = %s_asteps,", A->nsteps, k->name);
+	emit_line(E, ".bound = %.9g, .min_n = %.0f, .exact = %s,", approx_bound(k),
 	          p->use == USE_AUTO ? A->min_n : 0.0,
 	          p->carry_exact ? exact : "0");
 	E->indent--;

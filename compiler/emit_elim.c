@@ -35,7 +35,7 @@ static void emit_edges(Emitter *E, const Plan *p)
 {
 	const Graph *g = p->g;
 	const char *kn = g->k->name;
-	char name[128];
+	char name[256];
 	for (int e = 0; e < g->nedges; e++) {
 		snprintf(name, sizeof name, "%s_edge%d", kn, e);
 		emit_int_list(E, name, g->edge[e].mono, g->edge[e].nmono);
@@ -47,12 +47,14 @@ static void emit_edges(Emitter *E, const Plan *p)
 		}
 	emit_open(E, "static const pa_elim_edge %s_edges[] =", kn);
 	for (int e = 0; e < g->nedges; e++)
-		emit_line(E, "{0x%x, %d, %s_edge%d},", (unsigned)g->edge[e].vars,
+		emit_line(E, "{.vars = %s, .nmono = %d, .mono = %s_edge%d},",
+		          emit_vars(name, sizeof name, g->edge[e].vars),
 		          g->edge[e].nmono, kn, e);
 	for (int j = 2; j <= g->nvars; j++)
 		if (bias_edge(g, j) >= 0)
-			emit_line(E, "{0x%x, %d, %s_edge%d}, /* bias of x%d */", 1u << j,
-			          g->nbias[j], kn, bias_edge(g, j), j);
+			emit_line(E, "{.vars = PA_X(%d), .nmono = %d, .mono = %s_edge%d}, "
+			          "/* bias of x%d */", j, g->nbias[j], kn,
+			          bias_edge(g, j), j);
 	E->indent--;
 	emit_line(E, "};");
 }
@@ -62,7 +64,7 @@ static void emit_steps(Emitter *E, const Plan *p)
 {
 	const Graph *g = p->g;
 	const char *kn = g->k->name;
-	char name[128];
+	char name[256];
 	for (int s = 0; s < p->nsteps; s++) {
 		const ElimStep *st = &p->step[s];
 		int ev[PC_MAX_MONOMIALS + 1], ne = 0, mv[PC_MAX_VARS], nm = 0;
@@ -84,9 +86,11 @@ static void emit_steps(Emitter *E, const Plan *p)
 		const ElimStep *st = &p->step[s];
 		int ne = popcount32((uint32_t)st->edges) + popcount32((uint32_t)(st->edges >> 32)) +
 		         (bias_edge(g, st->var) >= 0);
-		emit_line(E, "{%d, 0x%x, %d, %s_step%d_edges, %d, %s_step%d_msgs, %d},",
-		          st->var, (unsigned)st->scope, ne, kn, s, popcount32(st->msgs),
-		          kn, s, st->values);
+		emit_line(E, "{.var = %d, .scope = %s, .nedges = %d, .edges = "
+		          "%s_step%d_edges, .nmsgs = %d, .msgs = %s_step%d_msgs, "
+		          ".values = %d},", st->var,
+		          emit_vars(name, sizeof name, st->scope), ne, kn, s,
+		          popcount32(st->msgs), kn, s, st->values);
 	}
 	E->indent--;
 	emit_line(E, "};");
@@ -115,8 +119,8 @@ void emit_elim_kernel(Emitter *E, const Plan *p, const char *entry)
 	emit_edges(E, p);
 	emit_steps(E, p);
 	emit_open(E, "static const pa_elim_plan %s_plan =", k->name);
-	emit_line(E, "%d, %s_edges, %d, %s_steps,", g->nedges + nbias, k->name,
-	          p->nsteps, k->name);
+	emit_line(E, ".nedges = %d, .edges = %s_edges,", g->nedges + nbias, k->name);
+	emit_line(E, ".nsteps = %d, .steps = %s_steps,", p->nsteps, k->name);
 	E->indent--;
 	emit_line(E, "};");
 	emit_line(E, "");

@@ -172,7 +172,10 @@ static void emit_keys(Emitter *E, const Plan *p, const Message *msg)
 		declare_rows(E, k, m, msg->var);
 		side_product(prod, sizeof prod, k, m, msg->var);
 		emit_line(E, "for (int l = 0; l < %d; l++)", k->head_dim);
-		emit_line(E, "\tkt[(%d + l) * PA_BK] = %s;", a * k->head_dim, prod);
+		if (a == 0)
+			emit_line(E, "\tkt[l * PA_BK] = %s;", prod);
+		else
+			emit_line(E, "\tkt[(%d + l) * PA_BK] = %s;", a * k->head_dim, prod);
 		emit_close(E);
 	}
 }
@@ -261,7 +264,8 @@ static void emit_prepare(Emitter *E, const Plan *p, int j, const Message *msg)
 	emit_line(E, "static void %s_prepare_x%d(int64_t batch, int64_t n,", k->name, j);
 	emit_open(E, "\tconst float *const in[], const struct %s_work *w)", k->name);
 	emit_line(E, "const int64_t nb = (n + PA_BK - 1) / PA_BK, np = nb * PA_BK;");
-	emit_line(E, "(void)in;");
+	if (!msg && !(k->values >> j & 1) && !p->g->nbias[j])
+		emit_line(E, "(void)in; /* a root with neither values nor biases */");
 	emit_line(E, "#pragma omp parallel for collapse(2) schedule(static)");
 	emit_open(E, "for (int64_t b = 0; b < batch; b++)");
 	emit_open(E, "for (int64_t r = 0; r < np; r++)");
@@ -384,6 +388,16 @@ static void emit_carves(Emitter *E, const Buf *b, int nb, bool only_kept)
 			          b[i].name, b[i].rows, b[i].cols);
 }
 
+/* any_buf: some buffer of b[0..nb) has rows `rows` (NULL: any), and is
+ * kept when `kept`. */
+static bool any_buf(const Buf *b, int nb, const char *rows, bool kept)
+{
+	for (int i = 0; i < nb; i++)
+		if ((!rows || strcmp(b[i].rows, rows) == 0) && (!kept || b[i].kept))
+			return true;
+	return false;
+}
+
 /* emit_workspace: allocate ws and point the struct w at it, the kept
  * buffers at `base` when it is not NULL (saved). */
 static void emit_workspace(Emitter *E, const Plan *p, const Buf *b, int nb,
@@ -395,7 +409,8 @@ static void emit_workspace(Emitter *E, const Plan *p, const Buf *b, int nb,
 	emit_line(E, "if (!ws)");
 	emit_line(E, "\treturn PA_ERR_NOMEM;");
 	emit_line(E, "float *const base = %s ? %s : ws;", base, base);
-	emit_line(E, "(void)base;");
+	if (!any_buf(b, nb, NULL, true))
+		emit_line(E, "(void)base; /* no buffer is kept */");
 	emit_open(E, "const struct %s_work w =", p->g->k->name);
 	for (int i = 0; i < nb; i++)
 		emit_line(E, ".%s = %s + at_%s,", b[i].name, b[i].kept ? "base" : "ws",
@@ -419,7 +434,10 @@ static void emit_run(Emitter *E, const Plan *p, const Buf *b, int nb,
 	emit_line(E, "size_t total = 0, kept = 0;");
 	emit_line(E, "size_t *const keep = saved ? &kept : &total;");
 	emit_carves(E, b, nb, false);
-	emit_line(E, "(void)np, (void)keep;");
+	if (!any_buf(b, nb, "np", false))
+		emit_line(E, "(void)np; /* no buffer of padded rows */");
+	if (!any_buf(b, nb, NULL, true))
+		emit_line(E, "(void)keep; /* no buffer is kept */");
 	emit_workspace(E, p, b, nb, "saved");
 	for (int i = 0; i < p->nmsg; i++) {
 		emit_line(E, "%s_prepare_x%d(batch, n, inputs, &w);", k->name, p->msg[i].var);

@@ -400,6 +400,7 @@ void emit_open(Emitter *E, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void emit_close(Emitter *E);
 void emit_banner(Emitter *E);
+const char *emit_vars(char *buf, size_t size, uint32_t mask);
 void emit_program_c(Emitter *E, const Plan *plans, int nplans);
 void emit_program_h(Emitter *E, const Plan *plans, int nplans);
 void emit_info(Emitter *E, const Plan *p);

@@ -646,7 +646,6 @@ static pa_attend_fn compose3_attend_d64_v64(void)
 static void compose3_prepare_x4(int64_t batch, int64_t n,
 	const float *const in[], const struct compose3_work *w) {
 	const int64_t nb = (n + PA_BK - 1) / PA_BK, np = nb * PA_BK;
-	(void)in;
 	#pragma omp parallel for collapse(2) schedule(static)
 	for (int64_t b = 0; b < batch; b++) {
 		for (int64_t r = 0; r < np; r++) {
@@ -666,7 +665,7 @@ static void compose3_prepare_x4(int64_t batch, int64_t n,
 			{
 				const float *f5 = in[5] + row * 64;
 				for (int l = 0; l < 64; l++)
-					kt[(0 + l) * PA_BK] = f5[l];
+					kt[l * PA_BK] = f5[l];
 			}
 			float *q = w->q4 + row * 64;
 			/* queries: x3's side of monomial 2, times scale * c */
@@ -706,7 +705,6 @@ static void compose3_send_x4(int64_t batch, int64_t n, const struct compose3_wor
 static void compose3_prepare_x3(int64_t batch, int64_t n,
 	const float *const in[], const struct compose3_work *w) {
 	const int64_t nb = (n + PA_BK - 1) / PA_BK, np = nb * PA_BK;
-	(void)in;
 	#pragma omp parallel for collapse(2) schedule(static)
 	for (int64_t b = 0; b < batch; b++) {
 		for (int64_t r = 0; r < np; r++) {
@@ -726,7 +724,7 @@ static void compose3_prepare_x3(int64_t batch, int64_t n,
 			{
 				const float *f3 = in[3] + row * 64;
 				for (int l = 0; l < 64; l++)
-					kt[(0 + l) * PA_BK] = f3[l];
+					kt[l * PA_BK] = f3[l];
 			}
 			float *q = w->q3 + row * 64;
 			/* queries: x2's side of monomial 1, times scale * c */
@@ -767,7 +765,6 @@ static void compose3_send_x3(int64_t batch, int64_t n, const struct compose3_wor
 static void compose3_prepare_x2(int64_t batch, int64_t n,
 	const float *const in[], const struct compose3_work *w) {
 	const int64_t nb = (n + PA_BK - 1) / PA_BK, np = nb * PA_BK;
-	(void)in;
 	#pragma omp parallel for collapse(2) schedule(static)
 	for (int64_t b = 0; b < batch; b++) {
 		for (int64_t r = 0; r < np; r++) {
@@ -787,7 +784,7 @@ static void compose3_prepare_x2(int64_t batch, int64_t n,
 			{
 				const float *f1 = in[1] + row * 64;
 				for (int l = 0; l < 64; l++)
-					kt[(0 + l) * PA_BK] = f1[l];
+					kt[l * PA_BK] = f1[l];
 			}
 			float *q = w->q2 + row * 64;
 			/* queries: x1's side of monomial 0, times scale * c */
@@ -865,14 +862,12 @@ static pa_status compose3_run(int64_t batch, int64_t n, const float *const input
 	const size_t at_lse2 = pa_carve(keep, batch, n, 1);
 	const size_t at_pv2 = pa_carve(&total, batch, np, 64);
 	const size_t at_o2 = pa_carve(keep, batch, n, 64);
-	(void)np, (void)keep;
 	if (total == SIZE_MAX || kept == SIZE_MAX)
 		return PA_ERR_ARGUMENT;
 	float *ws = pa_alloc(total);
 	if (!ws)
 		return PA_ERR_NOMEM;
 	float *const base = saved ? saved : ws;
-	(void)base;
 	const struct compose3_work w = {
 		.q4 = ws + at_q4,
 		.kt4 = ws + at_kt4,
@@ -968,7 +963,6 @@ pa_status compose3_backward(int64_t batch, int64_t n, const float *const inputs[
 	if (!ws)
 		return PA_ERR_NOMEM;
 	float *const base = kept_base ? kept_base : ws;
-	(void)base;
 	const struct compose3_work w = {
 		.q4 = ws + at_q4,
 		.kt4 = ws + at_kt4,

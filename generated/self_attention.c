@@ -634,7 +634,6 @@ static pa_attend_fn self_attention_attend_d64_v64(void)
 static void self_attention_prepare_x2(int64_t batch, int64_t n,
 	const float *const in[], const struct self_attention_work *w) {
 	const int64_t nb = (n + PA_BK - 1) / PA_BK, np = nb * PA_BK;
-	(void)in;
 	#pragma omp parallel for collapse(2) schedule(static)
 	for (int64_t b = 0; b < batch; b++) {
 		for (int64_t r = 0; r < np; r++) {
@@ -654,7 +653,7 @@ static void self_attention_prepare_x2(int64_t batch, int64_t n,
 			{
 				const float *f1 = in[1] + row * 64;
 				for (int l = 0; l < 64; l++)
-					kt[(0 + l) * PA_BK] = f1[l];
+					kt[l * PA_BK] = f1[l];
 			}
 			float *q = w->q2 + row * 64;
 			/* queries: x1's side of monomial 0, times scale * c */
@@ -719,14 +718,12 @@ static pa_status self_attention_run(int64_t batch, int64_t n, const float *const
 	const size_t at_lse2 = pa_carve(keep, batch, n, 1);
 	const size_t at_pv2 = pa_carve(&total, batch, np, 64);
 	const size_t at_o2 = pa_carve(keep, batch, n, 64);
-	(void)np, (void)keep;
 	if (total == SIZE_MAX || kept == SIZE_MAX)
 		return PA_ERR_ARGUMENT;
 	float *ws = pa_alloc(total);
 	if (!ws)
 		return PA_ERR_NOMEM;
 	float *const base = saved ? saved : ws;
-	(void)base;
 	const struct self_attention_work w = {
 		.q2 = ws + at_q2,
 		.kt2 = ws + at_kt2,
@@ -790,7 +787,6 @@ pa_status self_attention_backward(int64_t batch, int64_t n, const float *const i
 	if (!ws)
 		return PA_ERR_NOMEM;
 	float *const base = kept_base ? kept_base : ws;
-	(void)base;
 	const struct self_attention_work w = {
 		.q2 = ws + at_q2,
 		.kt2 = ws + at_kt2,

@@ -16,6 +16,10 @@
 #include "pa_math.h"
 #include "pa_simd.h"
 
+/* The bit of variable x_j in a set of variables (generated tables write
+ * {x1, x3} as PA_X(1) | PA_X(3)). */
+#define PA_X(j) (UINT32_C(1) << (j))
+
 /* Rows of keys per packed panel (a panel of 64-column keys and payload is
  * 16 KB: it stays in L1 while a tile of queries uses it). */
 #define PA_BK 32
