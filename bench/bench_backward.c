@@ -1,5 +1,5 @@
 /*
- * bench_backward.c - how fast polyc's training pair runs (DESIGN §8): for
+ * bench_backward.c - how fast polyc's training pair runs (doc/training.md): for
  * self-attention x1*x2 at n = 1024 and 4096 and the 2-edge path x1*x2 +
  * x2*x3 (values on x3) at n = 1024, 4096 and 16384, head_dim = value_dim =
  * 64, scale 0.125, it prints the median seconds of the plain forward K,

@@ -1,5 +1,6 @@
 /*
- * approx.c - the approximate algorithm (DESIGN §3, the polynomial method).
+ * approx.c - the approximate algorithm, the polynomial method
+ * (doc/design.md, "Approximation: the polynomial method").
  *
  * Every edge's exp(score) becomes its even-degree Taylor polynomial, which
  * factors through feature maps: exp(Σ_i w_i Π_v a_v[i]) ≈ Σ_α ω_α Π_v φ_α(a_v)
@@ -13,7 +14,8 @@
  * |u| ≤ X = Σ_m |scale·c_m|·head_dim·B^k_m.  Taylor's remainder
  * e^ξ·u^(P+1)/(P+1)!, ξ between 0 and u, bounds the relative error of
  * exp(u) by e^X·X^(P+1)/(P+1)! (e^(ξ-u) ≤ e^X for u < 0 and ≤ 1 otherwise;
- * DESIGN's e^(2X)·… is the looser form of the same bound).  The tolerance
+ * the cruder e^(2X)·… form of the same bound would ask for higher
+ * degrees).  The tolerance
  * is shared by the E edges: each gets (1 + tolerance)^(1/E) − 1, so the
  * product of E factors stays within the tolerance.  An even P keeps every
  * Taylor polynomial positive, so weights stay positive.

@@ -1,5 +1,6 @@
 /*
- * emit_tree.c - C for the exact tree plan (DESIGN §3).
+ * emit_tree.c - C for the exact tree plan (doc/design.md, "Trees: message
+ * passing").
  *
  * Every message x_j → x_p is one attention pass: the rows of x_p are the
  * queries, the rows of x_j the keys, with x_j's own biases and the

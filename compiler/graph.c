@@ -1,5 +1,6 @@
 /*
- * graph.c - the monomial hypergraph of a kernel and its class (DESIGN §2).
+ * graph.c - the monomial hypergraph of a kernel and its class
+ * (doc/design.md, "Classes").
  *
  * Vertices are the variables x1 … xt.  Each monomial touching two or more
  * distinct variables is a hyperedge over that set; monomials over the same

@@ -1,13 +1,14 @@
 /*
  * plan.c - choose how a kernel is computed.
  *
- * A tree-class kernel becomes message passing (DESIGN §3): every component
- * is rooted (x1's at x1, the others at their lowest variable) and every
- * non-root variable sends its parent one attention-like message, children
- * before parents.  Other classes get variable elimination: x2 … xt are
- * summed out in a min-fill order (DESIGN §3), each step leaving a message
- * over the variables it touched.  The plan also carries the cost model
- * that --explain prints.
+ * A tree-class kernel becomes message passing (doc/design.md, "Trees:
+ * message passing"): every component is rooted (x1's at x1, the others
+ * at their lowest variable) and every non-root variable sends its parent
+ * one attention-like message, children before parents.  Other classes get
+ * variable elimination: x2 … xt are summed out in a min-fill order
+ * (doc/design.md, "Other graphs"), each step leaving a message over the
+ * variables it touched.  The plan also carries the cost model that
+ * --explain prints.
  */
 #include "polyc.h"
 

@@ -317,7 +317,8 @@ typedef struct AStep {
 	double coef;             /* flops ≈ coef · n^npos */
 } AStep;
 
-/* The approximate algorithm of a kernel (DESIGN §3, polynomial method). */
+/* The approximate algorithm of a kernel (doc/design.md, "Approximation:
+ * the polynomial method"). */
 typedef struct Approx {
 	bool usable;             /* false: why says what stops it */
 	char why[320];

@@ -1,5 +1,6 @@
 /*
- * parser.y - the grammar of .poly files (DESIGN §4) and of -D definitions.
+ * parser.y - the grammar of .poly files (doc/design.md, "The .poly
+ * format") and of -D definitions.
  *
  * A pure bison parser over the reentrant scanner of lexer.l.  It describes
  * and nothing more: every action is one call to a constructor of

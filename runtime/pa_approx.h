@@ -1,6 +1,6 @@
 /*
- * pa_approx.h - the approximate engine (DESIGN §3, the polynomial method):
- * a tensor network that polyc plans and prints into the generated C as
+ * pa_approx.h - the approximate engine (doc/design.md, "Approximation:
+ * the polynomial method"): a tensor network that polyc plans and prints into the generated C as
  * constant tables, contracted here in time linear in n.
  *
  * Every edge e (the monomials over one set of ≥ 2 variables) has the score

@@ -1,7 +1,7 @@
 /*
  * pa_elim.h - the exact engine for graphs that are not trees (cyclic or
- * high-degree, DESIGN §3): variable elimination driven by a plan that polyc
- * computes and prints into the generated C as constant tables.
+ * high-degree; doc/design.md, "Other graphs"): variable elimination
+ * driven by a plan that polyc computes and prints into the generated C as constant tables.
  *
  * Variables x2 … xt are summed out one at a time in the plan's order.  The
  * step that sums out x_j reads every factor still holding x_j (the edges of

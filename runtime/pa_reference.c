@@ -1,12 +1,12 @@
 /*
- * pa_reference.c - the definition of poly-attention (DESIGN §1), computed
- * by brute force in double precision: for each query position ℓ1, every
+ * pa_reference.c - the definition of poly-attention (doc/design.md, "The
+ * computation"), computed by brute force in double precision: for each query position ℓ1, every
  * tuple (ℓ2 … ℓt) of the other positions is scored and the softmax over
  * all of them weights the entrywise product of the value rows.  It knows
  * nothing of graphs or plans, only what K_info says, so it checks every
  * kernel polyc emits against the same formula.
  *
- * The backward (DESIGN §8) walks the same tuples twice per query: the
+ * The backward (doc/training.md) walks the same tuples twice per query: the
  * first pass is the forward's (the running maximum, the denominator and
  * out[ℓ1]), the second spreads dL/ds(ℓ) and p(ℓ) over the entries of the
  * factor and value rows the tuple reads.

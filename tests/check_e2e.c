@@ -2,7 +2,7 @@
  * check_e2e.c - the end-to-end checks: every kernel that polyc compiled from
  * a list of polynomials (tests/e2e/polys*.txt, turned into kernels by
  * tests/e2e/mkcases.sh) is run on random inputs and compared with
- * pa_reference, the brute-force evaluator of DESIGN §1.
+ * pa_reference, the brute-force evaluator of doc/design.md, "The computation".
  *
  * The binary links one cases object and its table (e2e_kernels[]); each
  * kernel is one test of three loop test cases:
@@ -16,8 +16,8 @@
  *             weights by as much: HUGE_TOL allows 4 such roundings beyond
  *             TOL, the conditioning of softmax in float32, not a looser
  *             algorithm (rows without near-ties still agree within 1e-4);
- *   abi       K_info describes the inputs DESIGN §6 prescribes, the kernel
- *             returns PA_OK, writes every output and nothing around it, leaves
+ *   abi       K_info describes the inputs doc/design.md, "The binary
+ *             interface" prescribes, the kernel returns PA_OK, writes every output and nothing around it, leaves
  *             its inputs alone, and refuses bad arguments with the right code:
  *             NULL pointers, sizes ≤ 0 or overflowing, NaN and ±Inf in every
  *             input;
@@ -501,7 +501,7 @@ static void abi_once(int idx, int64_t n)
 	inputs_free(&in);
 }
 
-/* abi: kernel _i keeps the binary interface of DESIGN §6. */
+/* abi: kernel _i keeps the binary interface (doc/design.md). */
 START_TEST(abi)
 {
 	const pa_kernel_info *k = e2e_kernels[_i];

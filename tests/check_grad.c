@@ -200,7 +200,8 @@ static void reference_grads(Step *S)
 	ck_assert_int_eq(bad, PA_OK);
 }
 
-/* tuple_score: the score of tuple pos, in double (DESIGN's formula). */
+/* tuple_score: the score of tuple pos, in double (doc/design.md, "The
+ * computation"). */
 static double tuple_score(const pa_kernel_info *k, const float *const in[],
                           const int64_t *pos)
 {

@@ -1,6 +1,6 @@
 /*
  * check_graph.c - the graph, classifier and planner suites: the class of
- * every shape of DESIGN §2, how monomials merge into edges and biases, the
+ * every shape of doc/design.md's "Classes", how monomials merge into edges and biases, the
  * message order of tree plans, and the --explain text of the examples
  * against golden files.
  */

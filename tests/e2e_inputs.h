@@ -43,7 +43,7 @@ static inline bool skip_kernel(const pa_kernel_info *k)
 	return only && *only && strcmp(only, k->name) != 0;
 }
 
-/* is_tree: the kernel's graph is a forest (DESIGN §2). */
+/* is_tree: the kernel's graph is a forest (doc/design.md, "Classes"). */
 static inline bool is_tree(const pa_kernel_info *k)
 {
 	return strcmp(k->graph_class, "tree") == 0;
