@@ -35,6 +35,7 @@ typedef struct Options {
 	Action action;
 	const char *input, *output, *depfile;
 	bool md;                 /* -MD: write a dependency file */
+	bool mp;                 /* -MP: with a phony target for the input */
 	const char *defs[256];   /* -D key=value, in order */
 	int ndefs;
 	CcOptions cc;
@@ -74,6 +75,7 @@ static const char usage_text[] =
 "  --cc=PATH          the C compiler (default $POLYC_CC, else clang)\n"
 "  -MD                write a make dependency file (FILE.d, or -MF)\n"
 "  -MF FILE           where -MD writes the dependency file\n"
+"  -MP                add a phony target for the input to it\n"
 "  --help             print this help\n"
 "  --version          print the version\n"
 "\n"
@@ -150,7 +152,7 @@ static Action parse_emit(const char *kind)
 }
 
 enum { OPT_EMIT = 256, OPT_EXPLAIN, OPT_HELP, OPT_VERSION, OPT_CC, OPT_MD,
-       OPT_MF, OPT_XCC };
+       OPT_MF, OPT_MP, OPT_XCC };
 
 static void output_paths(Options *o);
 static void check_paths(const Options *o);
@@ -166,6 +168,7 @@ static void parse_options(Options *o, int argc, char **argv)
 		{"cc", required_argument, 0, OPT_CC},
 		{"MD", no_argument, 0, OPT_MD},
 		{"MF", required_argument, 0, OPT_MF},
+		{"MP", no_argument, 0, OPT_MP},
 		{"Xcc", required_argument, 0, OPT_XCC},
 		{"march", required_argument, 0, 'm'},
 		{0, 0, 0, 0},
@@ -207,6 +210,7 @@ static void parse_options(Options *o, int argc, char **argv)
 		case OPT_CC: o->cc.cc = optarg; break;
 		case OPT_MD: o->md = true; break;
 		case OPT_MF: o->depfile = optarg; break;
+		case OPT_MP: o->mp = true; break;
 		case OPT_XCC:
 			if (o->cc.nextra == 64)
 				usage_error("too many -Xcc options%s", "");
@@ -283,12 +287,17 @@ static void print_explain(FILE *f, void *ctx)
 	}
 }
 
-/* print_deps: "OUTPUT: INPUT" and a phony target for the input. */
+/* print_deps: "OUTPUT: INPUT", and with -MP a phony target for the
+ * input (make then survives a deleted .poly; CMake 3.20's depfile reader
+ * does not take it, so it is not the default, as with gcc). */
 static const char *dep_target;
+static bool dep_phony;
 static void print_deps(FILE *f, void *ctx)
 {
 	Unit *u = ctx;
-	fprintf(f, "%s: %s\n%s:\n", dep_target, u->src_path, u->src_path);
+	fprintf(f, "%s: %s\n", dep_target, u->src_path);
+	if (dep_phony)
+		fprintf(f, "%s:\n", u->src_path);
 }
 
 /* has_runtime_pic: whether the archive --emit=so links is there; if not,
@@ -346,6 +355,7 @@ static bool emit_outputs(const Options *o, Unit *u, Diag *d)
 	}
 	if (md) {
 		dep_target = out;
+		dep_phony = o->mp;
 		print_deps(dep.f, u);
 		ok = out_close(&dep, ok, d) && ok;
 	}

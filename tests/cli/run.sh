@@ -226,6 +226,17 @@ unwritable missing_dir_c "polyc: error: cannot write 'nodir/x.c': No such file o
 unwritable missing_depfile_dir "polyc: error: cannot write 'nodir/x.d': No such file or directory" -c -o x.o -MD -MF nodir/x.d
 unwritable missing_dir_so "polyc: error: cannot write 'nodir/x.so'" --emit=so -o nodir/x.so
 
+# -MD writes "OUTPUT: INPUT" alone (what CMake 3.20 reads), -MP adds the
+# phony target of the input.
+setup
+(cd "$dir" && "$polyc" "$src" -S -o a.c -MD && "$polyc" "$src" -S -o b.c -MD -MP) 2>"$dir/stderr"; st=$?
+why=
+if [ $st -ne 0 ]; then why="exit status $st: $(cat "$dir/stderr")"
+elif [ "$(cat "$dir/a.c.d")" != "a.c: $src" ]; then why="-MD wrote: $(cat "$dir/a.c.d")"
+elif [ "$(cat "$dir/b.c.d")" != "$(printf 'b.c: %s\n%s:' "$src" "$src")" ]; then why="-MD -MP wrote: $(cat "$dir/b.c.d")"
+fi
+result depfile_phony "$why"
+
 # A dependency file that cannot be written leaves no object either.
 setup
 (cd "$dir" && TMPDIR="$dir/tmp" "$polyc" "$src" -c -o x.o -MD -MF nodir/x.d 2>stderr); st=$?

@@ -6,8 +6,10 @@
 # with gcc (Debian's default compiler), a C++-only project, and one with
 # the Ninja generator.  Each program runs with --check, and a second
 # build of each must do nothing.  Run from the top of the tree (make
-# check-install); exits non-zero on the first failure.
+# check-install); exits non-zero on the first failure.  CMAKE names the
+# cmake to use (default cmake; the package needs 3.20 or later).
 set -eu
+cmake=${CMAKE:-cmake}
 top=$(pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/polyc-install.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -57,20 +59,20 @@ make -s -C "$work/make" CC=gcc compose2 strassen
 cmake_case() {
 	name=$1 src=$2 cc=$3 cxx=$4 gen=$5 prog=$6 poly=$7
 	b="$work/cmake/$name"
-	CC=$cc CXX=$cxx cmake -S "$src" -B "$b" ${gen:+-G "$gen"} \
+	CC=$cc CXX=$cxx "$cmake" -S "$src" -B "$b" ${gen:+-G "$gen"} \
 		-DCMAKE_PREFIX_PATH="$prefix" >"$b.log" 2>&1 ||
 		{ echo "check-install: cmake $name:"; cat "$b.log"; exit 1; }
-	cmake --build "$b" >>"$b.log" 2>&1 ||
+	"$cmake" --build "$b" >>"$b.log" 2>&1 ||
 		{ echo "check-install: cmake --build $name:"; cat "$b.log"; exit 1; }
 	echo "cmake $name: $("$b/$prog" 200 --check | tail -n 1)"
-	if [ "$gen" = Ninja ]; then again=$(cmake --build "$b" -- -d explain 2>&1)
-	else again=$(cmake --build "$b" 2>&1); fi
+	if [ "$gen" = Ninja ]; then again=$("$cmake" --build "$b" -- -d explain 2>&1)
+	else again=$("$cmake" --build "$b" 2>&1); fi
 	case $gen in
 	Ninja) echo "$again" | grep -q "no work to do" ;;
 	*) ! echo "$again" | grep -qE "\] polyc|Building|Linking" ;;
 	esac || { echo "check-install: a second build of $name is not a no-op:"; echo "$again"; exit 1; }
 	touch "$poly"
-	cmake --build "$b" 2>&1 | grep -q "\] polyc " ||
+	"$cmake" --build "$b" 2>&1 | grep -q "\] polyc " ||
 		{ echo "check-install: $name does not rebuild a touched .poly"; exit 1; }
 }
 
