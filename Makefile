@@ -35,7 +35,7 @@ COMPILER_SRC = compiler/ast.c compiler/diag.c compiler/parse.c \
 GRAMMAR_SRC  = $(B)/grammar/parser.c $(B)/grammar/lexer.c
 RUNTIME_SRC  = runtime/pa_status.c runtime/pa_reference.c runtime/pa_kernel.c \
                runtime/pa_elim.c runtime/pa_approx.c runtime/pa_edge.c \
-               runtime/pa_tree_grad.c
+               runtime/pa_tree_grad.c runtime/pa_threads.c
 TEST_SRC     = tests/check_main.c tests/check_parse.c tests/check_runtime.c \
                tests/check_graph.c tests/check_reference_grad.c tests/check_workspace.c
 EXAMPLES     = self_attention compose2 compose3 star strassen
@@ -76,7 +76,7 @@ $(B)/%.o: %.c
 
 # The elimination engine spreads its loops over threads.
 $(B)/runtime/pa_elim.o $(B)/runtime/pa_approx.o $(B)/runtime/pa_edge.o \
-$(B)/runtime/pa_tree_grad.o: override CFLAGS += -fopenmp
+$(B)/runtime/pa_tree_grad.o $(B)/runtime/pa_threads.o: override CFLAGS += -fopenmp
 # The backward's micro-kernels want their small loops unrolled.
 $(B)/runtime/pa_edge.o: override CFLAGS += -O3
 
@@ -126,6 +126,10 @@ $(E2E)/tree_h%/cases.poly $(E2E)/tree_h%/cases_table.c: tests/e2e/polys.txt test
 $(E2E)/general/cases.poly $(E2E)/general/cases_table.c: tests/e2e/polys_general.txt tests/e2e/mkcases.sh
 	sh tests/e2e/mkcases.sh tests/e2e/polys_general.txt "1 3 16" "1 5" $(E2E)/general
 
+# Tree edges of 20480 columns: the micro-kernels' scratch in the workspace.
+$(E2E)/wide/cases.poly $(E2E)/wide/cases_table.c: tests/e2e/polys_wide.txt tests/e2e/mkcases.sh
+	sh tests/e2e/mkcases.sh tests/e2e/polys_wide.txt "4096" "5" $(E2E)/wide
+
 $(E2E)/approx/cases.poly $(E2E)/approx/cases_table.c: tests/e2e/polys_approx.txt tests/e2e/mkcases.sh
 	sh tests/e2e/mkcases.sh tests/e2e/polys_approx.txt "2 3" "1 4" $(E2E)/approx
 
@@ -166,7 +170,8 @@ $(E2E)/check_approx_engine: tests/check_approx_engine.c $(LIBPA)
 	$(CC) $(CFLAGS) -fopenmp -Iruntime $< $(LIBPA) -lm -o $@
 
 e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine \
-     $(TREE_HEAD_DIMS:%=$(E2E)/grad_tree_h%)
+     $(TREE_HEAD_DIMS:%=$(E2E)/grad_tree_h%) $(E2E)/check_wide $(E2E)/grad_wide
+	echo "e2e wide"; $(E2E)/check_wide && $(E2E)/grad_wide
 	for i in $(ISAS); do for s in $(TREE_HEAD_DIMS:%=tree_h%); do \
 	  echo "e2e $$s, PA_ISA=$$i"; PA_ISA=$$i $(E2E)/check_$$s || exit 1; done; done
 	for i in $(ISAS); do for t in $(GRAD_THREADS); do for s in $(TREE_HEAD_DIMS:%=tree_h%); do \

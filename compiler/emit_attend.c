@@ -287,13 +287,14 @@ static void emit_payload_tile(Emitter *E, const Attend *a, const char *T)
 /* emit_prologue: the task's queries transposed, zero sums, maxima -inf. */
 static void emit_prologue(Emitter *E, const Attend *a)
 {
-	emit_line(E, "/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0 */");
-	emit_line(E, "float qt[%d][PA_TQ] __attribute__((aligned(64)));", a->dim);
+	emit_line(E, "/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0;");
+	emit_line(E, " * qt and the payload sums acc are the task's scratch */");
+	emit_line(E, "float (*const qt)[PA_TQ] = (float (*)[PA_TQ])scratch;");
 	emit_line(E, "float mx[PA_TQ] __attribute__((aligned(64)));");
 	emit_line(E, "float sum[PA_TQ] __attribute__((aligned(64)));");
 	emit_line(E, "float s[PA_BK][%d] __attribute__((aligned(64)));", QT);
 	if (a->dv)
-		emit_line(E, "float acc[%d][PA_TQ] __attribute__((aligned(64)));", a->dvp);
+		emit_line(E, "float (*const acc)[PA_TQ] = (float (*)[PA_TQ])(scratch + %d * PA_TQ);", a->dim);
 	else
 		emit_line(E, "(void)pv, (void)o;");
 	emit_open(E, "for (int i = 0; i < PA_TQ; i++)");
@@ -332,7 +333,8 @@ static void emit_variant(Emitter *E, const Attend *a)
 	emit_line(E, "static %svoid %s_attend_d%d_v%d_%s(int64_t nb, int rows,",
 	          S0(TARGET), a->kname, a->dim, a->dv, isa_shape[isa].suffix);
 	emit_line(E, "\tconst float *restrict q, const float *restrict kt, const float *restrict kb,");
-	emit_line(E, "\tconst float *restrict pv, float *restrict o, float *restrict lse)");
+	emit_line(E, "\tconst float *restrict pv, float *restrict o, float *restrict lse,");
+	emit_line(E, "\tfloat *restrict scratch)");
 	emit_open(E, "");
 	emit_prologue(E, a);
 	emit_line(E, "/* each panel of keys stays in cache while every tile of queries uses it */");

@@ -129,6 +129,19 @@ static int work_buffers(const Plan *p, Buf *b)
 	return nb;
 }
 
+/* scratch_cols: floats per query row of the widest micro-kernel's task
+ * scratch: the edge's columns and its payload's, padded. */
+static int scratch_cols(const Plan *p)
+{
+	int widest = 0;
+	for (int i = 0; i < p->nmsg; i++) {
+		const Message *m = &p->msg[i];
+		int cols = m->dim + (m->values ? padded(p->g->k->value_dim) : 0);
+		widest = cols > widest ? cols : widest;
+	}
+	return widest;
+}
+
 /* emit_work: the struct of workspace pointers. */
 static void emit_work(Emitter *E, const Plan *p, const Buf *b, int nb)
 {
@@ -138,6 +151,9 @@ static void emit_work(Emitter *E, const Plan *p, const Buf *b, int nb)
 	for (int i = 0; i < nb; i++)
 		emit_line(E, "float *%s; /* batch x %s x %d */", b[i].name, b[i].rows,
 		          b[i].cols);
+	if (p->nmsg)
+		emit_line(E, "float *scratch; /* threads x PA_TQ x %d: the micro-kernels' tasks */",
+		          scratch_cols(p));
 	if (!nb)
 		emit_line(E, "char unused;");
 	E->indent--;
@@ -316,7 +332,11 @@ static void emit_send(Emitter *E, const Plan *p, const Message *msg)
 	emit_line(E, "const int64_t nb = (n + PA_BK - 1) / PA_BK, np = nb * PA_BK;");
 	emit_line(E, "const int64_t tasks = (n + PA_TQ - 1) / PA_TQ;");
 	emit_line(E, "const pa_attend_fn attend = %s_attend_d%d_v%d();", k->name, msg->dim, dv);
-	emit_line(E, "#pragma omp parallel for collapse(2) schedule(dynamic)");
+	emit_line(E, "#pragma omp parallel");
+	emit_open(E, "");
+	emit_line(E, "float *const scratch = w->scratch + (size_t)pa_thread_num() * PA_TQ * %d;",
+	          scratch_cols(p));
+	emit_line(E, "#pragma omp for collapse(2) schedule(dynamic)");
 	emit_open(E, "for (int64_t b = 0; b < batch; b++)");
 	emit_open(E, "for (int64_t t = 0; t < tasks; t++)");
 	emit_line(E, "const int64_t end = (t + 1) * PA_TQ < n ? (t + 1) * PA_TQ : n;");
@@ -328,7 +348,8 @@ static void emit_send(Emitter *E, const Plan *p, const Message *msg)
 		          padded(dv), msg->var, dv);
 	else
 		emit_line(E, "\tNULL, NULL,");
-	emit_line(E, "\tw->lse%d + b * n + i);", msg->var);
+	emit_line(E, "\tw->lse%d + b * n + i, scratch);", msg->var);
+	emit_close(E);
 	emit_close(E);
 	emit_close(E);
 	emit_close(E);
@@ -378,7 +399,8 @@ static void emit_finish(Emitter *E, const Plan *p)
 /* emit_carves: the offsets of every buffer: the kept ones in saved
  * (counted by "kept") when the kernel trains, the others in the
  * workspace ("total"); with only_kept, the kept ones alone. */
-static void emit_carves(Emitter *E, const Buf *b, int nb, bool only_kept)
+static void emit_carves(Emitter *E, const Plan *p, const Buf *b, int nb,
+                        bool only_kept)
 {
 	for (int i = 0; i < nb; i++)
 		if (b[i].kept)
@@ -387,6 +409,9 @@ static void emit_carves(Emitter *E, const Buf *b, int nb, bool only_kept)
 		else if (!only_kept)
 			emit_line(E, "const size_t at_%s = pa_carve(&total, batch, %s, %d);",
 			          b[i].name, b[i].rows, b[i].cols);
+	if (!only_kept && p->nmsg)
+		emit_line(E, "const size_t at_scratch = pa_carve(&total, pa_max_threads(), PA_TQ, %d);",
+		          scratch_cols(p));
 }
 
 /* any_buf: some buffer of b[0..nb) has rows `rows` (NULL: any), and is
@@ -416,6 +441,8 @@ static void emit_workspace(Emitter *E, const Plan *p, const Buf *b, int nb,
 	for (int i = 0; i < nb; i++)
 		emit_line(E, ".%s = %s + at_%s,", b[i].name, b[i].kept ? "base" : "ws",
 		          b[i].name);
+	if (p->nmsg)
+		emit_line(E, ".scratch = ws + at_scratch,");
 	E->indent--;
 	emit_line(E, "};");
 }
@@ -434,7 +461,7 @@ static void emit_run(Emitter *E, const Plan *p, const Buf *b, int nb,
 	emit_line(E, "const int64_t np = (n + PA_BK - 1) / PA_BK * PA_BK;");
 	emit_line(E, "size_t total = 0, kept = 0;");
 	emit_line(E, "size_t *const keep = saved ? &kept : &total;");
-	emit_carves(E, b, nb, false);
+	emit_carves(E, p, b, nb, false);
 	if (!any_buf(b, nb, "np", false))
 		emit_line(E, "(void)np; /* no buffer of padded rows */");
 	if (!any_buf(b, nb, NULL, true))
@@ -476,7 +503,7 @@ static void emit_train(Emitter *E, const Plan *p, const Buf *b, int nb)
 	emit_line(E, "int64_t %s_saved_floats(int64_t batch, int64_t n)", k->name);
 	emit_open(E, "");
 	emit_line(E, "size_t kept = 0;");
-	emit_carves(E, b, nb, true);
+	emit_carves(E, p, b, nb, true);
 	emit_line(E, "return kept == SIZE_MAX || kept > INT64_MAX ? -1 : (int64_t)kept;");
 	emit_close(E);
 	emit_line(E, "");
@@ -529,7 +556,7 @@ static void emit_backward(Emitter *E, const Plan *p, const Buf *b, int nb)
 	emit_line(E, "const int64_t np = (n + PA_BK - 1) / PA_BK * PA_BK;");
 	emit_line(E, "size_t total = 0, kept = 0;");
 	emit_line(E, "size_t *const keep = &kept;");
-	emit_carves(E, b, nb, false);
+	emit_carves(E, p, b, nb, false);
 	emit_line(E, "(void)np, (void)keep;");
 	emit_line(E, "/* the prepare stages only read what saved holds */");
 	emit_line(E, "float *const kept_base = (float *)saved;");

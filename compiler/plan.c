@@ -174,30 +174,6 @@ static void plan_elim(Plan *p)
 	}
 }
 
-/* tree_fits: every message's micro-kernel keeps its queries and sums for
- * one task of query rows on the thread's stack: (key columns + payload
- * columns) · PC_TASK_ROWS floats must stay within PC_MAX_TASK_FLOATS.
- * False (reported at the kernel) when an edge merges too many wide
- * monomials. */
-static bool tree_fits(const Plan *p, Diag *d)
-{
-	const Kernel *k = p->g->k;
-	for (int i = 0; i < p->nmsg; i++) {
-		const Message *m = &p->msg[i];
-		int cols = m->dim + (m->values ? (k->value_dim + 15) / 16 * 16 : 0);
-		if ((long)cols * PC_TASK_ROWS > PC_MAX_TASK_FLOATS) {
-			diag_error(d, k->loc, "the edge {x%d, x%d} of kernel '%s' merges "
-			           "%d monomials of head_dim %d: %d key and payload columns "
-			           "exceed the %d a tree kernel handles",
-			           m->parent, m->var, k->name,
-			           p->g->edge[m->edge].nmono, k->head_dim, cols,
-			           PC_MAX_TASK_FLOATS / PC_TASK_ROWS);
-			return false;
-		}
-	}
-	return true;
-}
-
 /* warn_idle: a warning at each of bound, tolerance and fallback that k
  * gives although plan p runs the exact algorithm only, saying why. */
 static void warn_idle(const Plan *p, Diag *d)
@@ -258,7 +234,7 @@ bool plan_build(Plan *p, const Graph *g, Diag *d)
 	}
 	if (p->use == USE_EXACT)
 		warn_idle(p, d);
-	return !p->carry_exact || p->kind == PLAN_ELIM || tree_fits(p, d);
+	return true;
 }
 
 /* plan_seconds = the cost model's time of the exact plan at length n. */

@@ -29,8 +29,6 @@ enum {
 	PC_MAX_KERNELS = 256,    /* kernels per file */
 	PC_MAX_FILE = 1 << 20,   /* bytes per .poly file */
 	PC_MAX_ERRORS = 20,      /* errors shown before polyc stops showing them */
-	PC_TASK_ROWS = 64,       /* query rows of a tree micro-kernel task (PA_TQ) */
-	PC_MAX_TASK_FLOATS = 5 << 18, /* its stack scratch: 5 MB of an 8 MB stack */
 };
 
 /* ---------------------------------------------------------------- diag.c */

@@ -25,6 +25,7 @@ struct self_attention_work {
 	float *lse2; /* batch x n x 1 */
 	float *pv2; /* batch x np x 64 */
 	float *o2; /* batch x n x 64 */
+	float *scratch; /* threads x PA_TQ x 128: the micro-kernels' tasks */
 };
 
 /*
@@ -35,14 +36,16 @@ struct self_attention_work {
  */
 static void self_attention_attend_d64_v64_generic(int64_t nb, int rows,
 	const float *restrict q, const float *restrict kt, const float *restrict kb,
-	const float *restrict pv, float *restrict o, float *restrict lse)
+	const float *restrict pv, float *restrict o, float *restrict lse,
+	float *restrict scratch)
 {
-	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0 */
-	float qt[64][PA_TQ] __attribute__((aligned(64)));
+	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0;
+	 * qt and the payload sums acc are the task's scratch */
+	float (*const qt)[PA_TQ] = (float (*)[PA_TQ])scratch;
 	float mx[PA_TQ] __attribute__((aligned(64)));
 	float sum[PA_TQ] __attribute__((aligned(64)));
 	float s[PA_BK][4] __attribute__((aligned(64)));
-	float acc[64][PA_TQ] __attribute__((aligned(64)));
+	float (*const acc)[PA_TQ] = (float (*)[PA_TQ])(scratch + 64 * PA_TQ);
 	for (int i = 0; i < PA_TQ; i++) {
 		for (int d = 0; d < 64; d++)
 			qt[d][i] = i < rows ? q[i * 64 + d] : 0.0f;
@@ -256,14 +259,16 @@ static void self_attention_attend_d64_v64_generic(int64_t nb, int rows,
 #if defined(__x86_64__)
 static __attribute__((target("avx2,fma"))) void self_attention_attend_d64_v64_avx2(int64_t nb, int rows,
 	const float *restrict q, const float *restrict kt, const float *restrict kb,
-	const float *restrict pv, float *restrict o, float *restrict lse)
+	const float *restrict pv, float *restrict o, float *restrict lse,
+	float *restrict scratch)
 {
-	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0 */
-	float qt[64][PA_TQ] __attribute__((aligned(64)));
+	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0;
+	 * qt and the payload sums acc are the task's scratch */
+	float (*const qt)[PA_TQ] = (float (*)[PA_TQ])scratch;
 	float mx[PA_TQ] __attribute__((aligned(64)));
 	float sum[PA_TQ] __attribute__((aligned(64)));
 	float s[PA_BK][16] __attribute__((aligned(64)));
-	float acc[64][PA_TQ] __attribute__((aligned(64)));
+	float (*const acc)[PA_TQ] = (float (*)[PA_TQ])(scratch + 64 * PA_TQ);
 	for (int i = 0; i < PA_TQ; i++) {
 		for (int d = 0; d < 64; d++)
 			qt[d][i] = i < rows ? q[i * 64 + d] : 0.0f;
@@ -400,14 +405,16 @@ static __attribute__((target("avx2,fma"))) void self_attention_attend_d64_v64_av
 #if defined(__x86_64__)
 static __attribute__((target("avx512f"))) void self_attention_attend_d64_v64_avx512(int64_t nb, int rows,
 	const float *restrict q, const float *restrict kt, const float *restrict kb,
-	const float *restrict pv, float *restrict o, float *restrict lse)
+	const float *restrict pv, float *restrict o, float *restrict lse,
+	float *restrict scratch)
 {
-	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0 */
-	float qt[64][PA_TQ] __attribute__((aligned(64)));
+	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0;
+	 * qt and the payload sums acc are the task's scratch */
+	float (*const qt)[PA_TQ] = (float (*)[PA_TQ])scratch;
 	float mx[PA_TQ] __attribute__((aligned(64)));
 	float sum[PA_TQ] __attribute__((aligned(64)));
 	float s[PA_BK][64] __attribute__((aligned(64)));
-	float acc[64][PA_TQ] __attribute__((aligned(64)));
+	float (*const acc)[PA_TQ] = (float (*)[PA_TQ])(scratch + 64 * PA_TQ);
 	for (int i = 0; i < PA_TQ; i++) {
 		for (int d = 0; d < 64; d++)
 			qt[d][i] = i < rows ? q[i * 64 + d] : 0.0f;
@@ -676,15 +683,19 @@ static void self_attention_send_x2(int64_t batch, int64_t n, const struct self_a
 	const int64_t nb = (n + PA_BK - 1) / PA_BK, np = nb * PA_BK;
 	const int64_t tasks = (n + PA_TQ - 1) / PA_TQ;
 	const pa_attend_fn attend = self_attention_attend_d64_v64();
-	#pragma omp parallel for collapse(2) schedule(dynamic)
-	for (int64_t b = 0; b < batch; b++) {
-		for (int64_t t = 0; t < tasks; t++) {
-			const int64_t end = (t + 1) * PA_TQ < n ? (t + 1) * PA_TQ : n;
-			const int64_t i = t * PA_TQ;
-			attend(nb, (int)(end - i), w->q2 + (b * n + i) * 64,
-				w->kt2 + b * np * 64, w->kb2 + b * np,
-				w->pv2 + b * np * 64, w->o2 + (b * n + i) * 64,
-				w->lse2 + b * n + i);
+	#pragma omp parallel
+	{
+		float *const scratch = w->scratch + (size_t)pa_thread_num() * PA_TQ * 128;
+		#pragma omp for collapse(2) schedule(dynamic)
+		for (int64_t b = 0; b < batch; b++) {
+			for (int64_t t = 0; t < tasks; t++) {
+				const int64_t end = (t + 1) * PA_TQ < n ? (t + 1) * PA_TQ : n;
+				const int64_t i = t * PA_TQ;
+				attend(nb, (int)(end - i), w->q2 + (b * n + i) * 64,
+					w->kt2 + b * np * 64, w->kb2 + b * np,
+					w->pv2 + b * np * 64, w->o2 + (b * n + i) * 64,
+					w->lse2 + b * n + i, scratch);
+			}
 		}
 	}
 }
@@ -718,6 +729,7 @@ static pa_status self_attention_run(int64_t batch, int64_t n, const float *const
 	const size_t at_lse2 = pa_carve(keep, batch, n, 1);
 	const size_t at_pv2 = pa_carve(&total, batch, np, 64);
 	const size_t at_o2 = pa_carve(keep, batch, n, 64);
+	const size_t at_scratch = pa_carve(&total, pa_max_threads(), PA_TQ, 128);
 	if (total == SIZE_MAX || kept == SIZE_MAX)
 		return PA_ERR_ARGUMENT;
 	float *ws = pa_alloc(total);
@@ -731,6 +743,7 @@ static pa_status self_attention_run(int64_t batch, int64_t n, const float *const
 		.lse2 = base + at_lse2,
 		.pv2 = ws + at_pv2,
 		.o2 = base + at_o2,
+		.scratch = ws + at_scratch,
 	};
 	self_attention_prepare_x2(batch, n, inputs, &w);
 	self_attention_send_x2(batch, n, &w);
@@ -778,6 +791,7 @@ pa_status self_attention_backward(int64_t batch, int64_t n, const float *const i
 	const size_t at_lse2 = pa_carve(keep, batch, n, 1);
 	const size_t at_pv2 = pa_carve(&total, batch, np, 64);
 	const size_t at_o2 = pa_carve(keep, batch, n, 64);
+	const size_t at_scratch = pa_carve(&total, pa_max_threads(), PA_TQ, 128);
 	(void)np, (void)keep;
 	/* the prepare stages only read what saved holds */
 	float *const kept_base = (float *)saved;
@@ -794,6 +808,7 @@ pa_status self_attention_backward(int64_t batch, int64_t n, const float *const i
 		.lse2 = base + at_lse2,
 		.pv2 = ws + at_pv2,
 		.o2 = base + at_o2,
+		.scratch = ws + at_scratch,
 	};
 	self_attention_prepare_x2(batch, n, inputs, &w);
 	static const pa_tree_plan plan = {

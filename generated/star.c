@@ -37,6 +37,7 @@ struct star_work {
 	float *lse4; /* batch x n x 1 */
 	float *pv4; /* batch x np x 64 */
 	float *o4; /* batch x n x 64 */
+	float *scratch; /* threads x PA_TQ x 128: the micro-kernels' tasks */
 };
 
 /*
@@ -47,14 +48,16 @@ struct star_work {
  */
 static void star_attend_d64_v64_generic(int64_t nb, int rows,
 	const float *restrict q, const float *restrict kt, const float *restrict kb,
-	const float *restrict pv, float *restrict o, float *restrict lse)
+	const float *restrict pv, float *restrict o, float *restrict lse,
+	float *restrict scratch)
 {
-	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0 */
-	float qt[64][PA_TQ] __attribute__((aligned(64)));
+	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0;
+	 * qt and the payload sums acc are the task's scratch */
+	float (*const qt)[PA_TQ] = (float (*)[PA_TQ])scratch;
 	float mx[PA_TQ] __attribute__((aligned(64)));
 	float sum[PA_TQ] __attribute__((aligned(64)));
 	float s[PA_BK][4] __attribute__((aligned(64)));
-	float acc[64][PA_TQ] __attribute__((aligned(64)));
+	float (*const acc)[PA_TQ] = (float (*)[PA_TQ])(scratch + 64 * PA_TQ);
 	for (int i = 0; i < PA_TQ; i++) {
 		for (int d = 0; d < 64; d++)
 			qt[d][i] = i < rows ? q[i * 64 + d] : 0.0f;
@@ -268,14 +271,16 @@ static void star_attend_d64_v64_generic(int64_t nb, int rows,
 #if defined(__x86_64__)
 static __attribute__((target("avx2,fma"))) void star_attend_d64_v64_avx2(int64_t nb, int rows,
 	const float *restrict q, const float *restrict kt, const float *restrict kb,
-	const float *restrict pv, float *restrict o, float *restrict lse)
+	const float *restrict pv, float *restrict o, float *restrict lse,
+	float *restrict scratch)
 {
-	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0 */
-	float qt[64][PA_TQ] __attribute__((aligned(64)));
+	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0;
+	 * qt and the payload sums acc are the task's scratch */
+	float (*const qt)[PA_TQ] = (float (*)[PA_TQ])scratch;
 	float mx[PA_TQ] __attribute__((aligned(64)));
 	float sum[PA_TQ] __attribute__((aligned(64)));
 	float s[PA_BK][16] __attribute__((aligned(64)));
-	float acc[64][PA_TQ] __attribute__((aligned(64)));
+	float (*const acc)[PA_TQ] = (float (*)[PA_TQ])(scratch + 64 * PA_TQ);
 	for (int i = 0; i < PA_TQ; i++) {
 		for (int d = 0; d < 64; d++)
 			qt[d][i] = i < rows ? q[i * 64 + d] : 0.0f;
@@ -412,14 +417,16 @@ static __attribute__((target("avx2,fma"))) void star_attend_d64_v64_avx2(int64_t
 #if defined(__x86_64__)
 static __attribute__((target("avx512f"))) void star_attend_d64_v64_avx512(int64_t nb, int rows,
 	const float *restrict q, const float *restrict kt, const float *restrict kb,
-	const float *restrict pv, float *restrict o, float *restrict lse)
+	const float *restrict pv, float *restrict o, float *restrict lse,
+	float *restrict scratch)
 {
-	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0 */
-	float qt[64][PA_TQ] __attribute__((aligned(64)));
+	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0;
+	 * qt and the payload sums acc are the task's scratch */
+	float (*const qt)[PA_TQ] = (float (*)[PA_TQ])scratch;
 	float mx[PA_TQ] __attribute__((aligned(64)));
 	float sum[PA_TQ] __attribute__((aligned(64)));
 	float s[PA_BK][64] __attribute__((aligned(64)));
-	float acc[64][PA_TQ] __attribute__((aligned(64)));
+	float (*const acc)[PA_TQ] = (float (*)[PA_TQ])(scratch + 64 * PA_TQ);
 	for (int i = 0; i < PA_TQ; i++) {
 		for (int d = 0; d < 64; d++)
 			qt[d][i] = i < rows ? q[i * 64 + d] : 0.0f;
@@ -688,15 +695,19 @@ static void star_send_x2(int64_t batch, int64_t n, const struct star_work *w)
 	const int64_t nb = (n + PA_BK - 1) / PA_BK, np = nb * PA_BK;
 	const int64_t tasks = (n + PA_TQ - 1) / PA_TQ;
 	const pa_attend_fn attend = star_attend_d64_v64();
-	#pragma omp parallel for collapse(2) schedule(dynamic)
-	for (int64_t b = 0; b < batch; b++) {
-		for (int64_t t = 0; t < tasks; t++) {
-			const int64_t end = (t + 1) * PA_TQ < n ? (t + 1) * PA_TQ : n;
-			const int64_t i = t * PA_TQ;
-			attend(nb, (int)(end - i), w->q2 + (b * n + i) * 64,
-				w->kt2 + b * np * 64, w->kb2 + b * np,
-				w->pv2 + b * np * 64, w->o2 + (b * n + i) * 64,
-				w->lse2 + b * n + i);
+	#pragma omp parallel
+	{
+		float *const scratch = w->scratch + (size_t)pa_thread_num() * PA_TQ * 128;
+		#pragma omp for collapse(2) schedule(dynamic)
+		for (int64_t b = 0; b < batch; b++) {
+			for (int64_t t = 0; t < tasks; t++) {
+				const int64_t end = (t + 1) * PA_TQ < n ? (t + 1) * PA_TQ : n;
+				const int64_t i = t * PA_TQ;
+				attend(nb, (int)(end - i), w->q2 + (b * n + i) * 64,
+					w->kt2 + b * np * 64, w->kb2 + b * np,
+					w->pv2 + b * np * 64, w->o2 + (b * n + i) * 64,
+					w->lse2 + b * n + i, scratch);
+			}
 		}
 	}
 }
@@ -747,15 +758,19 @@ static void star_send_x3(int64_t batch, int64_t n, const struct star_work *w)
 	const int64_t nb = (n + PA_BK - 1) / PA_BK, np = nb * PA_BK;
 	const int64_t tasks = (n + PA_TQ - 1) / PA_TQ;
 	const pa_attend_fn attend = star_attend_d64_v64();
-	#pragma omp parallel for collapse(2) schedule(dynamic)
-	for (int64_t b = 0; b < batch; b++) {
-		for (int64_t t = 0; t < tasks; t++) {
-			const int64_t end = (t + 1) * PA_TQ < n ? (t + 1) * PA_TQ : n;
-			const int64_t i = t * PA_TQ;
-			attend(nb, (int)(end - i), w->q3 + (b * n + i) * 64,
-				w->kt3 + b * np * 64, w->kb3 + b * np,
-				w->pv3 + b * np * 64, w->o3 + (b * n + i) * 64,
-				w->lse3 + b * n + i);
+	#pragma omp parallel
+	{
+		float *const scratch = w->scratch + (size_t)pa_thread_num() * PA_TQ * 128;
+		#pragma omp for collapse(2) schedule(dynamic)
+		for (int64_t b = 0; b < batch; b++) {
+			for (int64_t t = 0; t < tasks; t++) {
+				const int64_t end = (t + 1) * PA_TQ < n ? (t + 1) * PA_TQ : n;
+				const int64_t i = t * PA_TQ;
+				attend(nb, (int)(end - i), w->q3 + (b * n + i) * 64,
+					w->kt3 + b * np * 64, w->kb3 + b * np,
+					w->pv3 + b * np * 64, w->o3 + (b * n + i) * 64,
+					w->lse3 + b * n + i, scratch);
+			}
 		}
 	}
 }
@@ -806,15 +821,19 @@ static void star_send_x4(int64_t batch, int64_t n, const struct star_work *w)
 	const int64_t nb = (n + PA_BK - 1) / PA_BK, np = nb * PA_BK;
 	const int64_t tasks = (n + PA_TQ - 1) / PA_TQ;
 	const pa_attend_fn attend = star_attend_d64_v64();
-	#pragma omp parallel for collapse(2) schedule(dynamic)
-	for (int64_t b = 0; b < batch; b++) {
-		for (int64_t t = 0; t < tasks; t++) {
-			const int64_t end = (t + 1) * PA_TQ < n ? (t + 1) * PA_TQ : n;
-			const int64_t i = t * PA_TQ;
-			attend(nb, (int)(end - i), w->q4 + (b * n + i) * 64,
-				w->kt4 + b * np * 64, w->kb4 + b * np,
-				w->pv4 + b * np * 64, w->o4 + (b * n + i) * 64,
-				w->lse4 + b * n + i);
+	#pragma omp parallel
+	{
+		float *const scratch = w->scratch + (size_t)pa_thread_num() * PA_TQ * 128;
+		#pragma omp for collapse(2) schedule(dynamic)
+		for (int64_t b = 0; b < batch; b++) {
+			for (int64_t t = 0; t < tasks; t++) {
+				const int64_t end = (t + 1) * PA_TQ < n ? (t + 1) * PA_TQ : n;
+				const int64_t i = t * PA_TQ;
+				attend(nb, (int)(end - i), w->q4 + (b * n + i) * 64,
+					w->kt4 + b * np * 64, w->kb4 + b * np,
+					w->pv4 + b * np * 64, w->o4 + (b * n + i) * 64,
+					w->lse4 + b * n + i, scratch);
+			}
 		}
 	}
 }
@@ -860,6 +879,7 @@ static pa_status star_run(int64_t batch, int64_t n, const float *const inputs[],
 	const size_t at_lse4 = pa_carve(keep, batch, n, 1);
 	const size_t at_pv4 = pa_carve(&total, batch, np, 64);
 	const size_t at_o4 = pa_carve(keep, batch, n, 64);
+	const size_t at_scratch = pa_carve(&total, pa_max_threads(), PA_TQ, 128);
 	if (total == SIZE_MAX || kept == SIZE_MAX)
 		return PA_ERR_ARGUMENT;
 	float *ws = pa_alloc(total);
@@ -885,6 +905,7 @@ static pa_status star_run(int64_t batch, int64_t n, const float *const inputs[],
 		.lse4 = base + at_lse4,
 		.pv4 = ws + at_pv4,
 		.o4 = base + at_o4,
+		.scratch = ws + at_scratch,
 	};
 	star_prepare_x2(batch, n, inputs, &w);
 	star_send_x2(batch, n, &w);
@@ -952,6 +973,7 @@ pa_status star_backward(int64_t batch, int64_t n, const float *const inputs[],
 	const size_t at_lse4 = pa_carve(keep, batch, n, 1);
 	const size_t at_pv4 = pa_carve(&total, batch, np, 64);
 	const size_t at_o4 = pa_carve(keep, batch, n, 64);
+	const size_t at_scratch = pa_carve(&total, pa_max_threads(), PA_TQ, 128);
 	(void)np, (void)keep;
 	/* the prepare stages only read what saved holds */
 	float *const kept_base = (float *)saved;
@@ -980,6 +1002,7 @@ pa_status star_backward(int64_t batch, int64_t n, const float *const inputs[],
 		.lse4 = base + at_lse4,
 		.pv4 = ws + at_pv4,
 		.o4 = base + at_o4,
+		.scratch = ws + at_scratch,
 	};
 	star_prepare_x2(batch, n, inputs, &w);
 	star_prepare_x3(batch, n, inputs, &w);

@@ -248,11 +248,7 @@ static EdgeJob shape_of(const pa_edge *e)
 /* max_threads: the threads a call may use. */
 static int max_threads(void)
 {
-#ifdef _OPENMP
-	return omp_get_max_threads();
-#else
-	return 1;
-#endif
+	return pa_max_threads();
 }
 
 /* pa_edge_floats: see pa_tree.h. */

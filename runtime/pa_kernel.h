@@ -67,9 +67,18 @@ void pa_free(float *p);
 void pa_softmax_average(int64_t n, const float *w, const float *rows,
                         int stride, int dim, float *out);
 
-/* A tree message's micro-kernel (see emit_attend.c in polyc). */
+/* The threads a parallel region may get here (a kernel sizes its
+ * per-thread scratch by it), and the number of the calling thread in its
+ * region. */
+int pa_max_threads(void);
+int pa_thread_num(void);
+
+/* A tree message's micro-kernel (see emit_attend.c in polyc); scratch is
+ * the task's own (dim + payload columns rounded up to 16) · PA_TQ floats,
+ * 64-byte aligned: its queries transposed and its payload sums. */
 typedef void (*pa_attend_fn)(int64_t nb, int rows, const float *q,
                              const float *kt, const float *kb,
-                             const float *pv, float *o, float *lse);
+                             const float *pv, float *o, float *lse,
+                             float *scratch);
 
 #endif /* PA_KERNEL_H */
