@@ -97,5 +97,8 @@ def measure(ns, budget: float, fit_from: int = FIT_FROM, log=print) -> dict:
         row["exp_both"] = (fit_exponent(row["n"], row["both"], fit_from)
                            if k.has_backward else None)
         row["fit_from"] = fit_from
+        row["exp_last"] = {key: fit_exponent(row["n"][-2:], row[key][-2:], 0)
+                           for key in ("fwd", "both")
+                           if len(row["n"]) >= 2 and row[key][-1] is not None}
         table[label] = row
     return table

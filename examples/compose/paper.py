@@ -13,7 +13,9 @@ table, with polyc's kernels doing the attention.
    n = 25 (length 51) for 12,000 steps on K seeds (default 1: tree1,
    self1, self2); --quick: n = 10, seed 0, tree1, self1 and self2 only;
 3. times forward and forward+backward of tree, path, Strassen and
-   3-tensor attention against n (cost.py);
+   3-tensor attention against n = 50 … 8,000, where each fits (cost.py);
+   --cost-only keeps the training runs of DIR/results.json and measures
+   the rest again;
 4. writes DIR/README.md (tables), accuracy_n*.png, cost.png and
    results.json, and prints, last,
    ``compose: tree1 <acc> self1 <acc> self2 <acc>`` (held-out accuracy
@@ -112,8 +114,8 @@ def accuracy_tables(records) -> str:
 def cost_table(table) -> str:
     ns = sorted({n for row in table.values() for n in row["n"]})
     lines = ["| mechanism | | " + " | ".join(f"n = {n:,}" for n in ns)
-             + " | growth exponent |",
-             "|---|---|" + "---|" * len(ns) + "---|"]
+             + " | growth exponent (fit) | between the two largest n |",
+             "|---|---|" + "---|" * len(ns) + "---|---|"]
     for label, row in table.items():
         for key, what in (("fwd", "forward"), ("both", "fwd+bwd")):
             cells = []
@@ -122,11 +124,14 @@ def cost_table(table) -> str:
                     cells.append("—")
                     continue
                 t = row[key][row["n"].index(n)]
-                cells.append("no backward yet" if t is None else f"{t * 1e3:.3g} ms")
+                cells.append("no backward yet" if t is None else
+                             f"{t:.3g} s" if t >= 1 else f"{t * 1e3:.3g} ms")
             e = row["exp_" + key]
             exp = "no backward yet" if e is None else f"{e:.2f}"
+            last = row["exp_last"].get(key)
+            last = "" if last is None else f"{last:.2f}"
             lines.append(f"| {label if key == 'fwd' else ''} | {what} | "
-                         + " | ".join(cells) + f" | {exp} |")
+                         + " | ".join(cells) + f" | {exp} | {last} |")
     return "\n".join(lines)
 
 
@@ -206,6 +211,8 @@ def write_report(out_dir, args, checks, records, table, claims, times):
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump(dict(runs=records, cost=table, gradcheck=checks, seconds=times), f)
     cmd = "make paper QUICK=1" if args.quick else "make paper"
+    kept = ("\nThe training runs are an earlier run's, kept by `paper.py --cost-only`;"
+            "\nthe gradient check and the cost table are this run's." if args.cost_only else "")
     imgs = "\n\n".join(f"![held-out accuracy, n = {n}](accuracy_n{n}.png)"
                        for n in sorted({r["n"] for r in records}))
     text = f"""# Function composition and the cost of each mechanism (`{cmd}`)
@@ -225,7 +232,7 @@ Machine: {platform.machine()}, {os.cpu_count()} cores (shared), torch
 {torch.__version__}; each training run in a process of its own on one
 thread, {args.jobs} at a time.  Wall time: gradient check
 {times['gradcheck']:.0f} s, training {times['training']:.0f} s, cost table
-{times['cost']:.0f} s, total {times['total']:.0f} s.
+{times['cost']:.0f} s, total {times['total']:.0f} s.{kept}
 
 ## Gradient check (before any training)
 
@@ -244,12 +251,14 @@ Every kernel used, against the float64 brute force of the definition
 
 ## Cost
 
-Seconds per call at batch 1, head_dim = value_dim = 64, best of up to 5
-calls; forward is the kernel (`K`), fwd+bwd the training forward
+Seconds per call at batch 1, head_dim = value_dim = 64, on
+{os.environ["OMP_NUM_THREADS"]} thread(s), best of up to 5 calls; forward is the kernel (`K`), fwd+bwd the training forward
 (`K_train`) and the backward (`K_backward`) through autograd.  Growth
 exponent: least-squares slope of log time against log n for n ≥
 {next(iter(table.values()))['fit_from']} (below it the call's fixed cost
-hides the growth).
+hides the growth), and the same slope between the two largest n measured.
+A size is left out (—) where the previous one, grown as n³, predicts
+more than a minute per call.
 
 {cost_table(table)}
 
@@ -271,7 +280,15 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "..", "..", "doc", "paper"))
     ap.add_argument("--jobs", type=int, default=3, help="runs at a time")
     ap.add_argument("--seeds25", type=int, default=1, help="seeds at n = 25")
+    ap.add_argument("--cost-only", action="store_true",
+                    help="keep the training runs of OUT/results.json, measure the rest again")
     args = ap.parse_args()
+    # One thread everywhere, the kernels' OpenMP included (set before the
+    # first kernel loads): the runs are processes of their own, and on a
+    # shared machine a thread that waits for a busy core stalls the
+    # others at every barrier, which the cost table would measure.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     t0 = time.perf_counter()
     times = {}
 
@@ -286,17 +303,22 @@ def main():
     times["gradcheck"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="paper-") as tmp:
-        records = run_all(plan(args), args.jobs, tmp)
-    times["training"] = time.perf_counter() - t
+    if args.cost_only:
+        with open(os.path.join(args.out, "results.json")) as f:
+            kept = json.load(f)
+        records, times["training"] = kept["runs"], kept["seconds"]["training"]
+    else:
+        with tempfile.TemporaryDirectory(prefix="paper-") as tmp:
+            records = run_all(plan(args), args.jobs, tmp)
+        times["training"] = time.perf_counter() - t
 
     t = time.perf_counter()
     if args.quick:
         table = cost.measure((50, 100, 200, 500), budget=2.0, fit_from=200)
     else:
-        table = cost.measure((50, 100, 500, 1000, 2000), budget=60.0)
+        table = cost.measure((50, 100, 500, 1000, 2000, 4000, 8000), budget=60.0)
     times["cost"] = time.perf_counter() - t
-    times["total"] = time.perf_counter() - t0
+    times["total"] = time.perf_counter() - t0 + (times["training"] if args.cost_only else 0)
 
     claims = must_show(records, table)
     write_report(args.out, args, checks, records, table, claims, times)
