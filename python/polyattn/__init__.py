@@ -175,7 +175,7 @@ class Kernel:
     def __call__(self, *inputs):
         r"""kernel(*inputs) -> Tensor or numpy.ndarray
 
-        Poly-attention of the inputs (DESIGN §1): for each query position
+        Poly-attention of the inputs (doc/design.md): for each query position
         ℓ1, the softmax over every tuple (ℓ2, …, ℓt) of the polynomial's
         score, weighting the entrywise product of the value rows.
 

@@ -1,6 +1,6 @@
 """Shared pieces of the polyattn tests: an empty cache per test session,
-and the definition of poly-attention by brute force in float64 (DESIGN
-§1), which the kernels' outputs and gradients are compared with."""
+and the definition of poly-attention by brute force in float64 (doc/design.md
+and doc/training.md), which the kernels' outputs and gradients are compared with."""
 import os
 import shutil
 import tempfile
