@@ -34,7 +34,7 @@ COMPILER_SRC = compiler/ast.c compiler/diag.c compiler/parse.c \
                compiler/names.c compiler/driver.c
 GRAMMAR_SRC  = $(B)/grammar/parser.c $(B)/grammar/lexer.c
 RUNTIME_SRC  = runtime/pa_status.c runtime/pa_reference.c runtime/pa_kernel.c \
-               runtime/pa_elim.c runtime/pa_approx.c runtime/pa_edge.c \
+               runtime/pa_elim.c runtime/pa_elim_grad.c runtime/pa_approx.c runtime/pa_edge.c \
                runtime/pa_tree_grad.c runtime/pa_threads.c
 TEST_SRC     = tests/check_main.c tests/check_parse.c tests/check_runtime.c \
                tests/check_graph.c tests/check_reference_grad.c tests/check_workspace.c
@@ -75,7 +75,7 @@ $(B)/%.o: %.c
 	$(CC) $(CFLAGS) $(CPPFLAGS) $(CHECK_CFLAGS) -c $< -o $@
 
 # The elimination engine spreads its loops over threads.
-$(B)/runtime/pa_elim.o $(B)/runtime/pa_approx.o $(B)/runtime/pa_edge.o \
+$(B)/runtime/pa_elim.o $(B)/runtime/pa_elim_grad.o $(B)/runtime/pa_approx.o $(B)/runtime/pa_edge.o \
 $(B)/runtime/pa_tree_grad.o $(B)/runtime/pa_threads.o: override CFLAGS += -fopenmp
 # The backward's micro-kernels want their small loops unrolled.
 $(B)/runtime/pa_edge.o: override CFLAGS += -O3
@@ -162,7 +162,8 @@ $(E2E)/grad_%: $(E2E)/check_grad.o $(E2E)/%/cases.o $(E2E)/%/cases_table.o $(LIB
 # lacks falls back to the widest it has).
 ISAS = generic avx2 avx512
 # The backward splits an edge over key panels with a query-side
-# accumulator per thread: 1 and 2 threads take different paths.
+# accumulator per thread (the elimination backward sums per-thread
+# copies): 1 and 2 threads take different paths.
 GRAD_THREADS = 1 2
 # The approximate engine on networks built by hand, against pa_reference.
 $(E2E)/check_approx_engine: tests/check_approx_engine.c $(LIBPA)
@@ -170,7 +171,8 @@ $(E2E)/check_approx_engine: tests/check_approx_engine.c $(LIBPA)
 	$(CC) $(CFLAGS) -fopenmp -Iruntime $< $(LIBPA) -lm -o $@
 
 e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine \
-     $(TREE_HEAD_DIMS:%=$(E2E)/grad_tree_h%) $(E2E)/check_wide $(E2E)/grad_wide
+     $(TREE_HEAD_DIMS:%=$(E2E)/grad_tree_h%) $(E2E)/check_wide $(E2E)/grad_wide \
+     $(E2E)/grad_general
 	echo "e2e wide"; $(E2E)/check_wide && $(E2E)/grad_wide
 	for i in $(ISAS); do for s in $(TREE_HEAD_DIMS:%=tree_h%); do \
 	  echo "e2e $$s, PA_ISA=$$i"; PA_ISA=$$i $(E2E)/check_$$s || exit 1; done; done
@@ -179,6 +181,9 @@ e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine
 	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/grad_$$s || exit 1; done; done; done
 	for i in $(ISAS); do echo "e2e general, PA_ISA=$$i"; \
 	  PA_ISA=$$i $(E2E)/check_general || exit 1; done
+	for i in $(ISAS); do for t in $(GRAD_THREADS); do \
+	  echo "grad general, PA_ISA=$$i, $$t thread(s)"; \
+	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/grad_general || exit 1; done; done
 	for i in $(ISAS); do echo "e2e approx, PA_ISA=$$i"; \
 	  PA_ISA=$$i $(E2E)/check_approx_engine || exit 1; \
 	  PA_ISA=$$i $(E2E)/check_approx || exit 1; done

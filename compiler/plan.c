@@ -244,10 +244,10 @@ double plan_seconds(const Plan *p, double n)
 }
 
 /* plan_trains: the kernel carries a backward (doc/training.md): every
- * exact tree plan does. */
+ * exact plan, tree or elimination, does. */
 bool plan_trains(const Plan *p)
 {
-	return p->kind == PLAN_TREE && p->use == USE_EXACT;
+	return p->use == USE_EXACT;
 }
 
 /* plan_algorithm = what K_info.algorithm says: the exact plan's name,

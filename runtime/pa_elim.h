@@ -51,4 +51,28 @@ pa_status pa_elim_run(const pa_kernel_info *k, const pa_elim_plan *p,
                       int64_t batch, int64_t n, const float *const inputs[],
                       float *out);
 
+/*
+ * Training (doc/training.md §6; runtime/pa_elim_grad.c).  saved holds, per
+ * batch entry, the log-normalizers and value vectors of the steps whose
+ * message does not hold x1 (O(n^|R|) floats each, as the forward's
+ * workspace; one float when there are none).  pa_elim_saved_floats is -1
+ * when the sizes overflow or a message would be too large.
+ */
+int64_t pa_elim_saved_floats(const pa_kernel_info *k, const pa_elim_plan *p,
+                             int64_t batch, int64_t n);
+
+/* The forward k->run, keeping saved; PA_ERR_NULL for a NULL saved. */
+pa_status pa_elim_train(const pa_kernel_info *k, const pa_elim_plan *p,
+                        int64_t batch, int64_t n, const float *const inputs[],
+                        float *out, float *saved);
+
+/* The backward: the steps in reverse order (polyattn.h's contract of
+ * K_backward: checks as pa_check_args and pa_check_grad_args, nothing
+ * written on any status but PA_OK, grad_inputs[i] written, NULL ones
+ * skipped). */
+pa_status pa_elim_backward(const pa_kernel_info *k, const pa_elim_plan *p,
+                           int64_t batch, int64_t n, const float *const inputs[],
+                           const float *out, const float *saved,
+                           const float *grad_out, float *const grad_inputs[]);
+
 #endif /* PA_ELIM_H */

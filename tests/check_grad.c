@@ -7,11 +7,14 @@
  * The binary links one cases object of tests/e2e/ and its table, like
  * check_e2e.c; each kernel is one test of these loop test cases:
  *   accuracy  scores of order 1, n in {1, 2, 7, 17, 64, 257} × batch {1, 3}
- *             as far as the reference's cost allows: train gives PA_OK, the
+ *             for a tree, {1, 2, 3, 5, 9} for an elimination plan (up to 8
+ *             variables: the reference costs n^t), as far as the
+ *             reference's cost allows: train gives PA_OK, the
  *             same output as the plain forward, and writes nothing past
  *             saved_floats; backward gives PA_OK and every input's gradient
  *             within TOL of the reference (below);
- *   huge      scores of ±1e4 (factors as in check_e2e.c's "huge"): every
+ *   huge      scores of ±1e4 (factors as in check_e2e.c's "huge"), n in
+ *             {2, 7, 64} for a tree, {2, 3, 5} for an elimination plan: every
  *             gradient finite and within HUGE_TOL, the float32 conditioning
  *             allowance the forward uses, no looser;
  *   partial   NULL gradient entries: the others are the same as when every
@@ -20,11 +23,11 @@
  *   statuses  NULL saved, grad_out or grad_inputs give PA_ERR_NULL, NaN or
  *             Inf in grad_out PA_ERR_NONFINITE, bad sizes PA_ERR_ARGUMENT,
  *             and in each case no gradient is written;
- *   nomem     (once per binary) the first tree kernel's backward with too
+ *   nomem     (once per binary) the first kernel's backward with too
  *             little address space returns PA_ERR_NOMEM, writes no gradient
  *             and leaks nothing.
- * A kernel without a backward (K_info.backward NULL) must not be a tree:
- * every tree kernel trains.
+ * Every exact kernel trains, tree or elimination (K_info.backward NULL
+ * fails the test).
  *
  * Error measure: per input, max |got − want| over its gradient divided by
  * max |want| over the same gradient (the size of that gradient); a
@@ -75,6 +78,10 @@ extern const char *const e2e_origins[];
 static const int64_t acc_sizes[] = {1, 2, 7, 17, 64, 257};
 static const int64_t acc_batches[] = {1, 3};
 static const int64_t huge_sizes[] = {2, 7, 64};
+/* Elimination kernels (up to 8 variables: the reference costs n^t) */
+static const int64_t elim_sizes[] = {1, 2, 3, 5, 9};
+static const int64_t elim_huge_sizes[] = {2, 3, 5};
+#define ELIM_SMALL_N 3       /* n always run for them */
 
 #define COUNT(a) ((int)(sizeof(a) / sizeof(a)[0]))
 
@@ -83,7 +90,8 @@ static bool size_ok(const pa_kernel_info *k, int64_t n, int64_t batch)
 {
 	const char *b = getenv("GRAD_BUDGET");
 	double budget = b && *b ? atof(b) : REF_BUDGET;
-	return n <= SMALL_N || 2 * ref_cost(k, n, batch) <= budget;
+	return n <= (is_tree(k) ? SMALL_N : ELIM_SMALL_N) ||
+	       2 * ref_cost(k, n, batch) <= budget;
 }
 
 /* what: "e2e_12 (polys.txt:21) 'x1*x2' head_dim 3 value_dim 5 n 7
@@ -371,14 +379,15 @@ static void check_grads(const Step *S, double tol, bool terms, const char *ctx)
 		printf("%s: worst %.3g\n", ctx, worst);
 }
 
-/* has_backward: the kernel trains; a tree must. */
+/* has_backward: the kernel trains; every exact one must. */
 static bool has_backward(int idx)
 {
 	const pa_kernel_info *k = e2e_kernels[idx];
 	if (skip_kernel(k))
 		return false;
 	if (!k->backward) {
-		ck_assert_msg(!is_tree(k), "%s: a tree kernel without a backward", k->name);
+		ck_assert_msg(strncmp(k->algorithm, "exact", 5) != 0,
+		              "%s: an exact kernel without a backward", k->name);
 		ck_assert(!k->train && !k->saved_floats);
 		return false;
 	}
@@ -418,10 +427,13 @@ START_TEST(accuracy)
 {
 	if (!has_backward(_i))
 		return;
-	for (int a = 0; a < COUNT(acc_sizes); a++)
+	const bool tree = is_tree(e2e_kernels[_i]);
+	const int64_t *sizes = tree ? acc_sizes : elim_sizes;
+	const int count = tree ? COUNT(acc_sizes) : COUNT(elim_sizes);
+	for (int a = 0; a < count; a++)
 		for (int c = 0; c < COUNT(acc_batches); c++)
-			if (size_ok(e2e_kernels[_i], acc_sizes[a], acc_batches[c]))
-				one_case(_i, acc_sizes[a], acc_batches[c], false);
+			if (size_ok(e2e_kernels[_i], sizes[a], acc_batches[c]))
+				one_case(_i, sizes[a], acc_batches[c], false);
 }
 END_TEST
 
@@ -431,9 +443,12 @@ START_TEST(huge)
 {
 	if (!has_backward(_i))
 		return;
-	for (int a = 0; a < COUNT(huge_sizes); a++)
-		if (size_ok(e2e_kernels[_i], huge_sizes[a], 1))
-			one_case(_i, huge_sizes[a], 1, true);
+	const bool tree = is_tree(e2e_kernels[_i]);
+	const int64_t *sizes = tree ? huge_sizes : elim_huge_sizes;
+	const int count = tree ? COUNT(huge_sizes) : COUNT(elim_huge_sizes);
+	for (int a = 0; a < count; a++)
+		if (size_ok(e2e_kernels[_i], sizes[a], 1))
+			one_case(_i, sizes[a], 1, true);
 }
 END_TEST
 

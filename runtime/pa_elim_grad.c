@@ -1,0 +1,977 @@
+/*
+ * pa_elim_grad.c - training for the variable-elimination engine
+ * (pa_elim.h, doc/training.md §6): what K_train keeps and K_backward.
+ *
+ * A step that sums out x_j is, at each tuple r of its R, a softmax over
+ * ℓj with weights p = exp(w − lse), w adding the edge scores and the
+ * log-normalizers of the messages it reads, and a weighted sum o of the
+ * payload V_j ⊙ Π_g o_g.  Its reverse, given the gradients dlse(r) and
+ * do(r) reaching its message (FlashAttention-2's identity Σ p⟨do, pay⟩ =
+ * ⟨do, o⟩):
+ *
+ *     dw(ℓj)   = p(ℓj) · (dlse + ⟨do, pay(ℓj)⟩ − ⟨do, o⟩)
+ *     dpay(ℓj) = p(ℓj) · do
+ *
+ * dw goes to every edge score the weight adds (a bias entry, a table
+ * entry, or the two sides of a monomial over three or more variables)
+ * and to the log-normalizers of the messages read; dpay splits over the
+ * payload's factors (V_j and the messages' value vectors, each getting
+ * the product of the others).  The steps run in reverse plan order, so a
+ * message's gradient is complete when its own step is reversed.
+ *
+ * Steps whose message holds x1 run per query position ℓ1: for each ℓ1 a
+ * thread recomputes them forward in its own buffers and reverses them at
+ * once.  Steps without x1 run once; K_train keeps their messages in
+ * saved.  What several threads add to (factor gradients, the gradients of
+ * edge tables whose rows are not x1's, of messages that run once) has a
+ * copy per thread, summed in thread order: the result does not depend on
+ * timing.  Edge tables' gradients become factor gradients at the end, by
+ * the product rule over each monomial's occurrences.
+ */
+#include "pa_elim.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pa_kernel.h"
+
+#define GV 16                   /* variables x1 … x16 */
+#define GE 64                   /* edges */
+#define MAX_ROWS ((int64_t)1 << 34) /* rows one message may hold, as the forward */
+
+typedef enum EdgeKind {
+	EK_BIAS,                 /* one variable: a vector over x_j */
+	EK_TABLE,                /* two: an n × n table, rows for x_a */
+	EK_HIGH,                 /* three or more: x_j's side of each monomial */
+} EdgeKind;
+
+/* An edge as the backward reads it. */
+typedef struct Edge {
+	EdgeKind kind;
+	int var;                 /* x_j, summed out by the step that reads it */
+	int other;               /* EK_TABLE: x_a */
+	int dim;                 /* EK_HIGH: nmono · head_dim */
+	bool shared;             /* EK_TABLE with x_a = x1: a query owns its row */
+} Edge;
+
+/* A step's enumeration, as pa_elim.c's. */
+typedef struct Step {
+	bool per_query;          /* x1 ∈ R */
+	int nvars, vars[GV];     /* R without x1 */
+	int64_t rows;            /* n^nvars */
+	int64_t stride[GV + 1];  /* index step of each variable, 0 if absent */
+} Step;
+
+/* One thread's buffers: per-query messages, scratch and gradient sums. */
+typedef struct Sink {
+	float *lse[GV], *o[GV];  /* per-query messages */
+	float *dlse[GV], *dom[GV]; /* their gradients */
+	float *glse[GV], *gom[GV]; /* gradients of messages that run once */
+	float *dedge[GE];        /* bias: n; table (not shared): n × n; high: n × dim */
+	float **df;              /* per input: n × cols */
+	float *w, *p, *pay, *q, *dq;
+	float *block;
+} Sink;
+
+/* One call. */
+typedef struct Grad {
+	const pa_kernel_info *k;
+	const pa_elim_plan *p;
+	int64_t n;
+	int hd, vd, nin, qtot, threads;
+	int *first, *degree;     /* per monomial */
+	float *weight;           /* scale · c_m */
+	int value_in[GV + 1];
+	Edge edge[GE];
+	Step step[GV];
+	const float **in;        /* this batch entry's inputs */
+	float *etab[GE];         /* bias, table, or keys [ℓj][dim] */
+	float *dshared[GE];      /* shared tables' gradients */
+	const float *lse[GV], *o[GV]; /* messages that run once (in saved) */
+	float *tlse[GV], *tom[GV]; /* their gradients, summed over threads */
+	float *sa, *sb, *sd;     /* n × head_dim: sides of a table's monomial */
+	Sink *sink;
+} Grad;
+
+/* rows_of: n^k into *rows; false past MAX_ROWS. */
+static bool rows_of(int64_t n, int k, int64_t *rows)
+{
+	int64_t r = 1;
+	for (int i = 0; i < k; i++)
+		if (__builtin_mul_overflow(r, n, &r) || r > MAX_ROWS)
+			return false;
+	*rows = r;
+	return true;
+}
+
+/* setup_steps: enumeration of every step; false if a message is too large. */
+static bool setup_steps(Grad *G)
+{
+	for (int s = 0; s < G->p->nsteps; s++) {
+		Step *st = &G->step[s];
+		uint32_t scope = G->p->steps[s].scope;
+		int64_t stride = 1;
+		st->per_query = scope & 2u;
+		st->nvars = 0;
+		memset(st->stride, 0, sizeof st->stride);
+		for (int v = 2; v <= GV; v++)
+			if (scope >> v & 1u) {
+				st->vars[st->nvars++] = v;
+				st->stride[v] = stride;
+				stride = G->n > 0 && stride <= MAX_ROWS ? stride * G->n : stride;
+			}
+		if (!rows_of(G->n, st->nvars, &st->rows))
+			return false;
+	}
+	return true;
+}
+
+/* setup_edges: monomials, values and what kind each edge is. */
+static bool setup_edges(Grad *G)
+{
+	const pa_kernel_info *k = G->k;
+	G->first = calloc(k->num_monomials, sizeof *G->first);
+	G->degree = calloc(k->num_monomials, sizeof *G->degree);
+	G->weight = calloc(k->num_monomials, sizeof *G->weight);
+	if (!G->first || !G->degree || !G->weight)
+		return false;
+	for (int j = 0; j <= GV; j++)
+		G->value_in[j] = -1;
+	for (int i = k->num_inputs - 1; i >= 0; i--) {
+		const pa_input_desc *d = &k->inputs[i];
+		if (d->kind == PA_INPUT_VALUE)
+			G->value_in[d->variable] = i;
+		else
+			G->first[d->monomial] = i, G->degree[d->monomial]++;
+	}
+	for (int m = 0; m < k->num_monomials; m++)
+		G->weight[m] = (float)(k->scale * k->coefficients[m]);
+	G->qtot = 0;
+	for (int s = 0; s < G->p->nsteps; s++)
+		for (int a = 0; a < G->p->steps[s].nedges; a++) {
+			int e = G->p->steps[s].edges[a];
+			Edge *ed = &G->edge[e];
+			uint32_t others = G->p->edges[e].vars & ~(1u << G->p->steps[s].var);
+			ed->var = G->p->steps[s].var;
+			ed->kind = !others ? EK_BIAS : __builtin_popcount(others) == 1 ? EK_TABLE : EK_HIGH;
+			ed->other = ed->kind == EK_TABLE ? __builtin_ctz(others) : 0;
+			ed->shared = ed->kind == EK_TABLE && ed->other == 1;
+			ed->dim = G->p->edges[e].nmono * G->hd;
+			if (ed->kind == EK_HIGH)
+				G->qtot += ed->dim;
+		}
+	return true;
+}
+
+/* ------------------------------------------------------------- edges */
+
+/* factor: input i at row r, column l. */
+static float factor(const Grad *G, int i, int64_t r, int l)
+{
+	return G->in[i][r * G->hd + l];
+}
+
+/* side: the product over monomial m's occurrences on x_v (want) or not
+ * on x_v (!want) at column l; row r for x_v's, pos[var] for the others. */
+static float side(const Grad *G, int m, int v, bool want, const int64_t *pos,
+                  int64_t r, int l)
+{
+	float x = 1.0f;
+	for (int q = 0; q < G->degree[m]; q++) {
+		int i = G->first[m] + q, var = G->k->inputs[i].variable;
+		if ((var == v) == want)
+			x *= factor(G, i, want ? r : pos[var], l);
+	}
+	return x;
+}
+
+/* spread: for each occurrence q of monomial m chosen as side() chooses
+ * them: df[q][row_q][l] += c · g[l] · Π of the other chosen occurrences
+ * (the product rule; no division). */
+static void spread(const Grad *G, float *const *df, int m, int v, bool want,
+                   const int64_t *pos, int64_t r, const float *g, float c)
+{
+	const int f = G->first[m], hd = G->hd;
+	for (int q = 0; q < G->degree[m]; q++) {
+		int var = G->k->inputs[f + q].variable;
+		if ((var == v) != want)
+			continue;
+		int64_t row = want ? r : pos[var];
+		float *dst = df[f + q] + row * hd;
+		for (int l = 0; l < hd; l++) {
+			float x = c * g[l];
+			for (int o = 0; o < G->degree[m]; o++) {
+				int vo = G->k->inputs[f + o].variable;
+				if (o != q && (vo == v) == want)
+					x *= factor(G, f + o, want ? r : pos[vo], l);
+			}
+			dst[l] += x;
+		}
+	}
+}
+
+/* sides: sa = x_a's side of monomial m (times its weight), sb = x_j's,
+ * each n × head_dim. */
+static void sides(Grad *G, int m, int a, int j)
+{
+	#pragma omp parallel for schedule(static) num_threads(G->threads)
+	for (int64_t r = 0; r < G->n; r++)
+		for (int l = 0; l < G->hd; l++) {
+			G->sa[r * G->hd + l] = G->weight[m] * side(G, m, a, true, NULL, r, l);
+			G->sb[r * G->hd + l] = side(G, m, j, true, NULL, r, l);
+		}
+}
+
+/* prepare_edge: edge e's bias, table or keys for this batch entry. */
+static void prepare_edge(Grad *G, int e)
+{
+	const pa_elim_edge *pe = &G->p->edges[e];
+	const Edge *ed = &G->edge[e];
+	int64_t n = G->n;
+	int hd = G->hd;
+	float *t = G->etab[e];
+	if (ed->kind == EK_TABLE) {
+		memset(t, 0, (size_t)(n * n) * sizeof *t);
+		for (int i = 0; i < pe->nmono; i++) {
+			sides(G, pe->mono[i], ed->other, ed->var);
+			#pragma omp parallel for schedule(static) num_threads(G->threads)
+			for (int64_t ra = 0; ra < n; ra++)
+				for (int64_t rj = 0; rj < n; rj++) {
+					float dot = 0.0f;
+					for (int l = 0; l < hd; l++)
+						dot += G->sa[ra * hd + l] * G->sb[rj * hd + l];
+					t[ra * n + rj] += dot;
+				}
+		}
+		return;
+	}
+	#pragma omp parallel for schedule(static) num_threads(G->threads)
+	for (int64_t r = 0; r < n; r++) {
+		if (ed->kind == EK_BIAS) {
+			float b = 0.0f;
+			for (int i = 0; i < pe->nmono; i++)
+				for (int l = 0; l < hd; l++)
+					b += G->weight[pe->mono[i]] * side(G, pe->mono[i], ed->var, true, NULL, r, l);
+			t[r] = b;
+		} else {
+			for (int d = 0; d < ed->dim; d++)
+				t[r * ed->dim + d] = side(G, pe->mono[d / hd], ed->var, true, NULL, r, d % hd);
+		}
+	}
+}
+
+/* ---------------------------------------------------------- messages */
+
+/* msg_at: the index of message g's row at pos, x_j at 0; its step along
+ * x_j in *sj. */
+static int64_t msg_at(const Grad *G, int g, int j, const int64_t *pos, int64_t *sj)
+{
+	const Step *st = &G->step[g];
+	int64_t base = 0;
+	for (int i = 0; i < st->nvars; i++)
+		if (st->vars[i] != j)
+			base += pos[st->vars[i]] * st->stride[st->vars[i]];
+	*sj = st->stride[j];
+	return base;
+}
+
+static const float *msg_lse(const Grad *G, const Sink *S, int g)
+{
+	return G->step[g].per_query ? S->lse[g] : G->lse[g];
+}
+
+static const float *msg_o(const Grad *G, const Sink *S, int g)
+{
+	return G->step[g].per_query ? S->o[g] : G->o[g];
+}
+
+/* decode: the positions of step s's variables for tuple t. */
+static void decode(const Step *st, int64_t n, int64_t t, int64_t *pos)
+{
+	for (int i = 0; i < st->nvars; i++, t /= n)
+		pos[st->vars[i]] = t % n;
+}
+
+/* scores: S->w[ℓj] = step s's weight exponent at pos for every ℓj: its
+ * edges' scores and the log-normalizers of the messages it reads; the
+ * query sides of its high edges (times their weights) in S->q. */
+static void scores(const Grad *G, Sink *S, int s, const int64_t *pos)
+{
+	const pa_elim_step *ps = &G->p->steps[s];
+	const int64_t n = G->n;
+	float *w = S->w, *q = S->q;
+	memset(w, 0, (size_t)n * sizeof *w);
+	for (int a = 0; a < ps->nedges; a++) {
+		int e = ps->edges[a];
+		const Edge *ed = &G->edge[e];
+		const float *t = G->etab[e];
+		if (ed->kind == EK_BIAS || ed->kind == EK_TABLE) {
+			const float *row = t + (ed->kind == EK_TABLE ? pos[ed->other] * n : 0);
+			for (int64_t r = 0; r < n; r++)
+				w[r] += row[r];
+			continue;
+		}
+		const pa_elim_edge *pe = &G->p->edges[e];
+		for (int d = 0; d < ed->dim; d++) {
+			int m = pe->mono[d / G->hd];
+			q[d] = G->weight[m] * side(G, m, ps->var, false, pos, 0, d % G->hd);
+		}
+		for (int64_t r = 0; r < n; r++) {
+			float dot = 0.0f;
+			for (int d = 0; d < ed->dim; d++)
+				dot += q[d] * t[r * ed->dim + d];
+			w[r] += dot;
+		}
+		q += ed->dim;
+	}
+	for (int i = 0; i < ps->nmsgs; i++) {
+		int g = ps->msgs[i];
+		int64_t sj, base = msg_at(G, g, ps->var, pos, &sj);
+		const float *l = msg_lse(G, S, g) + base;
+		for (int64_t r = 0; r < n; r++)
+			w[r] += l[r * sj];
+	}
+}
+
+/* payload: pay[c] = V_j[r][c] · Π over the value-carrying messages read
+ * of o_g[c], at pos with x_j at r. */
+static void payload(const Grad *G, const Sink *S, int s, const int64_t *pos,
+                    int64_t r, float *pay)
+{
+	const pa_elim_step *ps = &G->p->steps[s];
+	const int vd = G->vd, vin = G->value_in[ps->var];
+	for (int c = 0; c < vd; c++)
+		pay[c] = vin >= 0 ? G->in[vin][r * vd + c] : 1.0f;
+	for (int i = 0; i < ps->nmsgs; i++) {
+		int g = ps->msgs[i];
+		if (!G->p->steps[g].values)
+			continue;
+		int64_t sj, base = msg_at(G, g, ps->var, pos, &sj);
+		const float *o = msg_o(G, S, g) + (base + r * sj) * vd;
+		for (int c = 0; c < vd; c++)
+			pay[c] *= o[c];
+	}
+}
+
+/* forward: step s at pos: its log-normalizer into *lse and, when it
+ * carries values, its value vector into o. */
+static void forward(const Grad *G, Sink *S, int s, const int64_t *pos,
+                    float *lse, float *o)
+{
+	const int64_t n = G->n;
+	const int vd = G->vd;
+	scores(G, S, s, pos);
+	float mx = -INFINITY, den = 0.0f;
+	for (int64_t r = 0; r < n; r++)
+		mx = S->w[r] > mx ? S->w[r] : mx;
+	for (int64_t r = 0; r < n; r++)
+		den += S->p[r] = pa_expf(S->w[r] - mx);
+	*lse = mx + logf(den);
+	if (!G->p->steps[s].values)
+		return;
+	for (int c = 0; c < vd; c++)
+		o[c] = 0.0f;
+	for (int64_t r = 0; r < n; r++) {
+		payload(G, S, s, pos, r, S->pay);
+		for (int c = 0; c < vd; c++)
+			o[c] += S->p[r] * S->pay[c];
+	}
+	for (int c = 0; c < vd; c++)
+		o[c] /= den;
+}
+
+/* A product of value vectors and where each factor's gradient goes. */
+typedef struct Factors {
+	int count;
+	const float *f[GV + 2];
+	float *g[GV + 2];        /* += there, or NULL */
+} Factors;
+
+static void add_factor(Factors *F, const float *f, float *g)
+{
+	F->f[F->count] = f;
+	F->g[F->count++] = g;
+}
+
+/* split: g_a += d ⊙ Π_{a' ≠ a} f_a' for every factor. */
+static void split(const Factors *F, const float *d, int vd)
+{
+	for (int a = 0; a < F->count; a++) {
+		if (!F->g[a])
+			continue;
+		for (int c = 0; c < vd; c++) {
+			float x = d[c];
+			for (int o = 0; o < F->count; o++)
+				if (o != a)
+					x *= F->f[o][c];
+			F->g[a][c] += x;
+		}
+	}
+}
+
+/* grad_lse, grad_o: where message g's gradients go: the thread's. */
+static float *grad_lse(const Sink *S, const Grad *G, int g)
+{
+	return G->step[g].per_query ? S->dlse[g] : S->glse[g];
+}
+
+static float *grad_o(const Sink *S, const Grad *G, int g)
+{
+	return G->step[g].per_query ? S->dom[g] : S->gom[g];
+}
+
+/* pay_factors: the payload of step s at pos, x_j at r, as factors whose
+ * gradients go to dV_j and the messages' do. */
+static void pay_factors(const Grad *G, const Sink *S, int s, const int64_t *pos,
+                        int64_t r, Factors *F)
+{
+	const pa_elim_step *ps = &G->p->steps[s];
+	const int vd = G->vd, vin = G->value_in[ps->var];
+	F->count = 0;
+	if (vin >= 0)
+		add_factor(F, G->in[vin] + r * vd, S->df[vin] + r * vd);
+	for (int i = 0; i < ps->nmsgs; i++) {
+		int g = ps->msgs[i];
+		if (!G->p->steps[g].values)
+			continue;
+		int64_t sj, base = msg_at(G, g, ps->var, pos, &sj);
+		add_factor(F, msg_o(G, S, g) + (base + r * sj) * vd,
+		           grad_o(S, G, g) + (base + r * sj) * vd);
+	}
+}
+
+/* score_grads: dw (over ℓj) reaches step s's edges and the
+ * log-normalizers of the messages it reads. */
+static void score_grads(const Grad *G, Sink *S, int s, const int64_t *pos,
+                        const float *dw)
+{
+	const pa_elim_step *ps = &G->p->steps[s];
+	const int64_t n = G->n;
+	const float *q = S->q;
+	for (int a = 0; a < ps->nedges; a++) {
+		int e = ps->edges[a];
+		const Edge *ed = &G->edge[e];
+		if (ed->kind == EK_BIAS || ed->kind == EK_TABLE) {
+			float *row = ed->shared ? G->dshared[e] : S->dedge[e];
+			row += ed->kind == EK_TABLE ? pos[ed->other] * n : 0;
+			for (int64_t r = 0; r < n; r++)
+				row[r] += dw[r];
+			continue;
+		}
+		const pa_elim_edge *pe = &G->p->edges[e];
+		const float *t = G->etab[e];
+		float *dk = S->dedge[e];
+		for (int d = 0; d < ed->dim; d++)
+			S->dq[d] = 0.0f;
+		for (int64_t r = 0; r < n; r++)
+			for (int d = 0; d < ed->dim; d++) {
+				dk[r * ed->dim + d] += dw[r] * q[d];
+				S->dq[d] += dw[r] * t[r * ed->dim + d];
+			}
+		for (int i = 0; i < pe->nmono; i++)
+			spread(G, S->df, pe->mono[i], ps->var, false, pos, 0,
+			       S->dq + i * G->hd, G->weight[pe->mono[i]]);
+		q += ed->dim;
+	}
+	for (int i = 0; i < ps->nmsgs; i++) {
+		int g = ps->msgs[i];
+		int64_t sj, base = msg_at(G, g, ps->var, pos, &sj);
+		float *dl = grad_lse(S, G, g) + base;
+		for (int64_t r = 0; r < n; r++)
+			dl[r * sj] += dw[r];
+	}
+}
+
+/* reverse: step s at pos backwards, from its message (lse, o) and the
+ * gradients reaching it (dlse, dom). */
+static void reverse(const Grad *G, Sink *S, int s, const int64_t *pos,
+                    float lse, const float *o, float dlse, const float *dom)
+{
+	const int64_t n = G->n;
+	const int vd = G->vd;
+	const bool values = G->p->steps[s].values;
+	if (!values && dlse == 0.0f)
+		return;
+	scores(G, S, s, pos);
+	float dd = 0.0f;
+	for (int c = 0; values && c < vd; c++)
+		dd += dom[c] * o[c];
+	for (int64_t r = 0; r < n; r++) {
+		float p = pa_expf(S->w[r] - lse), gp = 0.0f;
+		if (values) {
+			Factors F;
+			payload(G, S, s, pos, r, S->pay);
+			for (int c = 0; c < vd; c++)
+				gp += dom[c] * S->pay[c], S->pay[c] = p * dom[c];
+			pay_factors(G, S, s, pos, r, &F);
+			split(&F, S->pay, vd);
+		}
+		S->p[r] = p * (dlse + gp - dd);
+	}
+	score_grads(G, S, s, pos, S->p);
+}
+
+/* ----------------------------------------------------- per query */
+
+/* seed: the output row's gradient g split over x1's values and the final
+ * messages' value vectors (those that run once gather over ℓ1). */
+static void seed(const Grad *G, Sink *S, int64_t l1, const float *g)
+{
+	const int vd = G->vd, vin = G->value_in[1];
+	Factors F = {0};
+	if (vin >= 0)
+		add_factor(&F, G->in[vin] + l1 * vd, S->df[vin] + l1 * vd);
+	for (int s = 0; s < G->p->nsteps; s++)
+		if ((G->p->steps[s].scope & ~2u) == 0 && G->p->steps[s].values)
+			add_factor(&F, msg_o(G, S, s), grad_o(S, G, s));
+	split(&F, g, vd);
+}
+
+/* query: every step holding x1 at ℓ1, forward then backward. */
+static void query(const Grad *G, Sink *S, int64_t l1, const float *g)
+{
+	const int vd = G->vd;
+	int64_t pos[GV + 1] = {0};
+	pos[1] = l1;
+	for (int s = 0; s < G->p->nsteps; s++) {
+		const Step *st = &G->step[s];
+		if (!st->per_query)
+			continue;
+		for (int64_t t = 0; t < st->rows; t++) {
+			decode(st, G->n, t, pos);
+			forward(G, S, s, pos, &S->lse[s][t], S->o[s] + t * vd);
+		}
+		memset(S->dlse[s], 0, (size_t)st->rows * sizeof(float));
+		memset(S->dom[s], 0, (size_t)(st->rows * vd) * sizeof(float));
+	}
+	seed(G, S, l1, g);
+	for (int s = G->p->nsteps - 1; s >= 0; s--) {
+		const Step *st = &G->step[s];
+		if (!st->per_query)
+			continue;
+		for (int64_t t = 0; t < st->rows; t++) {
+			decode(st, G->n, t, pos);
+			reverse(G, S, s, pos, S->lse[s][t], S->o[s] + t * vd,
+			        S->dlse[s][t], S->dom[s] + t * vd);
+		}
+	}
+}
+
+/* ------------------------------------------------------- allocation */
+
+/* sink_floats: floats of one thread's block (SIZE_MAX on overflow);
+ * grads: the gradient sums too, not only the forward's scratch. */
+static size_t sink_floats(const Grad *G, bool grads)
+{
+	const int64_t n = G->n;
+	size_t total = 0;
+	pa_carve(&total, 2 * n + G->vd + 2 * G->qtot + 16, 1, 1);
+	for (int s = 0; s < G->p->nsteps; s++) {
+		const Step *st = &G->step[s];
+		if (st->per_query && grads)
+			pa_carve(&total, st->rows, 2 * (1 + G->vd), 1);
+		else if (st->per_query)
+			pa_carve(&total, st->rows, 1 + G->vd, 1);
+		else if (grads)
+			pa_carve(&total, st->rows, 1 + G->vd, 1);
+	}
+	for (int e = 0; grads && e < G->p->nedges; e++) {
+		const Edge *ed = &G->edge[e];
+		if (ed->kind == EK_BIAS)
+			pa_carve(&total, n, 1, 1);
+		else if (ed->kind == EK_TABLE && !ed->shared)
+			pa_carve(&total, n, n, 1);
+		else if (ed->kind == EK_HIGH)
+			pa_carve(&total, n, ed->dim, 1);
+	}
+	for (int i = 0; grads && i < G->nin; i++)
+		pa_carve(&total, n, G->k->inputs[i].cols, 1);
+	return total;
+}
+
+/* sink_carve: the block's pieces, in sink_floats' order. */
+static void sink_carve(const Grad *G, Sink *S, bool grads)
+{
+	const int64_t n = G->n;
+	size_t total = 0;
+	float *b = S->block;
+	size_t at = pa_carve(&total, 2 * n + G->vd + 2 * G->qtot + 16, 1, 1);
+	S->w = b + at, S->p = S->w + n, S->pay = S->p + n, S->q = S->pay + G->vd;
+	S->dq = S->q + G->qtot;
+	for (int s = 0; s < G->p->nsteps; s++) {
+		const Step *st = &G->step[s];
+		if (st->per_query) {
+			at = pa_carve(&total, st->rows, (grads ? 2 : 1) * (1 + G->vd), 1);
+			S->lse[s] = b + at, S->o[s] = S->lse[s] + st->rows;
+			if (grads)
+				S->dlse[s] = S->o[s] + st->rows * G->vd,
+				S->dom[s] = S->dlse[s] + st->rows;
+		} else if (grads) {
+			at = pa_carve(&total, st->rows, 1 + G->vd, 1);
+			S->glse[s] = b + at, S->gom[s] = S->glse[s] + st->rows;
+		}
+	}
+	for (int e = 0; grads && e < G->p->nedges; e++) {
+		const Edge *ed = &G->edge[e];
+		int64_t len = ed->kind == EK_BIAS ? n : ed->kind == EK_HIGH ? n * ed->dim :
+		              ed->shared ? 0 : n * n;
+		if (len)
+			S->dedge[e] = b + pa_carve(&total, len, 1, 1);
+	}
+	for (int i = 0; grads && i < G->nin; i++)
+		S->df[i] = b + pa_carve(&total, n, G->k->inputs[i].cols, 1);
+}
+
+/* grad_alloc: tables, the messages' gradients and a block per thread;
+ * false if out of memory. */
+static bool grad_alloc(Grad *G, bool grads)
+{
+	const int64_t n = G->n;
+	size_t nn;
+	if (__builtin_mul_overflow((size_t)n, (size_t)n, &nn) || nn > SIZE_MAX / 8)
+		return false;
+	if (!(G->in = calloc(G->nin, sizeof *G->in)) ||
+	    !(G->sa = malloc((size_t)(3 * n * G->hd) * sizeof(float))))
+		return false;
+	G->sb = G->sa + n * G->hd, G->sd = G->sb + n * G->hd;
+	for (int e = 0; e < G->p->nedges; e++) {
+		const Edge *ed = &G->edge[e];
+		size_t len = ed->kind == EK_BIAS ? (size_t)n : ed->kind == EK_TABLE ? nn :
+		             (size_t)n * ed->dim;
+		if (!(G->etab[e] = malloc(len * sizeof(float))))
+			return false;
+		if (grads && ed->shared && !(G->dshared[e] = malloc(nn * sizeof(float))))
+			return false;
+	}
+	for (int s = 0; grads && s < G->p->nsteps; s++)
+		if (!G->step[s].per_query &&
+		    !(G->tlse[s] = malloc((size_t)G->step[s].rows * (1 + G->vd) * sizeof(float))))
+			return false;
+		else if (!G->step[s].per_query)
+			G->tom[s] = G->tlse[s] + G->step[s].rows;
+	if (!(G->sink = calloc(G->threads, sizeof *G->sink)))
+		return false;
+	size_t per = sink_floats(G, grads);
+	if (per == SIZE_MAX)
+		return false;
+	for (int t = 0; t < G->threads; t++) {
+		Sink *S = &G->sink[t];
+		if (!(S->df = calloc(G->nin, sizeof *S->df)) ||
+		    !(S->block = malloc(per * sizeof(float))))
+			return false;
+		sink_carve(G, S, grads);
+	}
+	return true;
+}
+
+/* grad_free: what grad_alloc and setup took (NULL entries are fine). */
+static void grad_free(Grad *G)
+{
+	for (int t = 0; G->sink && t < G->threads; t++)
+		free(G->sink[t].df), free(G->sink[t].block);
+	free(G->sink);
+	for (int e = 0; e < G->p->nedges; e++)
+		free(G->etab[e]), free(G->dshared[e]);
+	for (int s = 0; s < G->p->nsteps; s++)
+		free(G->tlse[s]);
+	free(G->in), free(G->sa);
+	free(G->first), free(G->degree), free(G->weight);
+}
+
+/* grad_init: G for kernel k, plan p at length n; PA_OK, PA_ERR_ARGUMENT
+ * (a message too large, as the forward says) or PA_ERR_NOMEM. */
+static pa_status grad_init(Grad *G, const pa_kernel_info *k, const pa_elim_plan *p,
+                           int64_t n, bool grads)
+{
+	*G = (Grad){.k = k, .p = p, .n = n, .hd = k->head_dim, .vd = k->value_dim,
+	            .nin = k->num_inputs, .threads = pa_max_threads()};
+	if (k->num_vars > GV || p->nedges > GE || p->nsteps > GV)
+		return PA_ERR_UNSUPPORTED;
+	if (!setup_steps(G))
+		return PA_ERR_ARGUMENT;
+	if (!setup_edges(G) || !grad_alloc(G, grads))
+		return PA_ERR_NOMEM;
+	return PA_OK;
+}
+
+/* ----------------------------------------------------------- saved */
+
+/* saved_layout: floats one batch entry keeps: per step that runs once,
+ * its log-normalizers and (with values) its value vectors. */
+static int64_t saved_layout(const Grad *G, int64_t *at)
+{
+	int64_t total = 0;
+	for (int s = 0; s < G->p->nsteps; s++) {
+		const Step *st = &G->step[s];
+		at[s] = total;
+		if (!st->per_query)
+			total += st->rows * (1 + (G->p->steps[s].values ? G->vd : 0));
+	}
+	return total;
+}
+
+/* pa_elim_saved_floats: see pa_elim.h. */
+int64_t pa_elim_saved_floats(const pa_kernel_info *k, const pa_elim_plan *p,
+                             int64_t batch, int64_t n)
+{
+	Grad G = {.k = k, .p = p, .n = n, .vd = k->value_dim};
+	int64_t at[GV], per, total;
+	if (batch <= 0 || n <= 0 || p->nsteps > GV || !setup_steps(&G) ||
+	    __builtin_mul_overflow(batch, n, &total) ||
+	    __builtin_mul_overflow(total, (int64_t)k->value_dim + 1, &total))
+		return -1;
+	per = saved_layout(&G, at);
+	if (__builtin_mul_overflow(per, batch, &total) || total > INT64_MAX / 8)
+		return -1;
+	return total > 0 ? total : 1;
+}
+
+/* point_saved: the messages that run once of batch entry b, in saved. */
+static void point_saved(Grad *G, const float *saved, int64_t b)
+{
+	int64_t at[GV], per = saved_layout(G, at);
+	for (int s = 0; s < G->p->nsteps; s++)
+		if (!G->step[s].per_query) {
+			G->lse[s] = saved + b * per + at[s];
+			G->o[s] = G->lse[s] + G->step[s].rows;
+		}
+}
+
+/* prepare: inputs of batch entry b and every edge's table. */
+static void prepare(Grad *G, const float *const inputs[], int64_t b)
+{
+	for (int i = 0; i < G->nin; i++)
+		G->in[i] = inputs[i] + b * G->n * G->k->inputs[i].cols;
+	for (int e = 0; e < G->p->nedges; e++)
+		prepare_edge(G, e);
+}
+
+/* save_global: the steps that run once, in order, into saved. */
+static void save_global(Grad *G, float *saved, int64_t b)
+{
+	point_saved(G, saved, b);
+	for (int s = 0; s < G->p->nsteps; s++) {
+		const Step *st = &G->step[s];
+		if (st->per_query)
+			continue;
+		float *lse = (float *)G->lse[s], *o = (float *)G->o[s];
+		#pragma omp parallel for schedule(static) num_threads(G->threads)
+		for (int64_t t = 0; t < st->rows; t++) {
+			int64_t pos[GV + 1] = {0};
+			Sink *S = &G->sink[pa_thread_num()];
+			decode(st, G->n, t, pos);
+			forward(G, S, s, pos, &lse[t], o + t * G->vd);
+		}
+	}
+}
+
+/* pa_elim_train: see pa_elim.h. */
+pa_status pa_elim_train(const pa_kernel_info *k, const pa_elim_plan *p,
+                        int64_t batch, int64_t n, const float *const inputs[],
+                        float *out, float *saved)
+{
+	pa_status st = pa_check_args(k, batch, n, inputs, out);
+	if (st != PA_OK)
+		return st;
+	if (!saved)
+		return PA_ERR_NULL;
+	Grad G = {.k = k, .p = p, .n = n, .vd = k->value_dim};
+	int64_t at[GV];
+	if (p->nsteps > GV || !setup_steps(&G))
+		return PA_ERR_ARGUMENT;
+	if (saved_layout(&G, at) == 0) {
+		saved[0] = 0.0f;     /* nothing runs once: the one float kept */
+		return k->run(batch, n, inputs, out);
+	}
+	st = grad_init(&G, k, p, n, false);
+	for (int64_t b = 0; b < batch && st == PA_OK; b++) {
+		prepare(&G, inputs, b);
+		save_global(&G, saved, b);
+	}
+	grad_free(&G);
+	return st == PA_OK ? k->run(batch, n, inputs, out) : st;
+}
+
+/* ------------------------------------------------------- backward */
+
+/* sum_threads: dst[e] = Σ_t of thread t's factor sums of input idx (of_df)
+ * or edge sums of edge idx, in thread order (dst may be thread 0's);
+ * inside a parallel region. */
+static void sum_threads(const Grad *G, float *dst, bool of_df, int idx, int64_t len)
+{
+	#pragma omp for schedule(static)
+	for (int64_t e = 0; e < len; e++) {
+		float x = 0.0f;
+		for (int t = 0; t < G->threads; t++) {
+			const Sink *S = &G->sink[t];
+			x += of_df ? S->df[idx][e] : S->dedge[idx][e];
+		}
+		dst[e] = x;
+	}
+}
+
+/* sum_msg: the gradients of message s that runs once, over threads. */
+static void sum_msg(Grad *G, int s)
+{
+	const int64_t rows = G->step[s].rows, len = rows * (1 + G->vd);
+	#pragma omp for schedule(static)
+	for (int64_t e = 0; e < len; e++) {
+		float x = 0.0f;
+		for (int t = 0; t < G->threads; t++)
+			x += G->sink[t].glse[s][e];
+		G->tlse[s][e] = x;
+	}
+}
+
+/* zero_sinks: every thread's gradient sums and the shared tables at 0. */
+static void zero_sinks(Grad *G)
+{
+	const int64_t n = G->n;
+	for (int t = 0; t < G->threads; t++) {
+		Sink *S = &G->sink[t];
+		for (int s = 0; s < G->p->nsteps; s++)
+			if (!G->step[s].per_query)
+				memset(S->glse[s], 0, (size_t)(G->step[s].rows * (1 + G->vd)) * sizeof(float));
+		for (int e = 0; e < G->p->nedges; e++) {
+			const Edge *ed = &G->edge[e];
+			int64_t len = ed->kind == EK_BIAS ? n : ed->kind == EK_HIGH ? n * ed->dim :
+			              ed->shared ? 0 : n * n;
+			if (len)
+				memset(S->dedge[e], 0, (size_t)len * sizeof(float));
+		}
+		for (int i = 0; i < G->nin; i++)
+			memset(S->df[i], 0, (size_t)(n * G->k->inputs[i].cols) * sizeof(float));
+	}
+	for (int e = 0; e < G->p->nedges; e++)
+		if (G->dshared[e])
+			memset(G->dshared[e], 0, (size_t)(n * n) * sizeof(float));
+}
+
+/* run_reverse: the per-query steps for every ℓ1, then the steps that run
+ * once in reverse order, then every thread's sums into thread 0's. */
+static void run_reverse(Grad *G, const float *grad_out)
+{
+	const int64_t n = G->n;
+	#pragma omp parallel num_threads(G->threads)
+	{
+		Sink *S = &G->sink[pa_thread_num()];
+		#pragma omp for schedule(static)
+		for (int64_t l1 = 0; l1 < n; l1++)
+			query(G, S, l1, grad_out + l1 * G->vd);
+		for (int s = G->p->nsteps - 1; s >= 0; s--) {
+			const Step *st = &G->step[s];
+			if (st->per_query)
+				continue;
+			sum_msg(G, s);
+			#pragma omp for schedule(static)
+			for (int64_t t = 0; t < st->rows; t++) {
+				int64_t pos[GV + 1] = {0};
+				decode(st, n, t, pos);
+				reverse(G, S, s, pos, G->lse[s][t], G->o[s] + t * G->vd,
+				        G->tlse[s][t], G->tom[s] + t * G->vd);
+			}
+		}
+		for (int e = 0; e < G->p->nedges; e++) {
+			const Edge *ed = &G->edge[e];
+			int64_t len = ed->kind == EK_BIAS ? n : ed->kind == EK_HIGH ? n * ed->dim :
+			              ed->shared ? 0 : n * n;
+			if (len)
+				sum_threads(G, G->sink[0].dedge[e], false, e, len);
+		}
+		for (int i = 0; i < G->nin; i++)
+			sum_threads(G, G->sink[0].df[i], true, i, n * G->k->inputs[i].cols);
+	}
+}
+
+/* table_grads: a table's gradient dT (rows x_a, columns x_j) to the
+ * factors of both sides of each monomial: dA = dT · B, dB = dTᵀ · A. */
+static void table_grads(Grad *G, int e, const float *dt, float *const *df)
+{
+	const pa_elim_edge *pe = &G->p->edges[e];
+	const Edge *ed = &G->edge[e];
+	const int64_t n = G->n;
+	const int hd = G->hd;
+	for (int i = 0; i < pe->nmono; i++) {
+		int m = pe->mono[i];
+		sides(G, m, ed->other, ed->var);
+		#pragma omp parallel for schedule(static) num_threads(G->threads)
+		for (int64_t ra = 0; ra < n; ra++) {
+			float *d = G->sd + ra * hd;
+			for (int l = 0; l < hd; l++)
+				d[l] = 0.0f;
+			for (int64_t rj = 0; rj < n; rj++)
+				for (int l = 0; l < hd; l++)
+					d[l] += dt[ra * n + rj] * G->sb[rj * hd + l];
+			spread(G, df, m, ed->other, true, NULL, ra, d, G->weight[m]);
+		}
+		#pragma omp parallel for schedule(static) num_threads(G->threads)
+		for (int64_t rj = 0; rj < n; rj++) {
+			float *d = G->sd + rj * hd;
+			for (int l = 0; l < hd; l++)
+				d[l] = 0.0f;
+			for (int64_t ra = 0; ra < n; ra++)
+				for (int l = 0; l < hd; l++)
+					d[l] += dt[ra * n + rj] * G->sa[ra * hd + l];
+			spread(G, df, m, ed->var, true, NULL, rj, d, 1.0f);
+		}
+	}
+}
+
+/* edge_grads: every edge's score gradient to its factors (in thread 0's
+ * sums). */
+static void edge_grads(Grad *G)
+{
+	float *const *df = G->sink[0].df;
+	for (int e = 0; e < G->p->nedges; e++) {
+		const pa_elim_edge *pe = &G->p->edges[e];
+		const Edge *ed = &G->edge[e];
+		const float *d = ed->shared ? G->dshared[e] : G->sink[0].dedge[e];
+		if (ed->kind == EK_TABLE) {
+			table_grads(G, e, d, df);
+			continue;
+		}
+		#pragma omp parallel for schedule(static) num_threads(G->threads)
+		for (int64_t r = 0; r < G->n; r++)
+			for (int i = 0; i < pe->nmono; i++) {
+				int m = pe->mono[i];
+				if (ed->kind == EK_HIGH) {
+					spread(G, df, m, ed->var, true, NULL, r, d + r * ed->dim + i * G->hd, 1.0f);
+					continue;
+				}
+				float g[G->hd];
+				for (int l = 0; l < G->hd; l++)
+					g[l] = d[r];
+				spread(G, df, m, ed->var, true, NULL, r, g, G->weight[m]);
+			}
+	}
+}
+
+/* pa_elim_backward: see pa_elim.h. */
+pa_status pa_elim_backward(const pa_kernel_info *k, const pa_elim_plan *p,
+                           int64_t batch, int64_t n, const float *const inputs[],
+                           const float *out, const float *saved,
+                           const float *grad_out, float *const grad_inputs[])
+{
+	pa_status st = pa_check_args(k, batch, n, inputs, out);
+	if (st == PA_OK)
+		st = pa_check_grad_args(k, batch, n, saved, grad_out, grad_inputs);
+	if (st != PA_OK)
+		return st;
+	Grad G;
+	st = grad_init(&G, k, p, n, true);
+	for (int64_t b = 0; b < batch && st == PA_OK; b++) {
+		prepare(&G, inputs, b);
+		point_saved(&G, saved, b);
+		zero_sinks(&G);
+		run_reverse(&G, grad_out + b * n * G.vd);
+		edge_grads(&G);
+		for (int i = 0; i < G.nin; i++)
+			if (grad_inputs[i])
+				memcpy(grad_inputs[i] + b * n * k->inputs[i].cols, G.sink[0].df[i],
+				       (size_t)(n * k->inputs[i].cols) * sizeof(float));
+	}
+	grad_free(&G);
+	return st;
+}
