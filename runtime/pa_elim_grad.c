@@ -40,6 +40,8 @@
 #define GV 16                   /* variables x1 … x16 */
 #define GE 64                   /* edges */
 #define MAX_ROWS ((int64_t)1 << 34) /* rows one message may hold, as the forward */
+#define BR 32                   /* tuples a block step weighs at once */
+#define UP16(x) (((x) + 15) / 16 * 16)
 
 typedef enum EdgeKind {
 	EK_BIAS,                 /* one variable: a vector over x_j */
@@ -52,7 +54,7 @@ typedef struct Edge {
 	EdgeKind kind;
 	int var;                 /* x_j, summed out by the step that reads it */
 	int other;               /* EK_TABLE: x_a */
-	int dim;                 /* EK_HIGH: nmono · head_dim */
+	int dim, dimp;           /* EK_HIGH: nmono · head_dim, rounded up to 16 */
 	bool shared;             /* EK_TABLE with x_a = x1: a query owns its row */
 } Edge;
 
@@ -69,9 +71,13 @@ typedef struct Sink {
 	float *lse[GV], *o[GV];  /* per-query messages */
 	float *dlse[GV], *dom[GV]; /* their gradients */
 	float *glse[GV], *gom[GV]; /* gradients of messages that run once */
-	float *dedge[GE];        /* bias: n; table (not shared): n × n; high: n × dim */
+	float *dedge[GE];        /* bias: n; table (not shared): n × np; high: n × dimp */
 	float **df;              /* per input: n × cols */
-	float *w, *p, *pay, *q, *dq;
+	float *w, *p, *pay, *q, *dq; /* one tuple's scratch */
+	float *wb, *gb;          /* BR × np: a block's weights and dw */
+	float *ob, *dob;         /* BR × vdp: its value vectors and their gradients */
+	float *qb, *dqb;         /* BR × qtotp, BR × the widest dimp: query sides */
+	float *kpay, *kpayt, *dpay; /* n × vdp, vdp × np, n × vdp: a key-only payload */
 	float *block;
 } Sink;
 
@@ -79,19 +85,22 @@ typedef struct Sink {
 typedef struct Grad {
 	const pa_kernel_info *k;
 	const pa_elim_plan *p;
-	int64_t n;
-	int hd, vd, nin, qtot, threads;
+	int64_t n, np;           /* np: n rounded up to 16 */
+	int hd, vd, nin, threads;
+	int hdp, vdp, qtotp, dimw; /* rounded up to 16; qtotp: Σ dimp; dimw: widest dimp */
 	int *first, *degree;     /* per monomial */
 	float *weight;           /* scale · c_m */
 	int value_in[GV + 1];
 	Edge edge[GE];
 	Step step[GV];
 	const float **in;        /* this batch entry's inputs */
-	float *etab[GE];         /* bias, table, or keys [ℓj][dim] */
+	float *etab[GE];         /* bias (n), table (n × np), or keys: K (n × dimp)
+	                            then Kᵀ (dim × np) */
 	float *dshared[GE];      /* shared tables' gradients */
 	const float *lse[GV], *o[GV]; /* messages that run once (in saved) */
 	float *tlse[GV], *tom[GV]; /* their gradients, summed over threads */
-	float *sa, *sb, *sd;     /* n × head_dim: sides of a table's monomial */
+	float *sa, *sb, *sd;     /* n × hdp: sides of a table's monomial, and its gradient */
+	float *sbt;              /* hd × np: sb transposed */
 	Sink *sink;
 } Grad;
 
@@ -148,7 +157,7 @@ static bool setup_edges(Grad *G)
 	}
 	for (int m = 0; m < k->num_monomials; m++)
 		G->weight[m] = (float)(k->scale * k->coefficients[m]);
-	G->qtot = 0;
+	G->qtotp = G->dimw = 0;
 	for (int s = 0; s < G->p->nsteps; s++)
 		for (int a = 0; a < G->p->steps[s].nedges; a++) {
 			int e = G->p->steps[s].edges[a];
@@ -159,10 +168,93 @@ static bool setup_edges(Grad *G)
 			ed->other = ed->kind == EK_TABLE ? __builtin_ctz(others) : 0;
 			ed->shared = ed->kind == EK_TABLE && ed->other == 1;
 			ed->dim = G->p->edges[e].nmono * G->hd;
-			if (ed->kind == EK_HIGH)
-				G->qtot += ed->dim;
+			ed->dimp = UP16(ed->dim);
+			if (ed->kind == EK_HIGH) {
+				G->qtotp += ed->dimp;
+				G->dimw = ed->dimp > G->dimw ? ed->dimp : G->dimw;
+			}
 		}
 	return true;
+}
+
+/* ------------------------------------------ products, once per ISA */
+
+#define FN(name) name##_generic
+#define W 4
+#define TILE_C 2
+#define TARGET
+typedef float vf_generic __attribute__((vector_size(16)));
+#define vf vf_generic
+/* exp_generic: pa_expf lane by lane. */
+static inline vf exp_generic(vf x)
+{
+	for (int i = 0; i < W; i++)
+		x[i] = pa_expf(x[i]);
+	return x;
+}
+#define VEXP exp_generic
+#include "pa_elim_grad_body.h"
+#undef FN
+#undef W
+#undef TILE_C
+#undef TARGET
+#undef vf
+#undef VEXP
+
+#if defined(__x86_64__)
+#define FN(name) name##_avx2
+#define W 8
+#define TILE_C 2
+#define TARGET __attribute__((target("avx2,fma")))
+#define vf __m256
+#define VEXP pa_exp8
+#include "pa_elim_grad_body.h"
+#undef FN
+#undef W
+#undef TILE_C
+#undef TARGET
+#undef vf
+#undef VEXP
+
+#define FN(name) name##_avx512
+#define W 16
+#define TILE_C 2
+#define TARGET __attribute__((target("avx512f")))
+#define vf __m512
+#define VEXP pa_exp16
+#include "pa_elim_grad_body.h"
+#undef FN
+#undef W
+#undef TILE_C
+#undef TARGET
+#undef vf
+#undef VEXP
+#endif
+
+/* mm: C += A · B as pa_elim_grad_body.h says, in the widest set this CPU
+ * runs (PA_ISA may force a narrower one). */
+static void mm(int64_t M, int64_t N, int64_t K, const float *A, int64_t ars,
+               int64_t aks, const float *B, int64_t bks, float *C, int64_t crs)
+{
+#if defined(__x86_64__)
+	if (pa_isa() == PA_ISA_AVX512)
+		return mm_avx512(M, N, K, A, ars, aks, B, bks, C, crs);
+	if (pa_isa() == PA_ISA_AVX2)
+		return mm_avx2(M, N, K, A, ars, aks, B, bks, C, crs);
+#endif
+	mm_generic(M, N, K, A, ars, aks, B, bks, C, crs);
+}
+
+/* exp_sub: x = e^(x − m) over n, 0 up to np; the sum (the body's). */
+static float exp_sub(float *x, int64_t n, int64_t np, float m)
+{
+#if defined(__x86_64__)
+	if (pa_isa() == PA_ISA_AVX512)
+		return exp_sub_avx512(x, n, np, m);
+	if (pa_isa() == PA_ISA_AVX2)
+		return exp_sub_avx2(x, n, np, m);
+#endif
+	return exp_sub_generic(x, n, np, m);
 }
 
 /* ------------------------------------------------------------- edges */
@@ -213,14 +305,22 @@ static void spread(const Grad *G, float *const *df, int m, int v, bool want,
 }
 
 /* sides: sa = x_a's side of monomial m (times its weight), sb = x_j's,
- * each n × head_dim. */
+ * each n × hdp (zeros past head_dim), and sbt = sb transposed (hd × np). */
 static void sides(Grad *G, int m, int a, int j)
 {
+	const int hd = G->hd, hdp = G->hdp;
+	const int64_t n = G->n, np = G->np;
 	#pragma omp parallel for schedule(static) num_threads(G->threads)
-	for (int64_t r = 0; r < G->n; r++)
-		for (int l = 0; l < G->hd; l++) {
-			G->sa[r * G->hd + l] = G->weight[m] * side(G, m, a, true, NULL, r, l);
-			G->sb[r * G->hd + l] = side(G, m, j, true, NULL, r, l);
+	for (int64_t r = 0; r < np; r++)
+		for (int l = 0; l < hdp; l++) {
+			bool in = r < n && l < hd;
+			float b = in ? side(G, m, j, true, NULL, r, l) : 0.0f;
+			if (r < n) {
+				G->sa[r * hdp + l] = in ? G->weight[m] * side(G, m, a, true, NULL, r, l) : 0.0f;
+				G->sb[r * hdp + l] = b;
+			}
+			if (l < hd)
+				G->sbt[l * np + r] = b;
 		}
 }
 
@@ -229,35 +329,39 @@ static void prepare_edge(Grad *G, int e)
 {
 	const pa_elim_edge *pe = &G->p->edges[e];
 	const Edge *ed = &G->edge[e];
-	int64_t n = G->n;
-	int hd = G->hd;
+	const int64_t n = G->n, np = G->np;
+	const int hd = G->hd;
 	float *t = G->etab[e];
 	if (ed->kind == EK_TABLE) {
-		memset(t, 0, (size_t)(n * n) * sizeof *t);
+		memset(t, 0, (size_t)(n * np) * sizeof *t);
 		for (int i = 0; i < pe->nmono; i++) {
 			sides(G, pe->mono[i], ed->other, ed->var);
 			#pragma omp parallel for schedule(static) num_threads(G->threads)
-			for (int64_t ra = 0; ra < n; ra++)
-				for (int64_t rj = 0; rj < n; rj++) {
-					float dot = 0.0f;
-					for (int l = 0; l < hd; l++)
-						dot += G->sa[ra * hd + l] * G->sb[rj * hd + l];
-					t[ra * n + rj] += dot;
-				}
+			for (int64_t r0 = 0; r0 < n; r0 += 16)
+				mm(n - r0 < 16 ? n - r0 : 16, np, hd, G->sa + r0 * G->hdp, G->hdp, 1,
+				   G->sbt, np, t + r0 * np, np);
 		}
 		return;
 	}
 	#pragma omp parallel for schedule(static) num_threads(G->threads)
-	for (int64_t r = 0; r < n; r++) {
+	for (int64_t r = 0; r < np; r++) {
 		if (ed->kind == EK_BIAS) {
 			float b = 0.0f;
-			for (int i = 0; i < pe->nmono; i++)
+			for (int i = 0; r < n && i < pe->nmono; i++)
 				for (int l = 0; l < hd; l++)
 					b += G->weight[pe->mono[i]] * side(G, pe->mono[i], ed->var, true, NULL, r, l);
-			t[r] = b;
-		} else {
-			for (int d = 0; d < ed->dim; d++)
-				t[r * ed->dim + d] = side(G, pe->mono[d / hd], ed->var, true, NULL, r, d % hd);
+			if (r < n)
+				t[r] = b;
+			continue;
+		}
+		float *kt = t + n * ed->dimp;
+		for (int d = 0; d < ed->dimp; d++) {
+			float x = r < n && d < ed->dim ?
+				side(G, pe->mono[d / hd], ed->var, true, NULL, r, d % hd) : 0.0f;
+			if (r < n)
+				t[r * ed->dimp + d] = x;
+			if (d < ed->dim)
+				kt[d * np + r] = x;
 		}
 	}
 }
@@ -294,37 +398,39 @@ static void decode(const Step *st, int64_t n, int64_t t, int64_t *pos)
 		pos[st->vars[i]] = t % n;
 }
 
-/* scores: S->w[ℓj] = step s's weight exponent at pos for every ℓj: its
+/* scores: w[ℓj] = step s's weight exponent at pos for every ℓj < n: its
  * edges' scores and the log-normalizers of the messages it reads; the
- * query sides of its high edges (times their weights) in S->q. */
-static void scores(const Grad *G, Sink *S, int s, const int64_t *pos)
+ * query sides of its high edges (times their weights, zeros up to dimp)
+ * in q, one after the other.  high: add the high edges' scores too (else
+ * the caller does, a block at a time). */
+static void scores(const Grad *G, const Sink *S, int s, const int64_t *pos,
+                   float *w, float *q, bool high)
 {
 	const pa_elim_step *ps = &G->p->steps[s];
-	const int64_t n = G->n;
-	float *w = S->w, *q = S->q;
+	const int64_t n = G->n, np = G->np;
 	memset(w, 0, (size_t)n * sizeof *w);
 	for (int a = 0; a < ps->nedges; a++) {
 		int e = ps->edges[a];
 		const Edge *ed = &G->edge[e];
 		const float *t = G->etab[e];
 		if (ed->kind == EK_BIAS || ed->kind == EK_TABLE) {
-			const float *row = t + (ed->kind == EK_TABLE ? pos[ed->other] * n : 0);
+			const float *row = t + (ed->kind == EK_TABLE ? pos[ed->other] * np : 0);
 			for (int64_t r = 0; r < n; r++)
 				w[r] += row[r];
 			continue;
 		}
 		const pa_elim_edge *pe = &G->p->edges[e];
-		for (int d = 0; d < ed->dim; d++) {
-			int m = pe->mono[d / G->hd];
-			q[d] = G->weight[m] * side(G, m, ps->var, false, pos, 0, d % G->hd);
+		for (int d = 0; d < ed->dimp; d++) {
+			int m = pe->mono[d / G->hd % pe->nmono];
+			q[d] = d < ed->dim ? G->weight[m] * side(G, m, ps->var, false, pos, 0, d % G->hd) : 0.0f;
 		}
-		for (int64_t r = 0; r < n; r++) {
+		for (int64_t r = 0; high && r < n; r++) {
 			float dot = 0.0f;
 			for (int d = 0; d < ed->dim; d++)
-				dot += q[d] * t[r * ed->dim + d];
+				dot += q[d] * t[r * ed->dimp + d];
 			w[r] += dot;
 		}
-		q += ed->dim;
+		q += ed->dimp;
 	}
 	for (int i = 0; i < ps->nmsgs; i++) {
 		int g = ps->msgs[i];
@@ -362,7 +468,7 @@ static void forward(const Grad *G, Sink *S, int s, const int64_t *pos,
 {
 	const int64_t n = G->n;
 	const int vd = G->vd;
-	scores(G, S, s, pos);
+	scores(G, S, s, pos, S->w, S->q, true);
 	float mx = -INFINITY, den = 0.0f;
 	for (int64_t r = 0; r < n; r++)
 		mx = S->w[r] > mx ? S->w[r] : mx;
@@ -442,38 +548,22 @@ static void pay_factors(const Grad *G, const Sink *S, int s, const int64_t *pos,
 	}
 }
 
-/* score_grads: dw (over ℓj) reaches step s's edges and the
- * log-normalizers of the messages it reads. */
-static void score_grads(const Grad *G, Sink *S, int s, const int64_t *pos,
-                        const float *dw)
+/* low_grads: dw (over ℓj) reaches step s's one- and two-variable edges
+ * and the log-normalizers of the messages it reads. */
+static void low_grads(const Grad *G, Sink *S, int s, const int64_t *pos,
+                      const float *dw)
 {
 	const pa_elim_step *ps = &G->p->steps[s];
-	const int64_t n = G->n;
-	const float *q = S->q;
+	const int64_t n = G->n, np = G->np;
 	for (int a = 0; a < ps->nedges; a++) {
 		int e = ps->edges[a];
 		const Edge *ed = &G->edge[e];
-		if (ed->kind == EK_BIAS || ed->kind == EK_TABLE) {
-			float *row = ed->shared ? G->dshared[e] : S->dedge[e];
-			row += ed->kind == EK_TABLE ? pos[ed->other] * n : 0;
-			for (int64_t r = 0; r < n; r++)
-				row[r] += dw[r];
+		if (ed->kind == EK_HIGH)
 			continue;
-		}
-		const pa_elim_edge *pe = &G->p->edges[e];
-		const float *t = G->etab[e];
-		float *dk = S->dedge[e];
-		for (int d = 0; d < ed->dim; d++)
-			S->dq[d] = 0.0f;
+		float *row = ed->shared ? G->dshared[e] : S->dedge[e];
+		row += ed->kind == EK_TABLE ? pos[ed->other] * np : 0;
 		for (int64_t r = 0; r < n; r++)
-			for (int d = 0; d < ed->dim; d++) {
-				dk[r * ed->dim + d] += dw[r] * q[d];
-				S->dq[d] += dw[r] * t[r * ed->dim + d];
-			}
-		for (int i = 0; i < pe->nmono; i++)
-			spread(G, S->df, pe->mono[i], ps->var, false, pos, 0,
-			       S->dq + i * G->hd, G->weight[pe->mono[i]]);
-		q += ed->dim;
+			row[r] += dw[r];
 	}
 	for (int i = 0; i < ps->nmsgs; i++) {
 		int g = ps->msgs[i];
@@ -481,6 +571,45 @@ static void score_grads(const Grad *G, Sink *S, int s, const int64_t *pos,
 		float *dl = grad_lse(S, G, g) + base;
 		for (int64_t r = 0; r < n; r++)
 			dl[r * sj] += dw[r];
+	}
+}
+
+/* high_spread: the gradient dq of high edge e's query side at pos (its
+ * monomials' blocks) to the factors not on x_j. */
+static void high_spread(const Grad *G, Sink *S, int e, const int64_t *pos,
+                        const float *dq)
+{
+	const pa_elim_edge *pe = &G->p->edges[e];
+	for (int i = 0; i < pe->nmono; i++)
+		spread(G, S->df, pe->mono[i], G->edge[e].var, false, pos, 0,
+		       dq + i * G->hd, G->weight[pe->mono[i]]);
+}
+
+/* score_grads: dw (over ℓj) reaches every edge of step s and the
+ * messages it reads; one tuple (q: its query sides from scores()). */
+static void score_grads(const Grad *G, Sink *S, int s, const int64_t *pos,
+                        const float *dw)
+{
+	const pa_elim_step *ps = &G->p->steps[s];
+	const int64_t n = G->n;
+	const float *q = S->q;
+	low_grads(G, S, s, pos, dw);
+	for (int a = 0; a < ps->nedges; a++) {
+		int e = ps->edges[a];
+		const Edge *ed = &G->edge[e];
+		if (ed->kind != EK_HIGH)
+			continue;
+		const float *t = G->etab[e];
+		float *dk = S->dedge[e];
+		for (int d = 0; d < ed->dim; d++)
+			S->dq[d] = 0.0f;
+		for (int64_t r = 0; r < n; r++)
+			for (int d = 0; d < ed->dim; d++) {
+				dk[r * ed->dimp + d] += dw[r] * q[d];
+				S->dq[d] += dw[r] * t[r * ed->dimp + d];
+			}
+		high_spread(G, S, e, pos, S->dq);
+		q += ed->dimp;
 	}
 }
 
@@ -494,7 +623,7 @@ static void reverse(const Grad *G, Sink *S, int s, const int64_t *pos,
 	const bool values = G->p->steps[s].values;
 	if (!values && dlse == 0.0f)
 		return;
-	scores(G, S, s, pos);
+	scores(G, S, s, pos, S->w, S->q, true);
 	float dd = 0.0f;
 	for (int c = 0; values && c < vd; c++)
 		dd += dom[c] * o[c];
@@ -511,6 +640,213 @@ static void reverse(const Grad *G, Sink *S, int s, const int64_t *pos,
 		S->p[r] = p * (dlse + gp - dd);
 	}
 	score_grads(G, S, s, pos, S->p);
+}
+
+/* ------------------------------------------------------ block steps */
+
+/* key_only: step s's payload depends on x_j's position alone (no message
+ * it multiplies holds another variable): its weighted sums over a block
+ * of tuples are matrix products with one payload matrix. */
+static bool key_only(const Grad *G, int s)
+{
+	const pa_elim_step *ps = &G->p->steps[s];
+	for (int i = 0; i < ps->nmsgs; i++) {
+		const Step *g = &G->step[ps->msgs[i]];
+		for (int a = 0; G->p->steps[ps->msgs[i]].values && a < g->nvars; a++)
+			if (g->vars[a] != ps->var)
+				return false;
+	}
+	return true;
+}
+
+/* key_pay: the key-only payload of step s: kpay (n × vdp, zeros past
+ * value_dim) and kpayt, its transpose (vdp × np, zeros past n). */
+static void key_pay(const Grad *G, Sink *S, int s, const int64_t *pos)
+{
+	const int64_t n = G->n, np = G->np;
+	const int vd = G->vd, vdp = G->vdp;
+	memset(S->kpayt, 0, (size_t)(vdp * np) * sizeof(float));
+	for (int64_t r = 0; r < n; r++) {
+		float *x = S->kpay + r * vdp;
+		payload(G, S, s, pos, r, x);
+		for (int c = 0; c < vdp; c++) {
+			x[c] = c < vd ? x[c] : 0.0f;
+			S->kpayt[c * np + r] = x[c];
+		}
+	}
+}
+
+/* block_scores: S->wb[i][ℓj] (ℓj < n) for tuples t0 … t0+nb−1 of step s,
+ * the high edges' scores as one product of the block's query sides
+ * (S->qb) with their keys. */
+static void block_scores(const Grad *G, Sink *S, int s, int64_t *pos,
+                         int64_t t0, int nb)
+{
+	const pa_elim_step *ps = &G->p->steps[s];
+	const int64_t n = G->n, np = G->np;
+	for (int i = 0; i < nb; i++) {
+		decode(&G->step[s], n, t0 + i, pos);
+		scores(G, S, s, pos, S->wb + i * np, S->qb + i * G->qtotp, false);
+		for (int64_t r = n; r < np; r++)
+			S->wb[i * np + r] = 0.0f;
+	}
+	int off = 0;
+	for (int a = 0; a < ps->nedges; a++) {
+		const Edge *ed = &G->edge[ps->edges[a]];
+		if (ed->kind != EK_HIGH)
+			continue;
+		mm(nb, np, ed->dim, S->qb + off, G->qtotp, 1,
+		   G->etab[ps->edges[a]] + n * ed->dimp, np, S->wb, np);
+		off += ed->dimp;
+	}
+}
+
+/* block_forward: tuples t0 … t0+nb−1 of a key-only step s forward, their
+ * log-normalizers and value vectors into lse[t] and o[t·vd]. */
+static void block_forward(const Grad *G, Sink *S, int s, int64_t *pos,
+                          int64_t t0, int nb, float *lse, float *o)
+{
+	const int64_t n = G->n, np = G->np;
+	const int vd = G->vd, vdp = G->vdp;
+	float den[BR];
+	block_scores(G, S, s, pos, t0, nb);
+	for (int i = 0; i < nb; i++) {
+		float *w = S->wb + i * np, mx = -INFINITY;
+		for (int64_t r = 0; r < n; r++)
+			mx = w[r] > mx ? w[r] : mx;
+		den[i] = exp_sub(w, n, np, mx);
+		lse[t0 + i] = mx + logf(den[i]);
+	}
+	if (!G->p->steps[s].values)
+		return;
+	memset(S->ob, 0, (size_t)(nb * vdp) * sizeof(float));
+	mm(nb, vdp, n, S->wb, np, 1, S->kpay, vdp, S->ob, vdp);
+	for (int i = 0; i < nb; i++)
+		for (int c = 0; c < vd; c++)
+			o[(t0 + i) * vd + c] = S->ob[i * vdp + c] / den[i];
+}
+
+/* block_high: the high edges' part of a block's reverse: dq = dw · K to
+ * the factors of each tuple's query side, dK += dwᵀ · q. */
+static void block_high(const Grad *G, Sink *S, int s, int64_t *pos, int64_t t0,
+                       int nb)
+{
+	const pa_elim_step *ps = &G->p->steps[s];
+	const int64_t n = G->n, np = G->np;
+	int off = 0;
+	for (int a = 0; a < ps->nedges; a++) {
+		int e = ps->edges[a];
+		const Edge *ed = &G->edge[e];
+		if (ed->kind != EK_HIGH)
+			continue;
+		memset(S->dqb, 0, (size_t)(nb * ed->dimp) * sizeof(float));
+		mm(nb, ed->dimp, n, S->gb, np, 1, G->etab[e], ed->dimp, S->dqb, ed->dimp);
+		for (int i = 0; i < nb; i++) {
+			decode(&G->step[s], n, t0 + i, pos);
+			high_spread(G, S, e, pos, S->dqb + i * ed->dimp);
+		}
+		mm(n, ed->dimp, nb, S->gb, 1, np, S->qb + off, G->qtotp, S->dedge[e], ed->dimp);
+		off += ed->dimp;
+	}
+}
+
+/* block_reverse: tuples t0 … t0+nb−1 of a key-only step s backwards;
+ * d(payload) gathers in S->dpay.  Arrays as block_forward's, dlse and
+ * dom the gradients reaching the message. */
+static void block_reverse(const Grad *G, Sink *S, int s, int64_t *pos,
+                          int64_t t0, int nb, const float *lse, const float *o,
+                          const float *dlse, const float *dom)
+{
+	const int64_t n = G->n, np = G->np;
+	const int vd = G->vd, vdp = G->vdp;
+	const bool values = G->p->steps[s].values;
+	float dd[BR];
+	bool any = values;
+	for (int i = 0; i < nb; i++)
+		any |= dlse[t0 + i] != 0.0f;
+	if (!any)
+		return;
+	block_scores(G, S, s, pos, t0, nb);
+	for (int i = 0; i < nb; i++)
+		exp_sub(S->wb + i * np, n, np, lse[t0 + i]);
+	memset(S->gb, 0, (size_t)(nb * np) * sizeof(float));
+	if (values) {
+		for (int i = 0; i < nb; i++) {
+			dd[i] = 0.0f;
+			for (int c = 0; c < vdp; c++) {
+				float d = c < vd ? dom[(t0 + i) * vd + c] : 0.0f;
+				S->dob[i * vdp + c] = d;
+				dd[i] += c < vd ? d * o[(t0 + i) * vd + c] : 0.0f;
+			}
+		}
+		mm(nb, np, vd, S->dob, vdp, 1, S->kpayt, np, S->gb, np);
+		mm(n, vdp, nb, S->wb, 1, np, S->dob, vdp, S->dpay, vdp);
+	}
+	for (int i = 0; i < nb; i++) {
+		float *g = S->gb + i * np;
+		const float *p = S->wb + i * np;
+		const float add = dlse[t0 + i] - (values ? dd[i] : 0.0f);
+		for (int64_t r = 0; r < n; r++)
+			g[r] = p[r] * (g[r] + add);
+		decode(&G->step[s], n, t0 + i, pos);
+		low_grads(G, S, s, pos, g);
+	}
+	block_high(G, S, s, pos, t0, nb);
+}
+
+/* split_pay: a key-only step's d(payload), gathered over its tuples, to
+ * x_j's values and the messages it multiplies. */
+static void split_pay(const Grad *G, Sink *S, int s, const int64_t *pos)
+{
+	for (int64_t r = 0; r < G->n; r++) {
+		Factors F;
+		pay_factors(G, S, s, pos, r, &F);
+		split(&F, S->dpay + r * G->vdp, G->vd);
+	}
+}
+
+/* range_forward: tuples t0 … t1−1 of step s forward (pos holds x1 for a
+ * per-query step), into lse and o. */
+static void range_forward(const Grad *G, Sink *S, int s, int64_t *pos,
+                          int64_t t0, int64_t t1, float *lse, float *o)
+{
+	if (!key_only(G, s)) {
+		for (int64_t t = t0; t < t1; t++) {
+			decode(&G->step[s], G->n, t, pos);
+			forward(G, S, s, pos, &lse[t], o + t * G->vd);
+		}
+		return;
+	}
+	if (G->p->steps[s].values)
+		key_pay(G, S, s, pos);
+	for (int64_t t = t0; t < t1; t += BR)
+		block_forward(G, S, s, pos, t, t1 - t < BR ? (int)(t1 - t) : BR, lse, o);
+}
+
+/* range_reverse: tuples t0 … t1−1 of step s backwards, from the message
+ * (lse, o) and the gradients reaching it (dlse, dom). */
+static void range_reverse(const Grad *G, Sink *S, int s, int64_t *pos,
+                          int64_t t0, int64_t t1, const float *lse, const float *o,
+                          const float *dlse, const float *dom)
+{
+	const int vd = G->vd;
+	if (!key_only(G, s)) {
+		for (int64_t t = t0; t < t1; t++) {
+			decode(&G->step[s], G->n, t, pos);
+			reverse(G, S, s, pos, lse[t], o + t * vd, dlse[t], dom + t * vd);
+		}
+		return;
+	}
+	const bool values = G->p->steps[s].values;
+	if (values) {
+		key_pay(G, S, s, pos);
+		memset(S->dpay, 0, (size_t)(G->n * G->vdp) * sizeof(float));
+	}
+	for (int64_t t = t0; t < t1; t += BR)
+		block_reverse(G, S, s, pos, t, t1 - t < BR ? (int)(t1 - t) : BR,
+		              lse, o, dlse, dom);
+	if (values)
+		split_pay(G, S, s, pos);
 }
 
 /* ----------------------------------------------------- per query */
@@ -539,110 +875,106 @@ static void query(const Grad *G, Sink *S, int64_t l1, const float *g)
 		const Step *st = &G->step[s];
 		if (!st->per_query)
 			continue;
-		for (int64_t t = 0; t < st->rows; t++) {
-			decode(st, G->n, t, pos);
-			forward(G, S, s, pos, &S->lse[s][t], S->o[s] + t * vd);
-		}
+		range_forward(G, S, s, pos, 0, st->rows, S->lse[s], S->o[s]);
 		memset(S->dlse[s], 0, (size_t)st->rows * sizeof(float));
 		memset(S->dom[s], 0, (size_t)(st->rows * vd) * sizeof(float));
 	}
 	seed(G, S, l1, g);
-	for (int s = G->p->nsteps - 1; s >= 0; s--) {
-		const Step *st = &G->step[s];
-		if (!st->per_query)
-			continue;
-		for (int64_t t = 0; t < st->rows; t++) {
-			decode(st, G->n, t, pos);
-			reverse(G, S, s, pos, S->lse[s][t], S->o[s] + t * vd,
-			        S->dlse[s][t], S->dom[s] + t * vd);
-		}
-	}
+	for (int s = G->p->nsteps - 1; s >= 0; s--)
+		if (G->step[s].per_query)
+			range_reverse(G, S, s, pos, 0, G->step[s].rows, S->lse[s], S->o[s],
+			              S->dlse[s], S->dom[s]);
+}
+
+/* share: thread t's part [*t0, *t1) of rows, a static partition. */
+static void share(const Grad *G, int64_t rows, int64_t *t0, int64_t *t1)
+{
+	int t = pa_thread_num();
+	*t0 = rows * t / G->threads;
+	*t1 = rows * (t + 1) / G->threads;
 }
 
 /* ------------------------------------------------------- allocation */
 
-/* sink_floats: floats of one thread's block (SIZE_MAX on overflow);
- * grads: the gradient sums too, not only the forward's scratch. */
-static size_t sink_floats(const Grad *G, bool grads)
+/* grad_len: floats of a thread's sum of edge e's score gradient (0 for
+ * a shared table, whose rows the queries own). */
+static int64_t grad_len(const Grad *G, int e)
 {
-	const int64_t n = G->n;
-	size_t total = 0;
-	pa_carve(&total, 2 * n + G->vd + 2 * G->qtot + 16, 1, 1);
-	for (int s = 0; s < G->p->nsteps; s++) {
-		const Step *st = &G->step[s];
-		if (st->per_query && grads)
-			pa_carve(&total, st->rows, 2 * (1 + G->vd), 1);
-		else if (st->per_query)
-			pa_carve(&total, st->rows, 1 + G->vd, 1);
-		else if (grads)
-			pa_carve(&total, st->rows, 1 + G->vd, 1);
-	}
-	for (int e = 0; grads && e < G->p->nedges; e++) {
-		const Edge *ed = &G->edge[e];
-		if (ed->kind == EK_BIAS)
-			pa_carve(&total, n, 1, 1);
-		else if (ed->kind == EK_TABLE && !ed->shared)
-			pa_carve(&total, n, n, 1);
-		else if (ed->kind == EK_HIGH)
-			pa_carve(&total, n, ed->dim, 1);
-	}
-	for (int i = 0; grads && i < G->nin; i++)
-		pa_carve(&total, n, G->k->inputs[i].cols, 1);
-	return total;
+	const Edge *ed = &G->edge[e];
+	return ed->kind == EK_BIAS ? G->n : ed->kind == EK_HIGH ? G->n * ed->dimp :
+	       ed->shared ? 0 : G->n * G->np;
 }
 
-/* sink_carve: the block's pieces, in sink_floats' order. */
-static void sink_carve(const Grad *G, Sink *S, bool grads)
+/* piece: the next len floats of a block carved from base (counting only
+ * when base is NULL). */
+static float *piece(float *base, size_t *total, int64_t len)
 {
-	const int64_t n = G->n;
+	size_t at = pa_carve(total, len, 1, 1);
+	return base && *total != SIZE_MAX ? base + at : NULL;
+}
+
+/* sink_layout: one thread's block from base (NULL: only its size, in
+ * floats, SIZE_MAX on overflow); grads: the gradient sums too, not only
+ * the forward's scratch. */
+static size_t sink_layout(const Grad *G, Sink *S, float *base, bool grads)
+{
+	const int64_t n = G->n, np = G->np;
+	const int vd = G->vd, vdp = G->vdp;
 	size_t total = 0;
-	float *b = S->block;
-	size_t at = pa_carve(&total, 2 * n + G->vd + 2 * G->qtot + 16, 1, 1);
-	S->w = b + at, S->p = S->w + n, S->pay = S->p + n, S->q = S->pay + G->vd;
-	S->dq = S->q + G->qtot;
+	S->w = piece(base, &total, np), S->p = piece(base, &total, np);
+	S->pay = piece(base, &total, vdp);
+	S->q = piece(base, &total, G->qtotp), S->dq = piece(base, &total, G->qtotp);
+	S->wb = piece(base, &total, BR * np), S->gb = piece(base, &total, BR * np);
+	S->ob = piece(base, &total, BR * vdp), S->dob = piece(base, &total, BR * vdp);
+	S->qb = piece(base, &total, BR * G->qtotp), S->dqb = piece(base, &total, BR * G->dimw);
+	S->kpay = piece(base, &total, n * vdp), S->kpayt = piece(base, &total, vdp * np);
+	S->dpay = piece(base, &total, grads ? n * vdp : 0);
 	for (int s = 0; s < G->p->nsteps; s++) {
 		const Step *st = &G->step[s];
 		if (st->per_query) {
-			at = pa_carve(&total, st->rows, (grads ? 2 : 1) * (1 + G->vd), 1);
-			S->lse[s] = b + at, S->o[s] = S->lse[s] + st->rows;
-			if (grads)
-				S->dlse[s] = S->o[s] + st->rows * G->vd,
-				S->dom[s] = S->dlse[s] + st->rows;
-		} else if (grads) {
-			at = pa_carve(&total, st->rows, 1 + G->vd, 1);
-			S->glse[s] = b + at, S->gom[s] = S->glse[s] + st->rows;
+			S->lse[s] = piece(base, &total, st->rows);
+			S->o[s] = piece(base, &total, st->rows * vd);
+		}
+		if (st->per_query && grads) {
+			S->dlse[s] = piece(base, &total, st->rows);
+			S->dom[s] = piece(base, &total, st->rows * vd);
+		}
+		if (!st->per_query && grads) {
+			S->glse[s] = piece(base, &total, st->rows * (1 + vd));
+			S->gom[s] = S->glse[s] ? S->glse[s] + st->rows : NULL;
 		}
 	}
-	for (int e = 0; grads && e < G->p->nedges; e++) {
-		const Edge *ed = &G->edge[e];
-		int64_t len = ed->kind == EK_BIAS ? n : ed->kind == EK_HIGH ? n * ed->dim :
-		              ed->shared ? 0 : n * n;
-		if (len)
-			S->dedge[e] = b + pa_carve(&total, len, 1, 1);
-	}
+	for (int e = 0; grads && e < G->p->nedges; e++)
+		S->dedge[e] = piece(base, &total, grad_len(G, e));
 	for (int i = 0; grads && i < G->nin; i++)
-		S->df[i] = b + pa_carve(&total, n, G->k->inputs[i].cols, 1);
+		S->df[i] = piece(base, &total, n * G->k->inputs[i].cols);
+	return total;
+}
+
+/* table_len: floats of edge e's table. */
+static size_t table_len(const Grad *G, int e)
+{
+	const Edge *ed = &G->edge[e];
+	return ed->kind == EK_BIAS ? (size_t)G->n : ed->kind == EK_TABLE ?
+	       (size_t)(G->n * G->np) : (size_t)(G->n * ed->dimp + ed->dim * G->np);
 }
 
 /* grad_alloc: tables, the messages' gradients and a block per thread;
  * false if out of memory. */
 static bool grad_alloc(Grad *G, bool grads)
 {
-	const int64_t n = G->n;
+	const int64_t n = G->n, np = G->np;
 	size_t nn;
-	if (__builtin_mul_overflow((size_t)n, (size_t)n, &nn) || nn > SIZE_MAX / 8)
+	if (__builtin_mul_overflow((size_t)n, (size_t)np, &nn) || nn > SIZE_MAX / 64)
 		return false;
 	if (!(G->in = calloc(G->nin, sizeof *G->in)) ||
-	    !(G->sa = malloc((size_t)(3 * n * G->hd) * sizeof(float))))
+	    !(G->sa = malloc((size_t)(3 * n * G->hdp + G->hd * np) * sizeof(float))))
 		return false;
-	G->sb = G->sa + n * G->hd, G->sd = G->sb + n * G->hd;
+	G->sb = G->sa + n * G->hdp, G->sd = G->sb + n * G->hdp, G->sbt = G->sd + n * G->hdp;
 	for (int e = 0; e < G->p->nedges; e++) {
-		const Edge *ed = &G->edge[e];
-		size_t len = ed->kind == EK_BIAS ? (size_t)n : ed->kind == EK_TABLE ? nn :
-		             (size_t)n * ed->dim;
-		if (!(G->etab[e] = malloc(len * sizeof(float))))
+		if (!(G->etab[e] = malloc(table_len(G, e) * sizeof(float))))
 			return false;
-		if (grads && ed->shared && !(G->dshared[e] = malloc(nn * sizeof(float))))
+		if (grads && G->edge[e].shared && !(G->dshared[e] = malloc(nn * sizeof(float))))
 			return false;
 	}
 	for (int s = 0; grads && s < G->p->nsteps; s++)
@@ -653,15 +985,14 @@ static bool grad_alloc(Grad *G, bool grads)
 			G->tom[s] = G->tlse[s] + G->step[s].rows;
 	if (!(G->sink = calloc(G->threads, sizeof *G->sink)))
 		return false;
-	size_t per = sink_floats(G, grads);
-	if (per == SIZE_MAX)
-		return false;
 	for (int t = 0; t < G->threads; t++) {
 		Sink *S = &G->sink[t];
-		if (!(S->df = calloc(G->nin, sizeof *S->df)) ||
-		    !(S->block = malloc(per * sizeof(float))))
+		if (!(S->df = calloc(G->nin, sizeof *S->df)))
 			return false;
-		sink_carve(G, S, grads);
+		size_t per = sink_layout(G, S, NULL, grads);
+		if (per == SIZE_MAX || !(S->block = malloc(per * sizeof(float))))
+			return false;
+		sink_layout(G, S, S->block, grads);
 	}
 	return true;
 }
@@ -685,7 +1016,8 @@ static void grad_free(Grad *G)
 static pa_status grad_init(Grad *G, const pa_kernel_info *k, const pa_elim_plan *p,
                            int64_t n, bool grads)
 {
-	*G = (Grad){.k = k, .p = p, .n = n, .hd = k->head_dim, .vd = k->value_dim,
+	*G = (Grad){.k = k, .p = p, .n = n, .np = UP16(n), .hd = k->head_dim,
+	            .vd = k->value_dim, .hdp = UP16(k->head_dim), .vdp = UP16(k->value_dim),
 	            .nin = k->num_inputs, .threads = pa_max_threads()};
 	if (k->num_vars > GV || p->nedges > GE || p->nsteps > GV)
 		return PA_ERR_UNSUPPORTED;
@@ -757,12 +1089,11 @@ static void save_global(Grad *G, float *saved, int64_t b)
 		if (st->per_query)
 			continue;
 		float *lse = (float *)G->lse[s], *o = (float *)G->o[s];
-		#pragma omp parallel for schedule(static) num_threads(G->threads)
-		for (int64_t t = 0; t < st->rows; t++) {
-			int64_t pos[GV + 1] = {0};
-			Sink *S = &G->sink[pa_thread_num()];
-			decode(st, G->n, t, pos);
-			forward(G, S, s, pos, &lse[t], o + t * G->vd);
+		#pragma omp parallel num_threads(G->threads)
+		{
+			int64_t pos[GV + 1] = {0}, t0, t1;
+			share(G, st->rows, &t0, &t1);
+			range_forward(G, &G->sink[pa_thread_num()], s, pos, t0, t1, lse, o);
 		}
 	}
 }
@@ -834,19 +1165,15 @@ static void zero_sinks(Grad *G)
 		for (int s = 0; s < G->p->nsteps; s++)
 			if (!G->step[s].per_query)
 				memset(S->glse[s], 0, (size_t)(G->step[s].rows * (1 + G->vd)) * sizeof(float));
-		for (int e = 0; e < G->p->nedges; e++) {
-			const Edge *ed = &G->edge[e];
-			int64_t len = ed->kind == EK_BIAS ? n : ed->kind == EK_HIGH ? n * ed->dim :
-			              ed->shared ? 0 : n * n;
-			if (len)
-				memset(S->dedge[e], 0, (size_t)len * sizeof(float));
-		}
+		for (int e = 0; e < G->p->nedges; e++)
+			if (grad_len(G, e))
+				memset(S->dedge[e], 0, (size_t)grad_len(G, e) * sizeof(float));
 		for (int i = 0; i < G->nin; i++)
 			memset(S->df[i], 0, (size_t)(n * G->k->inputs[i].cols) * sizeof(float));
 	}
 	for (int e = 0; e < G->p->nedges; e++)
 		if (G->dshared[e])
-			memset(G->dshared[e], 0, (size_t)(n * n) * sizeof(float));
+			memset(G->dshared[e], 0, (size_t)(n * G->np) * sizeof(float));
 }
 
 /* run_reverse: the per-query steps for every ℓ1, then the steps that run
@@ -864,22 +1191,15 @@ static void run_reverse(Grad *G, const float *grad_out)
 			const Step *st = &G->step[s];
 			if (st->per_query)
 				continue;
+			int64_t pos[GV + 1] = {0}, t0, t1;
 			sum_msg(G, s);
-			#pragma omp for schedule(static)
-			for (int64_t t = 0; t < st->rows; t++) {
-				int64_t pos[GV + 1] = {0};
-				decode(st, n, t, pos);
-				reverse(G, S, s, pos, G->lse[s][t], G->o[s] + t * G->vd,
-				        G->tlse[s][t], G->tom[s] + t * G->vd);
-			}
+			share(G, st->rows, &t0, &t1);
+			range_reverse(G, S, s, pos, t0, t1, G->lse[s], G->o[s], G->tlse[s], G->tom[s]);
+			#pragma omp barrier
 		}
-		for (int e = 0; e < G->p->nedges; e++) {
-			const Edge *ed = &G->edge[e];
-			int64_t len = ed->kind == EK_BIAS ? n : ed->kind == EK_HIGH ? n * ed->dim :
-			              ed->shared ? 0 : n * n;
-			if (len)
-				sum_threads(G, G->sink[0].dedge[e], false, e, len);
-		}
+		for (int e = 0; e < G->p->nedges; e++)
+			if (grad_len(G, e))
+				sum_threads(G, G->sink[0].dedge[e], false, e, grad_len(G, e));
 		for (int i = 0; i < G->nin; i++)
 			sum_threads(G, G->sink[0].df[i], true, i, n * G->k->inputs[i].cols);
 	}
@@ -891,30 +1211,26 @@ static void table_grads(Grad *G, int e, const float *dt, float *const *df)
 {
 	const pa_elim_edge *pe = &G->p->edges[e];
 	const Edge *ed = &G->edge[e];
-	const int64_t n = G->n;
-	const int hd = G->hd;
+	const int64_t n = G->n, np = G->np;
+	const int hdp = G->hdp;
 	for (int i = 0; i < pe->nmono; i++) {
 		int m = pe->mono[i];
 		sides(G, m, ed->other, ed->var);
+		memset(G->sd, 0, (size_t)(n * hdp) * sizeof(float));
 		#pragma omp parallel for schedule(static) num_threads(G->threads)
-		for (int64_t ra = 0; ra < n; ra++) {
-			float *d = G->sd + ra * hd;
-			for (int l = 0; l < hd; l++)
-				d[l] = 0.0f;
-			for (int64_t rj = 0; rj < n; rj++)
-				for (int l = 0; l < hd; l++)
-					d[l] += dt[ra * n + rj] * G->sb[rj * hd + l];
-			spread(G, df, m, ed->other, true, NULL, ra, d, G->weight[m]);
+		for (int64_t r0 = 0; r0 < n; r0 += 16) {
+			int64_t rows = n - r0 < 16 ? n - r0 : 16;
+			mm(rows, hdp, n, dt + r0 * np, np, 1, G->sb, hdp, G->sd + r0 * hdp, hdp);
+			for (int64_t r = r0; r < r0 + rows; r++)
+				spread(G, df, m, ed->other, true, NULL, r, G->sd + r * hdp, G->weight[m]);
 		}
+		memset(G->sd, 0, (size_t)(n * hdp) * sizeof(float));
 		#pragma omp parallel for schedule(static) num_threads(G->threads)
-		for (int64_t rj = 0; rj < n; rj++) {
-			float *d = G->sd + rj * hd;
-			for (int l = 0; l < hd; l++)
-				d[l] = 0.0f;
-			for (int64_t ra = 0; ra < n; ra++)
-				for (int l = 0; l < hd; l++)
-					d[l] += dt[ra * n + rj] * G->sa[ra * hd + l];
-			spread(G, df, m, ed->var, true, NULL, rj, d, 1.0f);
+		for (int64_t r0 = 0; r0 < n; r0 += 16) {
+			int64_t rows = n - r0 < 16 ? n - r0 : 16;
+			mm(rows, hdp, n, dt + r0, 1, np, G->sa, hdp, G->sd + r0 * hdp, hdp);
+			for (int64_t r = r0; r < r0 + rows; r++)
+				spread(G, df, m, ed->var, true, NULL, r, G->sd + r * hdp, 1.0f);
 		}
 	}
 }
@@ -937,7 +1253,7 @@ static void edge_grads(Grad *G)
 			for (int i = 0; i < pe->nmono; i++) {
 				int m = pe->mono[i];
 				if (ed->kind == EK_HIGH) {
-					spread(G, df, m, ed->var, true, NULL, r, d + r * ed->dim + i * G->hd, 1.0f);
+					spread(G, df, m, ed->var, true, NULL, r, d + r * ed->dimp + i * G->hd, 1.0f);
 					continue;
 				}
 				float g[G->hd];

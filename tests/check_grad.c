@@ -7,14 +7,14 @@
  * The binary links one cases object of tests/e2e/ and its table, like
  * check_e2e.c; each kernel is one test of these loop test cases:
  *   accuracy  scores of order 1, n in {1, 2, 7, 17, 64, 257} × batch {1, 3}
- *             for a tree, {1, 2, 3, 5, 9} for an elimination plan (up to 8
+ *             for a tree, {1, 2, 3, 5, 9, 17, 40} for an elimination plan (up to 8
  *             variables: the reference costs n^t), as far as the
  *             reference's cost allows: train gives PA_OK, the
  *             same output as the plain forward, and writes nothing past
  *             saved_floats; backward gives PA_OK and every input's gradient
  *             within TOL of the reference (below);
  *   huge      scores of ±1e4 (factors as in check_e2e.c's "huge"), n in
- *             {2, 7, 64} for a tree, {2, 3, 5} for an elimination plan: every
+ *             {2, 7, 64} for a tree, {2, 3, 5, 17} for an elimination plan: every
  *             gradient finite and within HUGE_TOL, the float32 conditioning
  *             allowance the forward uses, no looser;
  *   partial   NULL gradient entries: the others are the same as when every
@@ -79,8 +79,8 @@ static const int64_t acc_sizes[] = {1, 2, 7, 17, 64, 257};
 static const int64_t acc_batches[] = {1, 3};
 static const int64_t huge_sizes[] = {2, 7, 64};
 /* Elimination kernels (up to 8 variables: the reference costs n^t) */
-static const int64_t elim_sizes[] = {1, 2, 3, 5, 9};
-static const int64_t elim_huge_sizes[] = {2, 3, 5};
+static const int64_t elim_sizes[] = {1, 2, 3, 5, 9, 17, 40};
+static const int64_t elim_huge_sizes[] = {2, 3, 5, 17};
 #define ELIM_SMALL_N 3       /* n always run for them */
 
 #define COUNT(a) ((int)(sizeof(a) / sizeof(a)[0]))
