@@ -19,6 +19,11 @@
  * 10·n²·d flops (2.5×); train + backward counts 14·n²·d.
  *
  * Other modes:
+ *   -g            Strassen x1*x2 + x2*x3 + x3*x1 at n = 256, 512, 1024 and
+ *                 3-tensor x1*x2*x3 at n = 128, 256, 512 (the elimination
+ *                 plan, head_dim = value_dim = 64, batch 1): median seconds
+ *                 of the same four timings over 3 rounds, and backward /
+ *                 forward; the TSV gets the same columns.
  *   --dump DIR    for every shape: write the inputs, grad_out, K_train's
  *                 out and K_backward's gradients as raw float32 files
  *                 DIR/KERNEL_N_NAME.f32 (NAME: an input's name, "gout",
@@ -36,6 +41,7 @@
  * scores scale·⟨q, k⟩ have unit spread, as in a trained transformer.
  *
  * usage: bench_backward [-k KERNEL]... [-n N]... [TSV]
+ *        bench_backward -g [TSV]
  *        bench_backward --dump DIR
  *        bench_backward --memory N [TSV]
  *   -k, -n  time only these kernels / lengths (default: all of them)
@@ -43,6 +49,7 @@
  */
 #include <math.h>
 #include <omp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +72,15 @@ static const struct {
 	{&path2_info, 2, {1024, 4096, 16384}},
 };
 enum { NK = sizeof kernels / sizeof *kernels, MAXS = 3 };
+/* The elimination kernels of -g, batch 1 (each n^3). */
+static const struct {
+	const pa_kernel_info *info;
+	int sizes[3];
+} general[] = {
+	{&strassen_info, {256, 512, 1024}},
+	{&tensor3_info, {128, 256, 512}},
+};
+enum { NG = sizeof general / sizeof *general, REPS_GENERAL = 3 };
 /* Timed rounds per shape: fewer at 16384, where one round takes seconds. */
 enum { REPS = 7, REPS_LONG = 3 };
 /* What a round times. */
@@ -161,12 +177,13 @@ static double call_bwd(Case *c)
 /* time_shape: secs[t] = median seconds of each of NT timings of k at n,
  * over reps rounds of forward, train, backward (after one warm-up round
  * below n = 16384). */
-static void time_shape(const pa_kernel_info *k, int n, int reps, double *secs)
+static void time_shape(const pa_kernel_info *k, int64_t batch, int n, int reps,
+                       bool warm, double *secs)
 {
 	Case c;
 	double t[NT][REPS];
-	case_init(&c, k, BATCH, n);
-	if (reps == REPS)
+	case_init(&c, k, batch, n);
+	if (warm)
 		call_fwd(&c), call_train(&c), call_bwd(&c);
 	for (int r = 0; r < reps; r++) {
 		t[T_FWD][r] = call_fwd(&c);
@@ -231,7 +248,7 @@ static int bench(int argc, char **argv, const char *tsv_path)
 			if (!selected(argc, argv, "-k", ki->name, 0) ||
 			    !selected(argc, argv, "-n", NULL, n))
 				continue;
-			time_shape(ki, n, n >= 16384 ? REPS_LONG : REPS, secs[k][s]);
+			time_shape(ki, BATCH, n, n >= 16384 ? REPS_LONG : REPS, n < 16384, secs[k][s]);
 			double p = peak_gflops();  /* the peak again, between shapes */
 			peak = p > peak ? p : peak;
 		}
@@ -261,6 +278,37 @@ static int bench(int argc, char **argv, const char *tsv_path)
 	return 0;
 }
 
+/* bench_general: the -g mode (see the top of the file); returns 0. */
+static int bench_general(const char *tsv_path)
+{
+	FILE *tsv = tsv_path ? fopen(tsv_path, "w") : NULL;
+	printf("polyc training pair, elimination plans: head_dim = value_dim = 64, scale 0.125, "
+	       "batch 1, %d threads, ISA %s\n", omp_get_max_threads(), pa_isa_name(pa_isa()));
+	printf("median seconds of %d rounds\n\n", REPS_GENERAL);
+	printf("%-8s %6s", "kernel", "n");
+	for (int t = 0; t < NT; t++)
+		printf("  %9s", tname[t]);
+	printf("  %7s\n", "bwd/fwd");
+	for (int k = 0; k < NG; k++)
+		for (int s = 0; s < 3; s++) {
+			double secs[NT];
+			const pa_kernel_info *ki = general[k].info;
+			int n = general[k].sizes[s];
+			time_shape(ki, 1, n, REPS_GENERAL, s == 0, secs);
+			printf("%-8s %6d", ki->name, n);
+			for (int t = 0; t < NT; t++)
+				printf("  %9.4f", secs[t]);
+			printf("  %6.2fx\n", secs[T_BWD] / secs[T_FWD]);
+			fflush(stdout);
+			if (tsv)
+				fprintf(tsv, "%s\t%d\t%.6f\t%.6f\t%.6f\t%.6f\n", ki->name, n,
+				        secs[T_FWD], secs[T_TRAIN], secs[T_BWD], secs[T_BOTH]);
+		}
+	if (tsv)
+		fclose(tsv);
+	return 0;
+}
+
 /* write_f32: len floats of x to DIR/KERNEL_N_NAME.f32; exits on failure. */
 static void write_f32(const char *dir, const Case *c, const char *prefix, const char *name,
                       const float *x, size_t len)
@@ -273,6 +321,22 @@ static void write_f32(const char *dir, const Case *c, const char *prefix, const 
 		fprintf(stderr, "bench_backward: cannot write %s\n", path);
 		exit(2);
 	}
+}
+
+/* dump_one: k at n, batch 1, as dump writes a shape (the smallest length
+ * of an elimination kernel: PyTorch's formulation holds n^3 floats). */
+static void dump_one(const char *dir, const pa_kernel_info *k, int n)
+{
+	Case c;
+	case_init(&c, k, 1, n);
+	call_train(&c), call_bwd(&c);
+	for (int i = 0; i < k->num_inputs; i++) {
+		write_f32(dir, &c, "", k->inputs[i].name, c.in[i], (size_t)n * k->inputs[i].cols);
+		write_f32(dir, &c, "d", k->inputs[i].name, c.grad[i], (size_t)n * k->inputs[i].cols);
+	}
+	write_f32(dir, &c, "", "gout", c.gout, (size_t)n * k->value_dim);
+	write_f32(dir, &c, "", "out", c.out, (size_t)n * k->value_dim);
+	case_free(&c);
 }
 
 /* dump: the --dump mode (see the top of the file); returns 0. */
@@ -294,6 +358,8 @@ static int dump(const char *dir)
 			write_f32(dir, &c, "", "out", c.out, rows * ki->value_dim);
 			case_free(&c);
 		}
+	for (int k = 0; k < NG; k++)
+		dump_one(dir, general[k].info, general[k].sizes[0]);
 	return 0;
 }
 
@@ -344,6 +410,8 @@ int main(int argc, char **argv)
 		return dump(argv[2]);
 	if (argc >= 3 && strcmp(argv[1], "--memory") == 0)
 		return memory(atoll(argv[2]), argc > 3 ? argv[3] : NULL);
+	if (argc >= 2 && strcmp(argv[1], "-g") == 0)
+		return bench_general(argc > 2 ? argv[2] : NULL);
 	for (int i = 1; i < argc; i++)
 		if (argv[i][0] == '-')
 			i++;

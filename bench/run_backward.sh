@@ -2,8 +2,10 @@
 # make bench-backward: polyc's training pair (K, K_train, K_backward of
 # bench/backward.poly) beside PyTorch autograd when Python has torch (pip
 # install torch numpy), in one run: first polyc's gradients against
-# PyTorch's at every shape timed, then both tables and their ratios, then
-# the peak RSS of a tree backward at n = 25,000 and 100,000.
+# PyTorch's at every shape timed (Strassen and 3-tensor at their smallest
+# n), then both tables and their ratios for the trees, then for Strassen
+# and 3-tensor, then the peak RSS of a tree backward at n = 25,000 and
+# 100,000.
 # usage: run_backward.sh [BUILD/bench]; exit status 1 if a gradient is off.
 set -e
 out=${1:-build/bench}
@@ -48,6 +50,25 @@ if [ $torch = 1 ]; then
 	echo "(fwd x, fwd+bwd x: PyTorch's seconds over polyc's forward, over polyc's train+backward;"
 	echo " attn: scaled_dot_product_attention; path2: matmul, logsumexp, softmax, matmul under autograd;"
 	echo " path2 at n = 16384: polyc only, its n x n matrices (4.3 GB each at batch 4) do not fit in memory)"
+fi
+
+echo
+"$bin" -g "$out/backward_general_polyc.tsv"
+if [ $torch = 1 ]; then
+	echo
+	echo "PyTorch autograd of the einsum formulation (n^3 score tensor, softmax, einsum), 2 threads," \
+	     "batch 1: median seconds of 3 rounds"
+	python3 bench/torch_backward.py --general > "$out/backward_general_torch.tsv"
+	printf "%-8s %6s  %9s %9s  %9s %9s  %8s %10s\n" kernel n "torch fwd" "fwd+bwd" \
+	    "polyc fwd" "train+bwd" "fwd x" "fwd+bwd x"
+	awk -F'\t' 'NR == FNR { t[$1 " " $2] = $3; tb[$1 " " $2] = $4; next }
+	            { k = $1 " " $2
+	              if (!(k in t)) { printf "%-8s %6d  %9s %9s  %9.4f %9.4f  (PyTorch cannot hold n^3 floats and their copies)\n",
+	                               $1, $2, "-", "-", $3, $6; next }
+	              printf "%-8s %6d  %9.4f %9.4f  %9.4f %9.4f  %7.2fx %9.2fx\n",
+	                     $1, $2, t[k], tb[k], $3, $6, t[k] / $3, tb[k] / $6 }' \
+	    "$out/backward_general_torch.tsv" "$out/backward_general_polyc.tsv"
+	echo "(fwd x, fwd+bwd x: PyTorch's seconds over polyc's forward, over polyc's train+backward)"
 fi
 
 echo

@@ -218,7 +218,7 @@ static inline vf exp_generic(vf x)
 
 #define FN(name) name##_avx512
 #define W 16
-#define TILE_C 2
+#define TILE_C 4
 #define TARGET __attribute__((target("avx512f")))
 #define vf __m512
 #define VEXP pa_exp16
