@@ -360,13 +360,14 @@ sanitize:
 	    POLYC_FLAGS='$(SAN_POLYC_FLAGS)' sanitize-run
 
 sanitize-run: all $(B)/check_unit $(E2E)/check_tree_h3 $(E2E)/check_general $(E2E)/check_approx \
-              $(E2E)/check_approx_engine $(E2E)/grad_tree_h3
+              $(E2E)/check_approx_engine $(E2E)/grad_tree_h3 $(E2E)/grad_general
 	$(B)/check_unit
 	sh tests/diag/run.sh $(POLYC) tests/diag
 	sh tests/cli/run.sh $(POLYC)
 	CK_FORK=no $(E2E)/check_tree_h3
 	CK_FORK=no GRAD_BUDGET=4e6 $(E2E)/grad_tree_h3
 	CK_FORK=no $(E2E)/check_general
+	CK_FORK=no GRAD_BUDGET=4e6 $(E2E)/grad_general
 	CK_FORK=no $(E2E)/check_approx
 	$(E2E)/check_approx_engine
 

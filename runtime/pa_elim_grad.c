@@ -77,7 +77,9 @@ typedef struct Sink {
 	float *wb, *gb;          /* BR × np: a block's weights and dw */
 	float *ob, *dob;         /* BR × vdp: its value vectors and their gradients */
 	float *qb, *dqb;         /* BR × qtotp, BR × the widest dimp: query sides */
-	float *kpay, *kpayt, *dpay; /* n × vdp, vdp × np, n × vdp: a key-only payload */
+	float *kpay[GV], *kpayt[GV]; /* n × vdp, vdp × np: a key-only step's payload */
+	int64_t kstamp[GV];      /* which batch entry and query kpay[s] is of */
+	float *dpay;             /* n × vdp: its gradient */
 	float *block;
 } Sink;
 
@@ -86,6 +88,7 @@ typedef struct Grad {
 	const pa_kernel_info *k;
 	const pa_elim_plan *p;
 	int64_t n, np;           /* np: n rounded up to 16 */
+	int64_t entry;           /* batch entry being run, from 1 */
 	int hd, vd, nin, threads;
 	int hdp, vdp, qtotp, dimw; /* rounded up to 16; qtotp: Σ dimp; dimw: widest dimp */
 	int *first, *degree;     /* per monomial */
@@ -257,6 +260,30 @@ static float exp_sub(float *x, int64_t n, int64_t np, float m)
 	return exp_sub_generic(x, n, np, m);
 }
 
+/* vadd: d += x over n floats (the body's). */
+static void vadd(float *d, const float *x, int64_t n)
+{
+#if defined(__x86_64__)
+	if (pa_isa() == PA_ISA_AVX512)
+		return vadd_avx512(d, x, n);
+	if (pa_isa() == PA_ISA_AVX2)
+		return vadd_avx2(d, x, n);
+#endif
+	vadd_generic(d, x, n);
+}
+
+/* dscore: g = p ⊙ (g + add) over n floats (the body's). */
+static void dscore(float *g, const float *p, float add, int64_t n)
+{
+#if defined(__x86_64__)
+	if (pa_isa() == PA_ISA_AVX512)
+		return dscore_avx512(g, p, add, n);
+	if (pa_isa() == PA_ISA_AVX2)
+		return dscore_avx2(g, p, add, n);
+#endif
+	dscore_generic(g, p, add, n);
+}
+
 /* ------------------------------------------------------------- edges */
 
 /* factor: input i at row r, column l. */
@@ -398,6 +425,23 @@ static void decode(const Step *st, int64_t n, int64_t t, int64_t *pos)
 		pos[st->vars[i]] = t % n;
 }
 
+/* query_side: q[l] = weight_m · Π over monomial m's occurrences not on
+ * x_j of their rows at pos, for l < head_dim. */
+static void query_side(const Grad *G, int m, int j, const int64_t *pos, float *q)
+{
+	const int hd = G->hd;
+	for (int l = 0; l < hd; l++)
+		q[l] = G->weight[m];
+	for (int o = 0; o < G->degree[m]; o++) {
+		int i = G->first[m] + o, var = G->k->inputs[i].variable;
+		if (var == j)
+			continue;
+		const float *f = G->in[i] + pos[var] * hd;
+		for (int l = 0; l < hd; l++)
+			q[l] *= f[l];
+	}
+}
+
 /* scores: w[ℓj] = step s's weight exponent at pos for every ℓj < n: its
  * edges' scores and the log-normalizers of the messages it reads; the
  * query sides of its high edges (times their weights, zeros up to dimp)
@@ -414,16 +458,14 @@ static void scores(const Grad *G, const Sink *S, int s, const int64_t *pos,
 		const Edge *ed = &G->edge[e];
 		const float *t = G->etab[e];
 		if (ed->kind == EK_BIAS || ed->kind == EK_TABLE) {
-			const float *row = t + (ed->kind == EK_TABLE ? pos[ed->other] * np : 0);
-			for (int64_t r = 0; r < n; r++)
-				w[r] += row[r];
+			vadd(w, t + (ed->kind == EK_TABLE ? pos[ed->other] * np : 0), n);
 			continue;
 		}
 		const pa_elim_edge *pe = &G->p->edges[e];
-		for (int d = 0; d < ed->dimp; d++) {
-			int m = pe->mono[d / G->hd % pe->nmono];
-			q[d] = d < ed->dim ? G->weight[m] * side(G, m, ps->var, false, pos, 0, d % G->hd) : 0.0f;
-		}
+		for (int i = 0; i < pe->nmono; i++)
+			query_side(G, pe->mono[i], ps->var, pos, q + i * G->hd);
+		for (int d = ed->dim; d < ed->dimp; d++)
+			q[d] = 0.0f;
 		for (int64_t r = 0; high && r < n; r++) {
 			float dot = 0.0f;
 			for (int d = 0; d < ed->dim; d++)
@@ -436,7 +478,9 @@ static void scores(const Grad *G, const Sink *S, int s, const int64_t *pos,
 		int g = ps->msgs[i];
 		int64_t sj, base = msg_at(G, g, ps->var, pos, &sj);
 		const float *l = msg_lse(G, S, g) + base;
-		for (int64_t r = 0; r < n; r++)
+		if (sj == 1)
+			vadd(w, l, n);
+		for (int64_t r = 0; sj != 1 && r < n; r++)
 			w[r] += l[r * sj];
 	}
 }
@@ -561,15 +605,15 @@ static void low_grads(const Grad *G, Sink *S, int s, const int64_t *pos,
 		if (ed->kind == EK_HIGH)
 			continue;
 		float *row = ed->shared ? G->dshared[e] : S->dedge[e];
-		row += ed->kind == EK_TABLE ? pos[ed->other] * np : 0;
-		for (int64_t r = 0; r < n; r++)
-			row[r] += dw[r];
+		vadd(row + (ed->kind == EK_TABLE ? pos[ed->other] * np : 0), dw, n);
 	}
 	for (int i = 0; i < ps->nmsgs; i++) {
 		int g = ps->msgs[i];
 		int64_t sj, base = msg_at(G, g, ps->var, pos, &sj);
 		float *dl = grad_lse(S, G, g) + base;
-		for (int64_t r = 0; r < n; r++)
+		if (sj == 1)
+			vadd(dl, dw, n);
+		for (int64_t r = 0; sj != 1 && r < n; r++)
 			dl[r * sj] += dw[r];
 	}
 }
@@ -659,21 +703,37 @@ static bool key_only(const Grad *G, int s)
 	return true;
 }
 
-/* key_pay: the key-only payload of step s: kpay (n × vdp, zeros past
- * value_dim) and kpayt, its transpose (vdp × np, zeros past n). */
+/* per_query_pay: step s's payload multiplies a message of ℓ1. */
+static bool per_query_pay(const Grad *G, int s)
+{
+	const pa_elim_step *ps = &G->p->steps[s];
+	for (int i = 0; i < ps->nmsgs; i++)
+		if (G->p->steps[ps->msgs[i]].values && G->step[ps->msgs[i]].per_query)
+			return true;
+	return false;
+}
+
+/* key_pay: the key-only payload of step s: kpay[s] (n × vdp, zeros past
+ * value_dim) and kpayt[s], its transpose (vdp × np, zeros past n); kept
+ * for the batch entry, or for the query when it reads messages of ℓ1. */
 static void key_pay(const Grad *G, Sink *S, int s, const int64_t *pos)
 {
 	const int64_t n = G->n, np = G->np;
 	const int vd = G->vd, vdp = G->vdp;
-	memset(S->kpayt, 0, (size_t)(vdp * np) * sizeof(float));
+	const int64_t stamp = G->entry * (n + 1) + (per_query_pay(G, s) ? pos[1] + 1 : 0);
+	if (S->kstamp[s] == stamp)
+		return;
+	S->kstamp[s] = stamp;
+	memset(S->kpayt[s], 0, (size_t)(vdp * np) * sizeof(float));
 	for (int64_t r = 0; r < n; r++) {
-		float *x = S->kpay + r * vdp;
+		float *x = S->kpay[s] + r * vdp;
 		payload(G, S, s, pos, r, x);
-		for (int c = 0; c < vdp; c++) {
+		for (int c = 0; c < vdp; c++)
 			x[c] = c < vd ? x[c] : 0.0f;
-			S->kpayt[c * np + r] = x[c];
-		}
 	}
+	for (int c = 0; c < vd; c++)
+		for (int64_t r = 0; r < n; r++)
+			S->kpayt[s][c * np + r] = S->kpay[s][r * vdp + c];
 }
 
 /* block_scores: S->wb[i][ℓj] (ℓj < n) for tuples t0 … t0+nb−1 of step s,
@@ -720,7 +780,7 @@ static void block_forward(const Grad *G, Sink *S, int s, int64_t *pos,
 	if (!G->p->steps[s].values)
 		return;
 	memset(S->ob, 0, (size_t)(nb * vdp) * sizeof(float));
-	mm(nb, vdp, n, S->wb, np, 1, S->kpay, vdp, S->ob, vdp);
+	mm(nb, vdp, n, S->wb, np, 1, S->kpay[s], vdp, S->ob, vdp);
 	for (int i = 0; i < nb; i++)
 		for (int c = 0; c < vd; c++)
 			o[(t0 + i) * vd + c] = S->ob[i * vdp + c] / den[i];
@@ -779,15 +839,13 @@ static void block_reverse(const Grad *G, Sink *S, int s, int64_t *pos,
 				dd[i] += c < vd ? d * o[(t0 + i) * vd + c] : 0.0f;
 			}
 		}
-		mm(nb, np, vd, S->dob, vdp, 1, S->kpayt, np, S->gb, np);
+		mm(nb, np, vd, S->dob, vdp, 1, S->kpayt[s], np, S->gb, np);
 		mm(n, vdp, nb, S->wb, 1, np, S->dob, vdp, S->dpay, vdp);
 	}
 	for (int i = 0; i < nb; i++) {
 		float *g = S->gb + i * np;
 		const float *p = S->wb + i * np;
-		const float add = dlse[t0 + i] - (values ? dd[i] : 0.0f);
-		for (int64_t r = 0; r < n; r++)
-			g[r] = p[r] * (g[r] + add);
+		dscore(g, p, dlse[t0 + i] - (values ? dd[i] : 0.0f), n);
 		decode(&G->step[s], n, t0 + i, pos);
 		low_grads(G, S, s, pos, g);
 	}
@@ -927,10 +985,13 @@ static size_t sink_layout(const Grad *G, Sink *S, float *base, bool grads)
 	S->wb = piece(base, &total, BR * np), S->gb = piece(base, &total, BR * np);
 	S->ob = piece(base, &total, BR * vdp), S->dob = piece(base, &total, BR * vdp);
 	S->qb = piece(base, &total, BR * G->qtotp), S->dqb = piece(base, &total, BR * G->dimw);
-	S->kpay = piece(base, &total, n * vdp), S->kpayt = piece(base, &total, vdp * np);
 	S->dpay = piece(base, &total, grads ? n * vdp : 0);
 	for (int s = 0; s < G->p->nsteps; s++) {
 		const Step *st = &G->step[s];
+		bool kp = G->p->steps[s].values && key_only(G, s);
+		S->kpay[s] = piece(base, &total, kp ? n * vdp : 0);
+		S->kpayt[s] = piece(base, &total, kp ? vdp * np : 0);
+		S->kstamp[s] = 0;
 		if (st->per_query) {
 			S->lse[s] = piece(base, &total, st->rows);
 			S->o[s] = piece(base, &total, st->rows * vd);
@@ -1074,6 +1135,7 @@ static void point_saved(Grad *G, const float *saved, int64_t b)
 /* prepare: inputs of batch entry b and every edge's table. */
 static void prepare(Grad *G, const float *const inputs[], int64_t b)
 {
+	G->entry = b + 1;
 	for (int i = 0; i < G->nin; i++)
 		G->in[i] = inputs[i] + b * G->n * G->k->inputs[i].cols;
 	for (int e = 0; e < G->p->nedges; e++)

@@ -101,3 +101,24 @@ TARGET static float FN(exp_sub)(float *x, int64_t n, int64_t np, float m)
 		s += sum[i];
 	return s;
 }
+
+/* vadd: d[r] += x[r] for r < n. */
+TARGET static void FN(vadd)(float *d, const float *x, int64_t n)
+{
+	int64_t r = 0;
+	for (; r + W <= n; r += W)
+		FN(vst)(d + r, FN(vld)(d + r) + FN(vld)(x + r));
+	for (; r < n; r++)
+		d[r] += x[r];
+}
+
+/* dscore: g[r] = p[r] · (g[r] + add) for r < n (a block row's dw). */
+TARGET static void FN(dscore)(float *g, const float *p, float add, int64_t n)
+{
+	vf va = (vf){0} + add;
+	int64_t r = 0;
+	for (; r + W <= n; r += W)
+		FN(vst)(g + r, FN(vld)(p + r) * (FN(vld)(g + r) + va));
+	for (; r < n; r++)
+		g[r] = p[r] * (g[r] + add);
+}
