@@ -35,7 +35,8 @@ COMPILER_SRC = compiler/ast.c compiler/diag.c compiler/parse.c \
 GRAMMAR_SRC  = $(B)/grammar/parser.c $(B)/grammar/lexer.c
 RUNTIME_SRC  = runtime/pa_status.c runtime/pa_reference.c runtime/pa_kernel.c \
                runtime/pa_elim.c runtime/pa_approx.c runtime/pa_edge.c \
-               runtime/pa_tree_grad.c runtime/pa_threads.c
+               runtime/pa_tree_grad.c runtime/pa_threads.c \
+               runtime/pa_call.c runtime/pa_reference_call.c
 TEST_SRC     = tests/check_main.c tests/check_parse.c tests/check_runtime.c \
                tests/check_graph.c tests/check_reference_grad.c tests/check_workspace.c
 EXAMPLES     = self_attention compose2 compose3 star strassen
