@@ -137,7 +137,9 @@ typedef struct pa_layout {
  * out, or what the mode needs of saved, grad_out and grad_inputs NULL,
  * PA_ERR_NULL; batch or nq < 1, heads or nk < 0, a bad length or layout, a
  * size that overflows, or a tensor it writes (out, saved, gradients)
- * overlapping one it reads or another it writes, PA_ERR_ARGUMENT; a
+ * overlapping one it reads or another it writes (by address range, first
+ * to last element: tensors interleaved in one buffer count as
+ * overlapping), PA_ERR_ARGUMENT; a
  * PA_BACKWARD whose batch, heads, nq, nk or lengths differ from those of
  * the PA_TRAIN that filled saved, PA_ERR_ARGUMENT.  The dense calls then
  * check their inputs as K does (PA_ERR_NONFINITE, PA_ERR_RANGE,
