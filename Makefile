@@ -77,7 +77,7 @@ $(B)/%.o: %.c
 
 # The elimination engine spreads its loops over threads.
 $(B)/runtime/pa_elim.o $(B)/runtime/pa_approx.o $(B)/runtime/pa_edge.o \
-$(B)/runtime/pa_tree_grad.o $(B)/runtime/pa_threads.o: override CFLAGS += -fopenmp
+$(B)/runtime/pa_tree_grad.o $(B)/runtime/pa_threads.o $(B)/runtime/pa_call.o: override CFLAGS += -fopenmp
 # The backward's micro-kernels want their small loops unrolled.
 $(B)/runtime/pa_edge.o: override CFLAGS += -O3
 

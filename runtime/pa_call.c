@@ -27,6 +27,9 @@
 #include <string.h>
 
 enum { HEADER = 16 };        /* floats of saved's header */
+/* Gathers and scatters of at least this many floats are spread over the
+ * OpenMP threads (a copy of a few MB takes a core a millisecond). */
+enum { PARALLEL_FLOATS = 1 << 16 };
 #define SAVED_MAGIC UINT64_C(0x70615f63616c6c31) /* "pa_call1" */
 
 /* One tensor of a call: element (b, h, r, c) at base + b·bs + h·hs + r·rs
@@ -395,6 +398,8 @@ static void gather(const Call *C, const Group *g, const View *v, bool query,
 {
 	const int64_t pad = query ? g->k - g->q : 0, rows = g->k - pad;
 	const size_t row_bytes = (size_t)v->cols * sizeof(float);
+	#pragma omp parallel for collapse(2) schedule(static) \
+		if (g->count * C->heads * g->k * v->cols >= PARALLEL_FLOATS)
 	for (int64_t m = 0; m < g->count; m++)
 		for (int64_t h = 0; h < C->heads; h++) {
 			float *o = d + (m * C->heads + h) * g->k * v->cols;
@@ -413,12 +418,14 @@ static void scatter(const Call *C, const View *v, bool query, const float *ws,
 {
 	const int ni = C->k->num_inputs;
 	const size_t row_bytes = (size_t)v->cols * sizeof(float);
-	for (int64_t b = 0; b < C->batch; b++) {
-		const int64_t gi = C->group[b];
-		const Group *g = gi >= 0 ? &C->g[gi] : NULL;
-		const int64_t valid = !g ? 0 : query ? g->q : g->k;
-		const int64_t pad = g && query ? g->k - g->q : 0;
-		for (int64_t h = 0; h < C->heads; h++)
+	#pragma omp parallel for collapse(2) schedule(static) \
+		if (C->batch * C->heads * v->rows * v->cols >= PARALLEL_FLOATS)
+	for (int64_t b = 0; b < C->batch; b++)
+		for (int64_t h = 0; h < C->heads; h++) {
+			const int64_t gi = C->group[b];
+			const Group *g = gi >= 0 ? &C->g[gi] : NULL;
+			const int64_t valid = !g ? 0 : query ? g->q : g->k;
+			const int64_t pad = g && query ? g->k - g->q : 0;
 			for (int64_t r = 0; r < v->rows; r++) {
 				float *o = (float *)row_of(v, b, h, r);
 				if (r >= valid) {
@@ -429,7 +436,7 @@ static void scatter(const Call *C, const View *v, bool query, const float *ws,
 				memcpy(o, d + ((C->slot[b] * C->heads + h) * g->k + pad + r) * v->cols,
 				       row_bytes);
 			}
-	}
+		}
 }
 
 /* pad_rows: copy the first k − q rows of every (entry, head) between the
