@@ -28,8 +28,8 @@
 
 enum { HEADER = 16 };        /* floats of saved's header */
 /* Gathers and scatters of at least this many floats are spread over the
- * OpenMP threads (a copy of a few MB takes a core a millisecond). */
-enum { PARALLEL_FLOATS = 1 << 16 };
+ * OpenMP threads (a copy of 4 MB takes a core about a millisecond). */
+enum { PARALLEL_FLOATS = 1 << 15 };
 #define SAVED_MAGIC UINT64_C(0x70615f63616c6c31) /* "pa_call1" */
 
 /* One tensor of a call: element (b, h, r, c) at base + b·bs + h·hs + r·rs
