@@ -136,8 +136,10 @@ class Kernel:
 
     Torch tensors (CPU) go through the ``polyattn::`` operators: autograd
     and ``torch.compile`` work, float32 is computed (other float dtypes are
-    converted and the result converted back), non-contiguous tensors are
-    copied.  NumPy arrays work too, forward only.
+    converted and the result converted back), strided tensors are passed
+    to ``K_call`` as they are.  ``lengths=`` and fewer rows in x1's inputs
+    than in the others' give key padding and cross-attention (see
+    ``__call__``).  NumPy arrays work too, forward only.
 
     Attributes:
         name, polynomial, graph_class (``"tree"``, ``"cyclic"``,

@@ -11,8 +11,10 @@ key under which ``register`` put its ``KernelInfo``:
 Each takes the inputs as contiguous float32 CPU tensors of shape
 (batch, n, cols) and has a fake (meta) implementation, so torch.compile
 traces through it; ``train`` carries the autograd formula, which calls
-``backward``.  ``Kernel.__call__`` (in __init__.py) reshapes and converts
-the user's tensors and picks ``forward`` or ``train``.
+``backward``.  Three more, ``call_forward``, ``call_train`` and
+``call_backward`` (below), go through K_call: strided tensors, lengths,
+fewer query rows than key rows.  ``Kernel.__call__`` (in __init__.py)
+converts the user's tensors and picks the operator.
 """
 from typing import List, Optional, Tuple
 

@@ -138,3 +138,27 @@ def test_call_errors(gen):
         k(*xs, lengths=[5, 1])
     with pytest.raises(TypeError, match="NumPy"):
         k(*[x.contiguous().numpy() for x in xs], lengths=[1, 1])
+
+
+def test_module_lengths_and_context(gen):
+    torch.manual_seed(0)
+    layer = polyattn.PolyAttention(16, heads=2, poly="x1*x2 + x2*x3", values="x3")
+    x = torch.randn(2, 5, 16, generator=gen)
+    y = layer(x, lengths=[5, 3])
+    want = layer(x[1:, :3])                  # entry 1 alone, its 3 rows
+    assert rel_err(y[1, :3], want[0]) < 1e-5
+    assert rel_err(y[0], layer(x[:1])[0]) < 1e-5
+    ctx = torch.randn(2, 7, 16, generator=gen, requires_grad=True)
+    q = torch.randn(2, 2, 16, generator=gen, requires_grad=True)
+    z = layer(q, context=ctx)
+    assert z.shape == (2, 2, 16)
+    # the same as self-attention over the context with x1's rows replaced
+    full = torch.cat([ctx[:, :5], q], 1)
+    ins = []
+    for d in layer.kernel.inputs:
+        src = full if d.variable == 1 else ctx
+        ins.append(layer.proj[d.name](src).view(2, 7, 2, d.cols).transpose(1, 2))
+    w = layer.kernel(*ins)[:, :, 5:]
+    assert rel_err(z, layer.out(w.transpose(1, 2).reshape(2, 2, -1))) < 1e-5
+    z.square().sum().backward()
+    assert q.grad is not None and ctx.grad is not None
