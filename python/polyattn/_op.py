@@ -309,7 +309,11 @@ def call_forward_impl(info, inputs, lengths, q_lengths, train=False):
     if not (train and info.has_backward):
         info.call(PA_FORWARD, shape, ptrs, (out.data_ptr(), (0, 0, 0)))
         return (out, out.new_empty((0,))) if train else out
-    saved = torch.empty((info.call_saved_floats(shape),), dtype=torch.float32)
+    size = info.call_saved_floats(shape)
+    if size < 0:                    # a call K_call refuses: its status says why
+        info.call(PA_FORWARD, shape, ptrs, (out.data_ptr(), (0, 0, 0)))
+        raise ValueError(f"kernel '{info.name}': saved would not fit in memory")
+    saved = torch.empty((size,), dtype=torch.float32)
     info.call(PA_TRAIN, shape, ptrs, (out.data_ptr(), (0, 0, 0)), saved.data_ptr())
     return out, saved
 

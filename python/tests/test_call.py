@@ -136,6 +136,8 @@ def test_call_errors(gen):
         k(*xs, lengths=[1, 2, 3])
     with pytest.raises(polyattn.KernelError, match="PA_ERR_ARGUMENT"):
         k(*xs, lengths=[5, 1])
+    with pytest.raises(polyattn.KernelError, match="PA_ERR_ARGUMENT"):
+        k(*[x.detach().clone().requires_grad_() for x in xs], lengths=[5, 1])
     with pytest.raises(TypeError, match="NumPy"):
         k(*[x.contiguous().numpy() for x in xs], lengths=[1, 1])
 
