@@ -199,7 +199,9 @@ class Kernel:
                 are 0.
             q_lengths: optional, ``B`` integers, the valid query rows of each
                 entry (at most its length), the last of which sits at the
-                entry's last key position.
+                entry's last key position.  Without it the queries of an
+                entry are all ``nq`` rows when ``nq < n`` (each length then
+                at least ``nq``), its length when ``nq == n``.
 
         Returns:
             ``(..., nq, value_dim)``, of the inputs' (promoted) float dtype.
