@@ -14,7 +14,8 @@
  * past the lengths as zeros, only once every group has succeeded.
  *
  * saved, after PA_TRAIN: a header of HEADER floats (a check of the call's
- * shape, written last), then per group its dense call's saved and the
+ * shape, cleared when the train starts and written when it succeeded, so
+ * a PA_BACKWARD refuses the saved of a failed train), then per group its dense call's saved and the
  * outputs of its padding rows (the dense backward takes them as part of
  * out), each at a 16-float boundary.  A call that needs no gathering (no
  * lengths short of nk, nq = nk, dense layouts) runs the plain entry point
@@ -508,6 +509,8 @@ static pa_status run_forward(Call *C)
 	const pa_call *c = C->c;
 	const bool train = c->mode == PA_TRAIN;
 	const int ni = k->num_inputs;
+	if (train)                   /* a train that fails leaves saved unusable */
+		memset(c->saved, 0, HEADER * sizeof(float));
 	if (plain(C)) {
 		int64_t bh = C->batch * C->heads;
 		pa_status st = train ? k->train(bh, C->nk, c->inputs, c->out,

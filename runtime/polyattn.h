@@ -141,7 +141,8 @@ typedef struct pa_layout {
  * to last element: tensors interleaved in one buffer count as
  * overlapping), PA_ERR_ARGUMENT; a
  * PA_BACKWARD whose batch, heads, nq, nk or lengths differ from those of
- * the PA_TRAIN that filled saved, PA_ERR_ARGUMENT.  The dense calls then
+ * the PA_TRAIN that filled saved, or whose PA_TRAIN failed,
+ * PA_ERR_ARGUMENT.  The dense calls then
  * check their inputs as K does (PA_ERR_NONFINITE, PA_ERR_RANGE,
  * PA_ERR_BOUND, …); out and the gradients are written only once every
  * dense call has succeeded, so on any error they are untouched (saved may

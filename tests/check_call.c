@@ -21,7 +21,8 @@
  *             other), 0 past the lengths, nothing written between rows;
  *   statuses  bad calls give their status and write nothing: NULL
  *             pointers, bad mode, sizes, lengths, strides, overlapping
- *             tensors, a backward of another shape than its train, NaN in
+ *             tensors, a backward of another shape than its train or of
+ *             a train that failed, NaN in
  *             a row that is read, and PA_ERR_UNSUPPORTED for training a
  *             kernel without a backward.
  * Environment: E2E_KERNEL=e2e_3 runs that kernel only.
@@ -558,6 +559,12 @@ static void backward_statuses(const pa_kernel_info *k, Bufs *B)
 	refused(k, &c, NULL, &B->grad[0], PA_ERR_NONFINITE, "NaN in grad_out");
 	B->gout.p[0] = keep;
 	ck_assert_int_eq(k->call(&c), PA_OK);
+	keep = B->in[0].p[0];        /* a train that fails: saved unusable */
+	B->in[0].p[0] = INFINITY;
+	d = c, d.mode = PA_TRAIN;
+	ck_assert_int_eq(k->call(&d), PA_ERR_NONFINITE);
+	B->in[0].p[0] = keep;
+	refused(k, &c, NULL, &B->grad[0], PA_ERR_ARGUMENT, "the saved of a failed train");
 }
 
 START_TEST(statuses)
