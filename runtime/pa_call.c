@@ -356,12 +356,21 @@ static pa_status check_overlap(const Call *C)
 	return ok ? PA_OK : PA_ERR_ARGUMENT;
 }
 
+/* header_of: saved's header for C: the magic and the shape's hash, 16
+ * bits per float as whole numbers (so saved holds no NaN), then zeros. */
+static void header_of(const Call *C, float h[HEADER])
+{
+	const uint64_t word[2] = {SAVED_MAGIC, shape_hash(C)};
+	for (int i = 0; i < HEADER; i++)
+		h[i] = i < 8 ? (float)(word[i / 4] >> 16 * (i % 4) & 0xffff) : 0.0f;
+}
+
 /* check_header: saved was filled by a PA_TRAIN of this shape. */
 static pa_status check_header(const Call *C)
 {
-	uint64_t want[2] = {SAVED_MAGIC, shape_hash(C)}, got[2];
-	memcpy(got, C->c->saved, sizeof got);
-	return memcmp(got, want, sizeof got) == 0 ? PA_OK : PA_ERR_ARGUMENT;
+	float want[HEADER];
+	header_of(C, want);
+	return memcmp(C->c->saved, want, sizeof want) == 0 ? PA_OK : PA_ERR_ARGUMENT;
 }
 
 /* call_open: every check of polyattn.h's pa_call before anything is
@@ -456,9 +465,7 @@ static void pad_rows(const Call *C, const Group *g, float *d, bool to_saved)
 /* write_header: mark saved as filled by a PA_TRAIN of this shape. */
 static void write_header(const Call *C)
 {
-	uint64_t h[2] = {SAVED_MAGIC, shape_hash(C)};
-	memset(C->c->saved, 0, HEADER * sizeof(float));
-	memcpy(C->c->saved, h, sizeof h);
+	header_of(C, C->c->saved);
 }
 
 /* ------------------------------------------------------------ running */
