@@ -106,8 +106,10 @@ enum {
  * r·row + c floats (b < batch entries, h < heads, r < rows, c < cols).
  * A member 0 takes its dense value given the ones before it: row = cols,
  * head = rows · row, batch = heads · head; {0, 0, 0} is the contiguous
- * (batch, heads, rows, cols) tensor.  A (B, n, H, d) PyTorch tensor read
- * in place is {.row = H·d, .head = d, .batch = n·H·d}.  Strides are
+ * (batch, heads, rows, cols) tensor.  A (B, n, H, d) PyTorch tensor is
+ * passed as it is with {.row = H·d, .head = d, .batch = n·H·d} (the call
+ * layer gathers the rows each dense call reads into its workspace, an
+ * O(rows·cols) copy per head beside the O(n²·d) work).  Strides are
  * non-negative, and no two elements of one tensor may share an address
  * (the strides, sorted, each span the dimensions below them): else the
  * call gives PA_ERR_ARGUMENT.
