@@ -5,9 +5,9 @@
  * pa_reference_call_backward (the definition per batch entry, in double)
  * and against the plain entry points.  Each kernel is one test of these
  * loop test cases:
- *   forward   every shape of `shapes` below (lengths 0, 1 and n, queries
- *             fewer than keys down to one query against a context, rows
- *             padded apart, (B, n, H, d) tensors read in place with heads
+ *   forward   every shape of `shapes` below, fixed and random (lengths 0,
+ *             1 and n, queries fewer than keys down to one query against
+ *             a context, rows padded apart, (B, n, H, d) tensors with heads
  *             > 1): out within TOL of the reference (approximate kernels:
  *             within their promise), rows past a length exactly 0, no
  *             float between rows or past the tensor written; the rows past
@@ -22,9 +22,8 @@
  *   statuses  bad calls give their status and write nothing: NULL
  *             pointers, bad mode, sizes, lengths, strides, overlapping
  *             tensors, a backward of another shape than its train or of
- *             a train that failed, NaN in
- *             a row that is read, and PA_ERR_UNSUPPORTED for training a
- *             kernel without a backward.
+ *             a train that failed, NaN in a row that is read, and
+ *             PA_ERR_UNSUPPORTED for training a kernel without a backward.
  * Environment: E2E_KERNEL=e2e_3 runs that kernel only.
  */
 #include <check.h>
@@ -59,7 +58,7 @@ typedef struct Shape {
 	int layout;
 } Shape;
 
-static const Shape shapes[] = {
+static const Shape fixed_shapes[] = {
 	{3, 2, 7, 7, {0}, {0}, false, false, DENSE},
 	{3, 2, 7, 7, {0}, {0}, false, false, PADDED},
 	{3, 3, 17, 17, {0}, {0, 1, 17}, false, true, BNHD},
@@ -75,7 +74,43 @@ static const Shape shapes[] = {
 	{3, 4, 600, 600, {0}, {600, 599, 1}, false, true, PADDED},
 };
 
-/* shapes_for: how many of `shapes` kernel k runs. */
+/* Every shape run: fixed_shapes but its last, RANDOM_SHAPES drawn by
+ * random_shape, then fixed_shapes' last (made by make_shapes). */
+enum { RANDOM_SHAPES = 12 };
+static Shape shapes[COUNT(fixed_shapes) + RANDOM_SHAPES];
+
+/* random_shape: batch 1–4, heads 1–3, nk 1–12, nq = nk or fewer, lengths
+ * given or not, any layout, within pa_call's rules. */
+static Shape random_shape(uint64_t *s)
+{
+	Shape S = {.batch = 1 + rnd_next(s) % 4, .heads = 1 + rnd_next(s) % 3,
+	           .nk = 1 + rnd_next(s) % 12, .layout = rnd_next(s) % 3};
+	S.nq = rnd_next(s) % 2 ? S.nk : 1 + (int64_t)(rnd_next(s) % S.nk);
+	S.has_k = rnd_next(s) % 2, S.has_q = rnd_next(s) % 2;
+	for (int64_t b = 0; b < S.batch; b++) {
+		S.kl[b] = S.has_k ? (int64_t)(rnd_next(s) % (S.nk + 1)) : S.nk;
+		if (S.nq < S.nk && !S.has_q && S.kl[b] < S.nq)
+			S.kl[b] = S.nq;      /* all nq queries need as many keys */
+		const int64_t most = S.kl[b] < S.nq ? S.kl[b] : S.nq;
+		S.ql[b] = (int64_t)(rnd_next(s) % (most + 1));
+	}
+	return S;
+}
+
+/* make_shapes: fill shapes[]. */
+static void make_shapes(void)
+{
+	uint64_t s = 2026;
+	int o = 0;
+	for (int i = 0; i + 1 < COUNT(fixed_shapes); i++)
+		shapes[o++] = fixed_shapes[i];
+	for (int i = 0; i < RANDOM_SHAPES; i++)
+		shapes[o++] = random_shape(&s);
+	shapes[o++] = fixed_shapes[COUNT(fixed_shapes) - 1];
+}
+
+/* shapes_for: how many of `shapes` kernel k runs (the last only with two
+ * variables). */
 static int shapes_for(const pa_kernel_info *k)
 {
 	return k->num_vars <= 2 ? COUNT(shapes) : COUNT(shapes) - 1;
@@ -573,7 +608,7 @@ START_TEST(statuses)
 	const char *only = getenv("E2E_KERNEL");
 	if (only && *only && strcmp(only, k->name) != 0)
 		return;
-	Shape S = shapes[3];     /* lengths given, rows padded apart */
+	Shape S = fixed_shapes[3]; /* lengths given, rows padded apart */
 	Bufs B;
 	bufs_make(&B, k, &S, 11);
 	forward_statuses(k, &B);
@@ -602,6 +637,7 @@ static Suite *call_suite(void)
 /* main: run the suite; exit status 0 when every kernel passes. */
 int main(void)
 {
+	make_shapes();
 	SRunner *sr = srunner_create(call_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
