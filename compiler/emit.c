@@ -148,11 +148,13 @@ static void emit_call(Emitter *E, const Kernel *k)
 {
 	emit_line(E, "/* the extended call: lengths, strides, heads, fewer queries than keys,");
 	emit_line(E, " * run as dense calls of the entry points %s_info names */", k->name);
-	emit_open(E, "pa_status %s_call(const pa_call *c)", k->name);
+	emit_line(E, "pa_status %s_call(const pa_call *c)", k->name);
+	emit_open(E, "");
 	emit_line(E, "return pa_call_run(&%s_info, c);", k->name);
 	emit_close(E);
 	emit_line(E, "");
-	emit_open(E, "int64_t %s_call_saved_floats(const pa_call *c)", k->name);
+	emit_line(E, "int64_t %s_call_saved_floats(const pa_call *c)", k->name);
+	emit_open(E, "");
 	emit_line(E, "return pa_call_saved_floats(&%s_info, c);", k->name);
 	emit_close(E);
 	emit_line(E, "");

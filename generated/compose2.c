@@ -937,11 +937,13 @@ pa_status compose2_backward(int64_t batch, int64_t n, const float *const inputs[
 
 /* the extended call: lengths, strides, heads, fewer queries than keys,
  * run as dense calls of the entry points compose2_info names */
-pa_status compose2_call(const pa_call *c) {
+pa_status compose2_call(const pa_call *c)
+{
 	return pa_call_run(&compose2_info, c);
 }
 
-int64_t compose2_call_saved_floats(const pa_call *c) {
+int64_t compose2_call_saved_floats(const pa_call *c)
+{
 	return pa_call_saved_floats(&compose2_info, c);
 }
 

@@ -1042,11 +1042,13 @@ pa_status compose3_backward(int64_t batch, int64_t n, const float *const inputs[
 
 /* the extended call: lengths, strides, heads, fewer queries than keys,
  * run as dense calls of the entry points compose3_info names */
-pa_status compose3_call(const pa_call *c) {
+pa_status compose3_call(const pa_call *c)
+{
 	return pa_call_run(&compose3_info, c);
 }
 
-int64_t compose3_call_saved_floats(const pa_call *c) {
+int64_t compose3_call_saved_floats(const pa_call *c)
+{
 	return pa_call_saved_floats(&compose3_info, c);
 }
 

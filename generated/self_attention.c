@@ -832,11 +832,13 @@ pa_status self_attention_backward(int64_t batch, int64_t n, const float *const i
 
 /* the extended call: lengths, strides, heads, fewer queries than keys,
  * run as dense calls of the entry points self_attention_info names */
-pa_status self_attention_call(const pa_call *c) {
+pa_status self_attention_call(const pa_call *c)
+{
 	return pa_call_run(&self_attention_info, c);
 }
 
-int64_t self_attention_call_saved_floats(const pa_call *c) {
+int64_t self_attention_call_saved_floats(const pa_call *c)
+{
 	return pa_call_saved_floats(&self_attention_info, c);
 }
 

@@ -1040,11 +1040,13 @@ pa_status star_backward(int64_t batch, int64_t n, const float *const inputs[],
 
 /* the extended call: lengths, strides, heads, fewer queries than keys,
  * run as dense calls of the entry points star_info names */
-pa_status star_call(const pa_call *c) {
+pa_status star_call(const pa_call *c)
+{
 	return pa_call_run(&star_info, c);
 }
 
-int64_t star_call_saved_floats(const pa_call *c) {
+int64_t star_call_saved_floats(const pa_call *c)
+{
 	return pa_call_saved_floats(&star_info, c);
 }
 

@@ -352,11 +352,13 @@ pa_status strassen(int64_t batch, int64_t n, const float *const inputs[], float 
 
 /* the extended call: lengths, strides, heads, fewer queries than keys,
  * run as dense calls of the entry points strassen_info names */
-pa_status strassen_call(const pa_call *c) {
+pa_status strassen_call(const pa_call *c)
+{
 	return pa_call_run(&strassen_info, c);
 }
 
-int64_t strassen_call_saved_floats(const pa_call *c) {
+int64_t strassen_call_saved_floats(const pa_call *c)
+{
 	return pa_call_saved_floats(&strassen_info, c);
 }
 
