@@ -35,7 +35,8 @@ COMPILER_SRC = compiler/ast.c compiler/diag.c compiler/parse.c \
 GRAMMAR_SRC  = $(B)/grammar/parser.c $(B)/grammar/lexer.c
 RUNTIME_SRC  = runtime/pa_status.c runtime/pa_reference.c runtime/pa_kernel.c \
                runtime/pa_elim.c runtime/pa_elim_grad.c runtime/pa_approx.c runtime/pa_edge.c \
-               runtime/pa_tree_grad.c runtime/pa_threads.c
+               runtime/pa_tree_grad.c runtime/pa_threads.c \
+               runtime/pa_call.c runtime/pa_reference_call.c
 TEST_SRC     = tests/check_main.c tests/check_parse.c tests/check_runtime.c \
                tests/check_graph.c tests/check_reference_grad.c tests/check_workspace.c
 EXAMPLES     = self_attention compose2 compose3 star strassen
@@ -76,7 +77,7 @@ $(B)/%.o: %.c
 
 # The elimination engine spreads its loops over threads.
 $(B)/runtime/pa_elim.o $(B)/runtime/pa_elim_grad.o $(B)/runtime/pa_approx.o $(B)/runtime/pa_edge.o \
-$(B)/runtime/pa_tree_grad.o $(B)/runtime/pa_threads.o: override CFLAGS += -fopenmp
+$(B)/runtime/pa_tree_grad.o $(B)/runtime/pa_threads.o $(B)/runtime/pa_call.o: override CFLAGS += -fopenmp
 # The backward's micro-kernels want their small loops unrolled.
 $(B)/runtime/pa_edge.o: override CFLAGS += -O3
 
@@ -158,6 +159,16 @@ $(E2E)/check_grad.o: tests/check_grad.c tests/e2e_inputs.h
 $(E2E)/grad_%: $(E2E)/check_grad.o $(E2E)/%/cases.o $(E2E)/%/cases_table.o $(LIBPA)
 	$(CC) $(CFLAGS) $^ $(CHECK_LIBS) -fopenmp -lm -o $@
 
+# K_call (polyattn.h, pa_call) of kernels of every plan against
+# pa_reference_call and the plain entry points.
+$(E2E)/call/cases.poly $(E2E)/call/cases_table.c: tests/e2e/polys_call.txt tests/e2e/mkcases.sh
+	sh tests/e2e/mkcases.sh tests/e2e/polys_call.txt "3" "5 16" $(E2E)/call
+$(E2E)/check_call.o: tests/check_call.c tests/rnd.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Iruntime $(CHECK_CFLAGS) -c $< -o $@
+$(E2E)/check_call: $(E2E)/check_call.o $(E2E)/call/cases.o $(E2E)/call/cases_table.o $(LIBPA)
+	$(CC) $(CFLAGS) $^ $(CHECK_LIBS) -fopenmp -lm -o $@
+
 # Every tree set runs once per code path (PA_ISA forces it; a path this CPU
 # lacks falls back to the widest it has).
 ISAS = generic avx2 avx512
@@ -172,7 +183,7 @@ $(E2E)/check_approx_engine: tests/check_approx_engine.c $(LIBPA)
 
 e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine \
      $(TREE_HEAD_DIMS:%=$(E2E)/grad_tree_h%) $(E2E)/check_wide $(E2E)/grad_wide \
-     $(E2E)/grad_general
+     $(E2E)/grad_general $(E2E)/check_call
 	echo "e2e wide"; $(E2E)/check_wide && $(E2E)/grad_wide
 	for i in $(ISAS); do for s in $(TREE_HEAD_DIMS:%=tree_h%); do \
 	  echo "e2e $$s, PA_ISA=$$i"; PA_ISA=$$i $(E2E)/check_$$s || exit 1; done; done
@@ -187,6 +198,9 @@ e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine
 	for i in $(ISAS); do echo "e2e approx, PA_ISA=$$i"; \
 	  PA_ISA=$$i $(E2E)/check_approx_engine || exit 1; \
 	  PA_ISA=$$i $(E2E)/check_approx || exit 1; done
+	for i in $(ISAS); do for t in $(GRAD_THREADS); do \
+	  echo "call, PA_ISA=$$i, $$t thread(s)"; \
+	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/check_call || exit 1; done; done
 
 # --- golden diagnostics: tests/diag/NAME.poly must fail as NAME.err says
 diag: $(POLYC)
@@ -360,7 +374,7 @@ sanitize:
 	    POLYC_FLAGS='$(SAN_POLYC_FLAGS)' sanitize-run
 
 sanitize-run: all $(B)/check_unit $(E2E)/check_tree_h3 $(E2E)/check_general $(E2E)/check_approx \
-              $(E2E)/check_approx_engine $(E2E)/grad_tree_h3 $(E2E)/grad_general
+              $(E2E)/check_approx_engine $(E2E)/grad_tree_h3 $(E2E)/grad_general $(E2E)/check_call
 	$(B)/check_unit
 	sh tests/diag/run.sh $(POLYC) tests/diag
 	sh tests/cli/run.sh $(POLYC)
@@ -369,6 +383,7 @@ sanitize-run: all $(B)/check_unit $(E2E)/check_tree_h3 $(E2E)/check_general $(E2
 	CK_FORK=no $(E2E)/check_general
 	CK_FORK=no GRAD_BUDGET=4e6 $(E2E)/grad_general
 	CK_FORK=no $(E2E)/check_approx
+	CK_FORK=no $(E2E)/check_call
 	$(E2E)/check_approx_engine
 
 # --- install: a compiler's layout; polyc finds its headers through

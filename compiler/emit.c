@@ -141,11 +141,31 @@ static const char *shortest(char *buf, double x)
 	return buf;
 }
 
-/* emit_info: K_inputs, K_coefficients and K_info. */
+/* emit_call: K_call and K_call_saved_floats, the extended entry point
+ * (polyattn.h, pa_call) of every plan: the runtime's call layer reduces a
+ * call to dense calls of the plain entry points K_info names. */
+static void emit_call(Emitter *E, const Kernel *k)
+{
+	emit_line(E, "/* the extended call: lengths, strides, heads, fewer queries than keys,");
+	emit_line(E, " * run as dense calls of the entry points %s_info names */", k->name);
+	emit_line(E, "pa_status %s_call(const pa_call *c)", k->name);
+	emit_open(E, "");
+	emit_line(E, "return pa_call_run(&%s_info, c);", k->name);
+	emit_close(E);
+	emit_line(E, "");
+	emit_line(E, "int64_t %s_call_saved_floats(const pa_call *c)", k->name);
+	emit_open(E, "");
+	emit_line(E, "return pa_call_saved_floats(&%s_info, c);", k->name);
+	emit_close(E);
+	emit_line(E, "");
+}
+
+/* emit_info: K_call, K_inputs, K_coefficients and K_info. */
 void emit_info(Emitter *E, const Plan *p)
 {
 	const Kernel *k = p->g->k;
 	char num[32];
+	emit_call(E, k);
 	emit_inputs(E, k);
 	emit_open(E, "static const double %s_coefficients[] =", k->name);
 	for (int m = 0; m < k->nmono; m++)
@@ -179,6 +199,8 @@ void emit_info(Emitter *E, const Plan *p)
 		emit_line(E, ".train = %s_train,", k->name);
 		emit_line(E, ".backward = %s_backward,", k->name);
 	}
+	emit_line(E, ".call = %s_call,", k->name);
+	emit_line(E, ".call_saved_floats = %s_call_saved_floats,", k->name);
 	E->indent--;
 	emit_line(E, "};");
 }
@@ -254,6 +276,8 @@ void emit_program_h(Emitter *E, const Plan *plans, int nplans)
 			emit_line(E, "	const float *saved, const float *grad_out, "
 			          "float *const grad_inputs[]);");
 		}
+		emit_line(E, "pa_status %s_call(const pa_call *c);", k->name);
+		emit_line(E, "int64_t %s_call_saved_floats(const pa_call *c);", k->name);
 		emit_line(E, "extern const pa_kernel_info %s_info;", k->name);
 	}
 	emit_line(E, "");

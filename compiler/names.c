@@ -36,7 +36,7 @@ static const char *const c_names[] = {
  * besides K itself; '#' stands for a run of digits.  A new symbol in an
  * emitter is a new row (tests/cli/run.sh checks generated/ against it). */
 static const char *const symbol_words[] = {
-	"aedges", "ain", "aleaves", "aplan", "asteps", "attend", "backward",
+	"aedges", "ain", "aleaves", "aplan", "asteps", "attend", "backward", "call",
 	"coefficients", "coord", "edge#", "edges", "exact", "finish", "info",
 	"inputs", "mono", "parent", "plan", "prepare", "run", "saved", "send",
 	"step#", "steps", "train", "weight", "work",

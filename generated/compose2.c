@@ -935,6 +935,18 @@ pa_status compose2_backward(int64_t batch, int64_t n, const float *const inputs[
 	return st;
 }
 
+/* the extended call: lengths, strides, heads, fewer queries than keys,
+ * run as dense calls of the entry points compose2_info names */
+pa_status compose2_call(const pa_call *c)
+{
+	return pa_call_run(&compose2_info, c);
+}
+
+int64_t compose2_call_saved_floats(const pa_call *c)
+{
+	return pa_call_saved_floats(&compose2_info, c);
+}
+
 static const pa_input_desc compose2_inputs[] = {
 	{"m0_x1", PA_INPUT_FACTOR, 0, 1, 64},
 	{"m0_x2", PA_INPUT_FACTOR, 0, 2, 64},
@@ -964,4 +976,6 @@ const pa_kernel_info compose2_info = {
 	.saved_floats = compose2_saved_floats,
 	.train = compose2_train,
 	.backward = compose2_backward,
+	.call = compose2_call,
+	.call_saved_floats = compose2_call_saved_floats,
 };

@@ -1040,6 +1040,18 @@ pa_status compose3_backward(int64_t batch, int64_t n, const float *const inputs[
 	return st;
 }
 
+/* the extended call: lengths, strides, heads, fewer queries than keys,
+ * run as dense calls of the entry points compose3_info names */
+pa_status compose3_call(const pa_call *c)
+{
+	return pa_call_run(&compose3_info, c);
+}
+
+int64_t compose3_call_saved_floats(const pa_call *c)
+{
+	return pa_call_saved_floats(&compose3_info, c);
+}
+
 static const pa_input_desc compose3_inputs[] = {
 	{"m0_x1", PA_INPUT_FACTOR, 0, 1, 64},
 	{"m0_x2", PA_INPUT_FACTOR, 0, 2, 64},
@@ -1072,4 +1084,6 @@ const pa_kernel_info compose3_info = {
 	.saved_floats = compose3_saved_floats,
 	.train = compose3_train,
 	.backward = compose3_backward,
+	.call = compose3_call,
+	.call_saved_floats = compose3_call_saved_floats,
 };

@@ -830,6 +830,18 @@ pa_status self_attention_backward(int64_t batch, int64_t n, const float *const i
 	return st;
 }
 
+/* the extended call: lengths, strides, heads, fewer queries than keys,
+ * run as dense calls of the entry points self_attention_info names */
+pa_status self_attention_call(const pa_call *c)
+{
+	return pa_call_run(&self_attention_info, c);
+}
+
+int64_t self_attention_call_saved_floats(const pa_call *c)
+{
+	return pa_call_saved_floats(&self_attention_info, c);
+}
+
 static const pa_input_desc self_attention_inputs[] = {
 	{"m0_x1", PA_INPUT_FACTOR, 0, 1, 64},
 	{"m0_x2", PA_INPUT_FACTOR, 0, 2, 64},
@@ -856,4 +868,6 @@ const pa_kernel_info self_attention_info = {
 	.saved_floats = self_attention_saved_floats,
 	.train = self_attention_train,
 	.backward = self_attention_backward,
+	.call = self_attention_call,
+	.call_saved_floats = self_attention_call_saved_floats,
 };

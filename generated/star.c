@@ -1038,6 +1038,18 @@ pa_status star_backward(int64_t batch, int64_t n, const float *const inputs[],
 	return st;
 }
 
+/* the extended call: lengths, strides, heads, fewer queries than keys,
+ * run as dense calls of the entry points star_info names */
+pa_status star_call(const pa_call *c)
+{
+	return pa_call_run(&star_info, c);
+}
+
+int64_t star_call_saved_floats(const pa_call *c)
+{
+	return pa_call_saved_floats(&star_info, c);
+}
+
 static const pa_input_desc star_inputs[] = {
 	{"m0_x1", PA_INPUT_FACTOR, 0, 1, 64},
 	{"m0_x2", PA_INPUT_FACTOR, 0, 2, 64},
@@ -1072,4 +1084,6 @@ const pa_kernel_info star_info = {
 	.saved_floats = star_saved_floats,
 	.train = star_train,
 	.backward = star_backward,
+	.call = star_call,
+	.call_saved_floats = star_call_saved_floats,
 };

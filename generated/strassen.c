@@ -350,6 +350,18 @@ pa_status strassen(int64_t batch, int64_t n, const float *const inputs[], float 
 	return pa_approx_run(&strassen_info, &strassen_aplan, batch, n, inputs, out);
 }
 
+/* the extended call: lengths, strides, heads, fewer queries than keys,
+ * run as dense calls of the entry points strassen_info names */
+pa_status strassen_call(const pa_call *c)
+{
+	return pa_call_run(&strassen_info, c);
+}
+
+int64_t strassen_call_saved_floats(const pa_call *c)
+{
+	return pa_call_saved_floats(&strassen_info, c);
+}
+
 static const pa_input_desc strassen_inputs[] = {
 	{"m0_x1", PA_INPUT_FACTOR, 0, 1, 4},
 	{"m0_x2", PA_INPUT_FACTOR, 0, 2, 4},
@@ -383,4 +395,6 @@ const pa_kernel_info strassen_info = {
 	.bound = 0.5,
 	.error = 2.247273636557523e-05,
 	.exact_fallback = 1,
+	.call = strassen_call,
+	.call_saved_floats = strassen_call_saved_floats,
 };

@@ -67,6 +67,16 @@ void pa_free(float *p);
 void pa_softmax_average(int64_t n, const float *w, const float *rows,
                         int stride, int dim, float *out);
 
+/*
+ * The extended call (polyattn.h, pa_call) of kernel k: K_call(c) is
+ * pa_call_run(&K_info, c) and K_call_saved_floats(c) is
+ * pa_call_saved_floats(&K_info, c).  Every call becomes dense calls of
+ * k->run, k->train and k->backward (pa_call.c), so whatever those honour
+ * (a kernel's masks among it) holds for the extended call too.
+ */
+pa_status pa_call_run(const pa_kernel_info *k, const pa_call *c);
+int64_t pa_call_saved_floats(const pa_kernel_info *k, const pa_call *c);
+
 /* The threads a parallel region may get here (a kernel sizes its
  * per-thread scratch by it), and the number of the calling thread in its
  * region. */

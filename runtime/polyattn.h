@@ -81,6 +81,103 @@ typedef pa_status (*pa_backward_fn)(int64_t batch, int64_t n,
                                     const float *grad_out,
                                     float *const grad_inputs[]);
 
+/*
+ * Extended calls (doc/design.md, "Extended calls"): ragged lengths, row
+ * strides, heads, and fewer queries than keys, through one entry point
+ *
+ *     pa_status K_call(const pa_call *c);          (also K_info.call)
+ *     int64_t   K_call_saved_floats(const pa_call *c);
+ *
+ * A call is reduced to dense calls of K_info.run, .train and .backward:
+ * the batch entries with equal (query length, key length) run as one
+ * dense call with n = key length, the queries in the last rows of x1's
+ * inputs, so query row i of an entry sits at position i + k_len − q_len
+ * (bottom-right, as FlashAttention aligns a decoding query).  Without a
+ * mask the position of a query does not matter; with one it does.
+ */
+enum {
+	PA_FORWARD = 0,          /* out from inputs (K_info.run) */
+	PA_TRAIN = 1,            /* out, and saved for PA_BACKWARD (K_info.train) */
+	PA_BACKWARD = 2,         /* grad_inputs from the saved of a PA_TRAIN call */
+};
+
+/*
+ * Where element (b, h, r, c) of a tensor lives: base + b·batch + h·head +
+ * r·row + c floats (b < batch entries, h < heads, r < rows, c < cols).
+ * A member 0 takes its dense value given the ones before it: row = cols,
+ * head = rows · row, batch = heads · head; {0, 0, 0} is the contiguous
+ * (batch, heads, rows, cols) tensor.  A (B, n, H, d) PyTorch tensor is
+ * passed as it is with {.row = H·d, .head = d, .batch = n·H·d} (the call
+ * layer gathers the rows each dense call reads into its workspace, an
+ * O(rows·cols) copy per head beside the O(n²·d) work).  Strides are
+ * non-negative, and no two elements of one tensor may share an address
+ * (the strides, sorted, each span the dimensions below them): else the
+ * call gives PA_ERR_ARGUMENT.
+ */
+typedef struct pa_layout {
+	int64_t row;             /* floats between consecutive rows (positions) */
+	int64_t head;            /* floats between consecutive heads */
+	int64_t batch;           /* floats between consecutive batch entries */
+} pa_layout;
+
+/*
+ * One extended call.  Queries are x1's rows: an input of variable x1
+ * (K_info.inputs[i].variable == 1) and out, grad_out and x1's gradients
+ * have nq rows; every other input and gradient has nk rows.
+ *
+ * Lengths, per batch entry b (shared by its heads): the key rows
+ * r < k_len(b) are keys, the query rows i < q_len(b) are queries, at
+ * position i + k_len(b) − q_len(b).  Rows past a length are not read (they
+ * may hold anything, NaN included); their out and gradient rows are
+ * written 0.  An entry with q_len 0 runs nothing and gets zeros.  Needs
+ * 0 ≤ q_len ≤ k_len ≤ nk and q_len ≤ nq, else PA_ERR_ARGUMENT (so nq > nk
+ * is refused: a query has no position).
+ *
+ * Before it writes anything a call checks: mode one of PA_FORWARD,
+ * PA_TRAIN, PA_BACKWARD, else PA_ERR_ARGUMENT; PA_TRAIN or PA_BACKWARD on
+ * a kernel without a backward, PA_ERR_UNSUPPORTED; c, inputs, an input,
+ * out, or what the mode needs of saved, grad_out and grad_inputs NULL,
+ * PA_ERR_NULL; batch or nq < 1, heads or nk < 0, a bad length or layout, a
+ * size that overflows, or a tensor it writes (out, saved, gradients)
+ * overlapping one it reads or another it writes (by address range, first
+ * to last element: tensors interleaved in one buffer count as
+ * overlapping), PA_ERR_ARGUMENT; a
+ * PA_BACKWARD whose batch, heads, nq, nk or lengths differ from those of
+ * the PA_TRAIN that filled saved, or whose PA_TRAIN failed,
+ * PA_ERR_ARGUMENT.  The dense calls then
+ * check their inputs as K does (PA_ERR_NONFINITE, PA_ERR_RANGE,
+ * PA_ERR_BOUND, …); out and the gradients are written only once every
+ * dense call has succeeded, so on any error they are untouched (saved may
+ * have been written).
+ */
+typedef struct pa_call {
+	int mode;                /* PA_FORWARD, PA_TRAIN or PA_BACKWARD */
+	int64_t batch;           /* batch entries, ≥ 1 */
+	int64_t heads;           /* heads per batch entry (0 = 1); they share
+	                            the entry's lengths */
+	int64_t nq;              /* rows of x1's inputs, out and grad_out, ≥ 1 */
+	int64_t nk;              /* rows of every other input (0 = nq), ≥ nq */
+	const int64_t *q_lengths; /* batch entries: q_len(b); NULL: q_len =
+	                            k_len when nq == nk (a padded batch of
+	                            sentences), nq otherwise */
+	const int64_t *k_lengths; /* batch entries: k_len(b); NULL: nk */
+	const float *const *inputs; /* K_info.num_inputs tensors, as for K */
+	const pa_layout *in_layout; /* NULL: all dense; else one per input */
+	float *out;              /* PA_FORWARD, PA_TRAIN: written, batch ×
+	                            heads × nq × value_dim; PA_BACKWARD: the
+	                            out of the PA_TRAIN call, read */
+	pa_layout out_layout;    /* of out, in every mode */
+	float *saved;            /* PA_TRAIN: written, K_call_saved_floats(c)
+	                            floats; PA_BACKWARD: read; PA_FORWARD:
+	                            unused */
+	const float *grad_out;   /* PA_BACKWARD: dL/dout, shaped as out */
+	pa_layout grad_out_layout; /* of grad_out */
+	float *const *grad_inputs; /* PA_BACKWARD: K_info.num_inputs pointers;
+	                            each non-NULL one is written (not added to)
+	                            with dL/dinputs[i], shaped as inputs[i] */
+	const pa_layout *grad_layout; /* NULL: all dense; else one per input */
+} pa_call;
+
 typedef struct {
 	const char *name, *polynomial, *graph_class, *algorithm;
 	int num_vars, num_monomials, num_inputs, head_dim, value_dim;
@@ -105,6 +202,13 @@ typedef struct {
 	pa_train_fn train;           /* the forward, keeping what the backward
 	                                needs in saved */
 	pa_backward_fn backward;     /* gradients of every input */
+	/* Extended calls (pa_call above): K_call and K_call_saved_floats,
+	 * for every kernel. */
+	pa_status (*call)(const pa_call *c);
+	int64_t (*call_saved_floats)(const pa_call *c); /* floats saved holds
+	                                for this PA_TRAIN call; -1 for a call
+	                                it cannot size (bad sizes or lengths,
+	                                no backward) */
 } pa_kernel_info;
 
 /*
@@ -130,6 +234,30 @@ pa_status pa_reference_backward(const pa_kernel_info *k, int64_t batch,
                                 int64_t n, const float *const inputs[],
                                 const float *grad_out,
                                 double *const grad_inputs[]);
+
+/*
+ * The definition of an extended call (pa_call above), per batch entry b
+ * and head: query row i < q_len(b), at position i + k_len(b) − q_len(b),
+ * attends over the key rows < k_len(b); that is pa_reference on the dense
+ * problem of n = k_len(b) rows whose x1 rows are the queries below
+ * k_len(b) − q_len(b) zero rows (so it honours what pa_reference honours).
+ * c->mode and c->out are ignored; out is batch × heads × nq × value_dim
+ * doubles, dense, 0 past q_len(b).  Statuses as pa_reference's, and
+ * PA_ERR_NULL / PA_ERR_ARGUMENT for a call K_call would refuse so.
+ */
+pa_status pa_reference_call(const pa_kernel_info *k, const pa_call *c,
+                            double *out);
+
+/*
+ * The gradients of the same definition (pa_reference_backward per entry)
+ * from c->grad_out (read with c->grad_out_layout; rows past q_len(b) are
+ * not read): grad_inputs[i], dense batch × heads × rows_i × cols_i
+ * doubles (rows_i nq for x1's inputs, nk for the others), is written for
+ * every non-NULL entry, 0 past the lengths.  c->grad_inputs is ignored.
+ */
+pa_status pa_reference_call_backward(const pa_kernel_info *k,
+                                     const pa_call *c,
+                                     double *const grad_inputs[]);
 
 #ifdef __cplusplus
 }

@@ -136,8 +136,10 @@ class Kernel:
 
     Torch tensors (CPU) go through the ``polyattn::`` operators: autograd
     and ``torch.compile`` work, float32 is computed (other float dtypes are
-    converted and the result converted back), non-contiguous tensors are
-    copied.  NumPy arrays work too, forward only.
+    converted and the result converted back), strided tensors are passed
+    to ``K_call`` as they are.  ``lengths=`` and fewer rows in x1's inputs
+    than in the others' give key padding and cross-attention (see
+    ``__call__``).  NumPy arrays work too, forward only.
 
     Attributes:
         name, polynomial, graph_class (``"tree"``, ``"cyclic"``,
@@ -172,8 +174,8 @@ class Kernel:
     def __deepcopy__(self, memo):
         return self
 
-    def __call__(self, *inputs):
-        r"""kernel(*inputs) -> Tensor or numpy.ndarray
+    def __call__(self, *inputs, lengths=None, q_lengths=None):
+        r"""kernel(*inputs, lengths=None, q_lengths=None) -> Tensor or numpy.ndarray
 
         Poly-attention of the inputs (doc/design.md): for each query position
         ℓ1, the softmax over every tuple (ℓ2, …, ℓt) of the polynomial's
@@ -181,12 +183,28 @@ class Kernel:
 
         Args:
             *inputs: one tensor (or array) per entry of ``kernel.inputs``,
-                shaped ``(..., n, head_dim)`` for a factor and
-                ``(..., n, value_dim)`` for a value, all with the same
-                leading dimensions and n.
+                shaped ``(B, ..., n, head_dim)`` for a factor and
+                ``(B, ..., n, value_dim)`` for a value, all with the same
+                leading dimensions.  x1's inputs (the queries) may have
+                fewer rows ``nq`` than the others' ``n`` (cross-attention,
+                decoding): query row i then sits at position i + n − nq.
+                Strided tensors, such as ``(B, n, H, d)`` tensors
+                transposed to ``(B, H, n, d)``, are read in place.
+            lengths: optional, ``B`` integers (a tensor or sequence), the
+                valid key rows of each entry of the first leading
+                dimension (shared by the others, e.g. heads): rows past it
+                are not read, and are no keys (key padding).  With
+                ``nq == n`` the queries have the same lengths unless
+                ``q_lengths`` says otherwise; output rows past a length
+                are 0.
+            q_lengths: optional, ``B`` integers, the valid query rows of each
+                entry (at most its length), the last of which sits at the
+                entry's last key position.  Without it the queries of an
+                entry are all ``nq`` rows when ``nq < n`` (each length then
+                at least ``nq``), its length when ``nq == n``.
 
         Returns:
-            ``(..., n, value_dim)``, of the inputs' (promoted) float dtype.
+            ``(..., nq, value_dim)``, of the inputs' (promoted) float dtype.
 
         Raises:
             TypeError: wrong number or type of inputs.
@@ -197,8 +215,11 @@ class Kernel:
             NotImplementedError: on backward, for a kernel without one.
         """
         if inputs and all(type(x).__module__ == "numpy" for x in inputs):
+            if lengths is not None or q_lengths is not None:
+                raise TypeError(f"kernel '{self.name}': lengths= takes torch "
+                                "tensors as inputs, not NumPy arrays")
             return self._call_numpy(inputs)
-        return self._call_torch(inputs)
+        return self._call_torch(inputs, lengths, q_lengths)
 
     def _shape(self, shapes):
         """(leading dims, n) of the inputs' shapes, checked against the kernel."""
@@ -207,13 +228,17 @@ class Kernel:
                             f"inputs ({', '.join(d.name for d in self.inputs)}),"
                             f" got {len(shapes)}")
         lead, n = tuple(shapes[0][:-2]), shapes[0][-2] if len(shapes[0]) >= 2 else 0
+        first = {}                   # x1's inputs share their rows, the others theirs
         for s, d in zip(shapes, self.inputs):
-            if len(s) < 2 or tuple(s[:-2]) != lead or s[-2] != n or s[-1] != d.cols:
+            q = d.variable == 1
+            f = first.setdefault(q, (d, tuple(s)))
+            rows = f[1][-2] if len(f[1]) >= 2 else 0
+            if len(s) < 2 or tuple(s[:-2]) != lead or s[-2] != rows or s[-1] != d.cols:
                 raise ValueError(
                     f"kernel '{self.name}': input {d.name} has shape "
                     f"{tuple(s)}; expected (..., n, {d.cols}) with the leading "
-                    f"dimensions and n of {self.inputs[0].name} "
-                    f"{tuple(shapes[0])}")
+                    f"dimensions of {self.inputs[0].name} {tuple(shapes[0])} and "
+                    f"the n of {f[0].name} {f[1]}")
         return lead, n
 
     def _call_numpy(self, inputs):
@@ -229,26 +254,45 @@ class Kernel:
                            out.ctypes.data)
         return out if dtype == np.float32 else out.astype(dtype)
 
-    def _call_torch(self, inputs):
+    def _rows(self, inputs):
+        """(nq, n): the rows of x1's inputs (the queries) and the others'."""
+        nq = n = None
+        for x, d in zip(inputs, self.inputs):
+            rows = x.shape[-2] if isinstance(x, torch.Tensor) and x.dim() >= 2 else None
+            if d.variable == 1:
+                nq = rows if nq is None else nq
+            else:
+                n = rows if n is None else n
+        return (n if nq is None else nq), (nq if n is None else n)
+
+    def _call_torch(self, inputs, lengths=None, q_lengths=None):
         if len(inputs) != self.num_inputs:
             self._shape([getattr(x, "shape", ()) for x in inputs])
         x0 = inputs[0]
         if not isinstance(x0, torch.Tensor) or x0.dim() < 2:
             self._torch_error(inputs)
-        lead, n, dtype = x0.shape[:-2], x0.shape[-2], x0.dtype
+        nq, n = self._rows(inputs)
+        lead, dtype = x0.shape[:-2], x0.dtype
         plain = True                 # every input float32, 3-D and contiguous
-        for x, c in zip(inputs, self._cols):
+        for x, c, d in zip(inputs, self._cols, self.inputs):
             if (not isinstance(x, torch.Tensor) or x.dim() < 2
                     or x.shape[:-2] != lead
-                    or x.shape[-2] != n or x.shape[-1] != c
+                    or x.shape[-2] != (nq if d.variable == 1 else n)
+                    or x.shape[-1] != c
                     or x.device.type != "cpu" or not x.is_floating_point()):
                 self._torch_error(inputs)
             if x.dtype != dtype:
                 dtype = torch.promote_types(dtype, x.dtype)
             plain = plain and x.dim() == 3 and x.is_contiguous()
+        if nq > n:
+            raise ValueError(f"kernel '{self.name}': x1's inputs have {nq} rows, "
+                             f"more than the {n} of the others (each query needs "
+                             f"a position among the keys)")
         batch = math.prod(lead)
         if batch == 0 or n == 0:
-            return x0.new_zeros(tuple(lead) + (n, self.value_dim), dtype=dtype)
+            return x0.new_zeros(tuple(lead) + (nq, self.value_dim), dtype=dtype)
+        if lengths is not None or q_lengths is not None or nq != n or not plain:
+            return self._call_extended(inputs, lengths, q_lengths, dtype)
         if not (plain and dtype == torch.float32):
             inputs = [x.to(torch.float32).reshape(batch, n, c).contiguous()
                       for x, c in zip(inputs, self._cols)]
@@ -262,6 +306,30 @@ class Kernel:
         if not (plain and dtype == torch.float32):
             out = out.reshape(tuple(lead) + (n, self.value_dim)).to(dtype)
         return out
+
+    def _call_extended(self, inputs, lengths, q_lengths, dtype):
+        """The call through K_call (the polyattn::call_* operators): tensors
+        read in place, lengths, fewer queries than keys."""
+        lead = tuple(inputs[0].shape[:-2])
+        entries = lead[0] if lead else 1
+
+        def as_lengths(x, name):
+            if x is None:
+                return None
+            t = torch.as_tensor(x, dtype=torch.int64).reshape(-1).contiguous()
+            if t.numel() != entries:
+                raise ValueError(f"kernel '{self.name}': {name} has {t.numel()} "
+                                 f"entries; the first leading dimension is {entries}")
+            return t
+
+        lengths, q_lengths = as_lengths(lengths, "lengths"), as_lengths(q_lengths, "q_lengths")
+        inputs = [x if x.dtype == torch.float32 else x.to(torch.float32) for x in inputs]
+        grad = torch.is_grad_enabled() and any(x.requires_grad for x in inputs)
+        if grad:
+            out = _op.call_train(self._key, inputs, lengths, q_lengths)[0]
+        else:
+            out = _op.call_forward(self._key, inputs, lengths, q_lengths)
+        return out if dtype == torch.float32 else out.to(dtype)
 
     def _torch_error(self, inputs):
         """Raise the error that explains why inputs do not fit."""

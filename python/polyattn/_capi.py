@@ -59,10 +59,31 @@ class _KernelInfo(ctypes.Structure):
 
 
 _i64, _vp = ctypes.c_int64, ctypes.c_void_p
+
+
+class _Layout(ctypes.Structure):
+    _fields_ = [("row", ctypes.c_int64), ("head", ctypes.c_int64),
+                ("batch", ctypes.c_int64)]
+
+
+class _Call(ctypes.Structure):
+    _fields_ = [
+        ("mode", ctypes.c_int), ("batch", _i64), ("heads", _i64),
+        ("nq", _i64), ("nk", _i64), ("q_lengths", _vp), ("k_lengths", _vp),
+        ("inputs", _vp), ("in_layout", _vp), ("out", _vp),
+        ("out_layout", _Layout), ("saved", _vp), ("grad_out", _vp),
+        ("grad_out_layout", _Layout), ("grad_inputs", _vp),
+        ("grad_layout", _vp),
+    ]
+
+
+PA_FORWARD, PA_TRAIN, PA_BACKWARD = 0, 1, 2
 _RUN = ctypes.CFUNCTYPE(ctypes.c_int, _i64, _i64, _vp, _vp)
 _TRAIN = ctypes.CFUNCTYPE(ctypes.c_int, _i64, _i64, _vp, _vp, _vp)
 _BACKWARD = ctypes.CFUNCTYPE(ctypes.c_int, _i64, _i64, _vp, _vp, _vp, _vp, _vp)
 _SAVED = ctypes.CFUNCTYPE(_i64, _i64, _i64)
+_CALL = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(_Call))
+_CALL_SAVED = ctypes.CFUNCTYPE(_i64, ctypes.POINTER(_Call))
 
 InputDesc = namedtuple("InputDesc", "name kind monomial variable cols")
 InputDesc.__doc__ = """One input of a kernel, from ``K_info.inputs``.
@@ -93,6 +114,10 @@ class KernelInfo:
                       d.monomial, d.variable, d.cols)
             for d in raw.inputs[:raw.num_inputs])
         self._run = _RUN(raw.run)
+        # K_call by its name, so this does not depend on where K_info
+        # keeps the pointer.
+        self._call = _CALL((name + "_call", lib.dll))
+        self._call_saved = _CALL_SAVED((name + "_call_saved_floats", lib.dll))
         self.has_backward = bool(raw.train and raw.backward and raw.saved_floats)
         if self.has_backward:
             self._train = _TRAIN(raw.train)
@@ -123,6 +148,42 @@ class KernelInfo:
         arr = (_vp * len(inputs))(*inputs)
         garr = (_vp * len(grads))(*grads)
         self.check(self._backward(batch, n, arr, out, saved, grad_out, garr))
+
+
+    def _make_call(self, mode, shape, inputs, out, saved=None, grad_out=None,
+                   grads=None):
+        """The pa_call of a K_call: shape = (batch, heads, nq, nk, q_lengths,
+        k_lengths) with lengths as addresses (or None); inputs, grads: lists
+        of (address or None, (row, head, batch)); out, grad_out: (address,
+        (row, head, batch)).  The ctypes arrays are kept on the struct."""
+        c = _Call(mode=mode)
+        c.batch, c.heads, c.nq, c.nk, c.q_lengths, c.k_lengths = shape
+        c._keep = []
+
+        def arrays(pairs):
+            ptrs = (_vp * len(pairs))(*[p for p, _ in pairs])
+            lays = (_Layout * len(pairs))(*[_Layout(*l) for _, l in pairs])
+            c._keep.extend((ptrs, lays))
+            return ctypes.cast(ptrs, _vp), ctypes.cast(lays, _vp)
+
+        c.inputs, c.in_layout = arrays(inputs)
+        c.out, c.out_layout = out[0], _Layout(*out[1])
+        c.saved = saved
+        if grad_out is not None:
+            c.grad_out, c.grad_out_layout = grad_out[0], _Layout(*grad_out[1])
+            c.grad_inputs, c.grad_layout = arrays(grads)
+        return c
+
+    def call(self, *args, **kw):
+        """K_call on the pa_call _make_call builds; raises KernelError."""
+        c = self._make_call(*args, **kw)
+        self.check(self._call(ctypes.byref(c)))
+
+    def call_saved_floats(self, shape):
+        """K_call_saved_floats of a PA_TRAIN call of that shape (-1: none)."""
+        c = _Call(mode=PA_TRAIN)
+        c.batch, c.heads, c.nq, c.nk, c.q_lengths, c.k_lengths = shape
+        return int(self._call_saved(ctypes.byref(c)))
 
 
 class Library:

@@ -41,7 +41,14 @@ class PolyAttention(nn.Module):
 
     Shape:
         - Input: ``(batch, n, dim)``, or ``(n, dim)``.
-        - Output: the same shape.
+        - context (optional): ``(batch, m, dim)`` (or ``(m, dim)``), m ≥ n:
+          x1's inputs (the queries) are projected from ``x``, the others
+          from ``context`` (cross-attention; query row i sits at position
+          i + m − n of the context).
+        - lengths (optional): ``batch`` integers, the valid rows of each
+          entry of ``x`` (or of ``context``); rows past them are no keys
+          and give 0 (key padding, through the kernel's ``lengths=``).
+        - Output: the shape of ``x``.
 
     Attributes:
         kernel: the :class:`polyattn.Kernel`; ``proj`` maps each of its
@@ -76,14 +83,21 @@ class PolyAttention(nn.Module):
             for d in self.kernel.inputs})
         self.out = nn.Linear(heads * value_dim, dim, bias=out_bias)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, context: Optional[Tensor] = None,
+                lengths=None) -> Tensor:
         squeeze = x.dim() == 2
         if squeeze:
             x = x.unsqueeze(0)
+            context = None if context is None else context.unsqueeze(0)
+        ctx = x if context is None else context
         b, n, _ = x.shape
-        ins = [self.proj[d.name](x).view(b, n, self.heads, d.cols).transpose(1, 2)
-               for d in self.kernel.inputs]
-        y = self.kernel(*ins)                        # (b, heads, n, value_dim)
+
+        def project(d):                              # (b, heads, rows, cols), in place
+            src = x if d.variable == 1 else ctx
+            return (self.proj[d.name](src).view(b, src.shape[1], self.heads, d.cols)
+                    .transpose(1, 2))
+        ins = [project(d) for d in self.kernel.inputs]
+        y = self.kernel(*ins, lengths=lengths)       # (b, heads, n, value_dim)
         y = self.out(y.transpose(1, 2).reshape(b, n, -1))
         return y.squeeze(0) if squeeze else y
 
