@@ -81,6 +81,12 @@ typedef pa_status (*pa_backward_fn)(int64_t batch, int64_t n,
                                     const float *grad_out,
                                     float *const grad_inputs[]);
 
+/* One order constraint of a mask (doc/design.md, "Masks"): positions
+ * ℓa ≤ ℓb, or ℓa < ℓb when strict; a, b are j of x_j. */
+typedef struct {
+	int a, b, strict;
+} pa_mask;
+
 typedef struct {
 	const char *name, *polynomial, *graph_class, *algorithm;
 	int num_vars, num_monomials, num_inputs, head_dim, value_dim;
@@ -105,13 +111,21 @@ typedef struct {
 	pa_train_fn train;           /* the forward, keeping what the backward
 	                                needs in saved */
 	pa_backward_fn backward;     /* gradients of every input */
+	/* Masks (doc/design.md, "Masks"): a tuple breaking a constraint, or
+	 * with a constrained pair window or more apart, weighs 0; a query row
+	 * without an allowed tuple outputs 0.  mask = causal is listed
+	 * expanded. */
+	int num_masks;
+	const pa_mask *masks;        /* num_masks constraints */
+	int64_t window;              /* 0: no window */
 } pa_kernel_info;
 
 /*
  * The definition, by brute force in double precision: for every query
  * position, the softmax over all (n^(t-1)) tuples of the other positions
- * of the score, weighting the entrywise product of the value rows.
- * out is batch × n × value_dim doubles.  Meant for tests and for checking
+ * of the score, weighting the entrywise product of the value rows;
+ * tuples the masks of k rule out weigh 0, and a row left without any
+ * tuple is 0.  out is batch × n × value_dim doubles.  Meant for tests and for checking
  * a kernel on small n; its cost is O(n^t · num_monomials).
  */
 pa_status pa_reference(const pa_kernel_info *k, int64_t batch, int64_t n,
