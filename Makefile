@@ -130,6 +130,10 @@ $(E2E)/general/cases.poly $(E2E)/general/cases_table.c: tests/e2e/polys_general.
 $(E2E)/wide/cases.poly $(E2E)/wide/cases_table.c: tests/e2e/polys_wide.txt tests/e2e/mkcases.sh
 	sh tests/e2e/mkcases.sh tests/e2e/polys_wide.txt "4096" "5" $(E2E)/wide
 
+# Trees with masks: causal, strict, windowed and explicit constraints.
+$(E2E)/masked/cases.poly $(E2E)/masked/cases_table.c: tests/e2e/polys_masked.txt tests/e2e/mkcases.sh
+	sh tests/e2e/mkcases.sh tests/e2e/polys_masked.txt "3 16" "1 5" $(E2E)/masked
+
 $(E2E)/approx/cases.poly $(E2E)/approx/cases_table.c: tests/e2e/polys_approx.txt tests/e2e/mkcases.sh
 	sh tests/e2e/mkcases.sh tests/e2e/polys_approx.txt "2 3" "1 4" $(E2E)/approx
 
@@ -170,13 +174,17 @@ $(E2E)/check_approx_engine: tests/check_approx_engine.c $(LIBPA)
 	$(CC) $(CFLAGS) -fopenmp -Iruntime $< $(LIBPA) -lm -o $@
 
 e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine \
-     $(TREE_HEAD_DIMS:%=$(E2E)/grad_tree_h%) $(E2E)/check_wide $(E2E)/grad_wide
+     $(TREE_HEAD_DIMS:%=$(E2E)/grad_tree_h%) $(E2E)/check_wide $(E2E)/grad_wide \
+     $(E2E)/check_masked
 	echo "e2e wide"; $(E2E)/check_wide && $(E2E)/grad_wide
 	for i in $(ISAS); do for s in $(TREE_HEAD_DIMS:%=tree_h%); do \
 	  echo "e2e $$s, PA_ISA=$$i"; PA_ISA=$$i $(E2E)/check_$$s || exit 1; done; done
 	for i in $(ISAS); do for t in $(GRAD_THREADS); do for s in $(TREE_HEAD_DIMS:%=tree_h%); do \
 	  echo "grad $$s, PA_ISA=$$i, $$t thread(s)"; \
 	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/grad_$$s || exit 1; done; done; done
+	for i in $(ISAS); do for t in $(GRAD_THREADS); do \
+	  echo "e2e masked, PA_ISA=$$i, $$t thread(s)"; \
+	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/check_masked || exit 1; done; done
 	for i in $(ISAS); do echo "e2e general, PA_ISA=$$i"; \
 	  PA_ISA=$$i $(E2E)/check_general || exit 1; done
 	for i in $(ISAS); do echo "e2e approx, PA_ISA=$$i"; \

@@ -281,7 +281,6 @@ bool plan_build(Plan *p, const Graph *g, Diag *d)
 			                   "three or more variables", d);
 		if (k->algorithm == PC_ALGO_APPROX)
 			return refuse_mask(k, "approx", "algorithm = approx", d);
-		return refuse_mask(k, "exact-tree", "its kernels come next", d);
 	}
 	if (k->algorithm == PC_ALGO_APPROX) {
 		Loc at = k->set_loc[PC_SET_ALGORITHM];
@@ -321,7 +320,7 @@ double plan_seconds(const Plan *p, double n)
  * exact tree plan does. */
 bool plan_trains(const Plan *p)
 {
-	return p->kind == PLAN_TREE && p->use == USE_EXACT;
+	return p->kind == PLAN_TREE && p->use == USE_EXACT && !p->g->k->nmasks;
 }
 
 /* plan_algorithm = what K_info.algorithm says: the exact plan's name,

@@ -443,7 +443,7 @@ void emit_tree_kernel(Emitter *E, const Plan *p, const char *entry);
 
 /* -------------------------------------------------------- emit_attend.c */
 
-void emit_attend(Emitter *E, const char *kname, int dim, int dv);
+void emit_attend(Emitter *E, const char *kname, int dim, int dv, bool masked);
 
 /* ----------------------------------------------------------- emit_elim.c */
 
