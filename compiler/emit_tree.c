@@ -355,7 +355,14 @@ static void emit_send(Emitter *E, const Plan *p, const Message *msg)
 	          scratch_cols(p));
 	emit_line(E, "#pragma omp for collapse(2) schedule(dynamic)");
 	emit_open(E, "for (int64_t b = 0; b < batch; b++)");
-	emit_open(E, "for (int64_t t = 0; t < tasks; t++)");
+	if (k->nmasks && msg->lo == -PC_UNBOUNDED && msg->hi != PC_UNBOUNDED) {
+		/* rows see more keys the later they come: those tasks go first, so
+		 * the last to finish are small */
+		emit_open(E, "for (int64_t tt = 0; tt < tasks; tt++)");
+		emit_line(E, "const int64_t t = tasks - 1 - tt; /* the longest tasks first */");
+	} else {
+		emit_open(E, "for (int64_t t = 0; t < tasks; t++)");
+	}
 	emit_line(E, "const int64_t end = (t + 1) * PA_TQ < n ? (t + 1) * PA_TQ : n;");
 	emit_line(E, "const int64_t i = t * PA_TQ;");
 	if (k->nmasks) {
