@@ -175,7 +175,7 @@ $(E2E)/check_approx_engine: tests/check_approx_engine.c $(LIBPA)
 
 e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine \
      $(TREE_HEAD_DIMS:%=$(E2E)/grad_tree_h%) $(E2E)/check_wide $(E2E)/grad_wide \
-     $(E2E)/check_masked
+     $(E2E)/check_masked $(E2E)/grad_masked
 	echo "e2e wide"; $(E2E)/check_wide && $(E2E)/grad_wide
 	for i in $(ISAS); do for s in $(TREE_HEAD_DIMS:%=tree_h%); do \
 	  echo "e2e $$s, PA_ISA=$$i"; PA_ISA=$$i $(E2E)/check_$$s || exit 1; done; done
@@ -184,7 +184,8 @@ e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine
 	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/grad_$$s || exit 1; done; done; done
 	for i in $(ISAS); do for t in $(GRAD_THREADS); do \
 	  echo "e2e masked, PA_ISA=$$i, $$t thread(s)"; \
-	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/check_masked || exit 1; done; done
+	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/check_masked || exit 1; \
+	  PA_ISA=$$i OMP_NUM_THREADS=$$t GRAD_BUDGET=2e7 $(E2E)/grad_masked || exit 1; done; done
 	for i in $(ISAS); do echo "e2e general, PA_ISA=$$i"; \
 	  PA_ISA=$$i $(E2E)/check_general || exit 1; done
 	for i in $(ISAS); do echo "e2e approx, PA_ISA=$$i"; \

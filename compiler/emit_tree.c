@@ -564,7 +564,7 @@ static void emit_train(Emitter *E, const Plan *p, const Buf *b, int nb)
 /* emit_tree_plan: the plan's shape for the reverse pass, as data. */
 static void emit_tree_plan(Emitter *E, const Plan *p)
 {
-	char list[256];
+	char list[512];
 	int o = 0;
 	for (int j = 0; j <= p->g->nvars; j++)
 		o += snprintf(list + o, sizeof list - o, "%s%d", j ? ", " : "", p->parent[j]);
@@ -580,6 +580,21 @@ static void emit_tree_plan(Emitter *E, const Plan *p)
 	for (int i = 0; i < p->nroots; i++)
 		o += snprintf(list + o, sizeof list - o, "%s%d", i ? ", " : "", p->root[i]);
 	emit_line(E, ".root = {%s},", list);
+	if (p->g->k->nmasks) {
+		char lo[16][32], hi[16][32];
+		emit_line(E, ".masked = 1, /* message x_j -> parent: lo[j] <= l_j - l_parent <= hi[j] */");
+		for (int i = 0; i < p->nmsg; i++) {
+			bound_text(lo[i], sizeof lo[i], p->msg[i].lo);
+			bound_text(hi[i], sizeof hi[i], p->msg[i].hi);
+		}
+		for (int side = 0; side < 2; side++) {
+			o = 0;
+			for (int i = 0; i < p->nmsg; i++)
+				o += snprintf(list + o, sizeof list - o, "%s[%d] = %s", i ? ", " : "",
+				              p->msg[i].var, side ? hi[i] : lo[i]);
+			emit_line(E, ".%s = {%s},", side ? "hi" : "lo", list);
+		}
+	}
 	E->indent--;
 	emit_line(E, "};");
 }

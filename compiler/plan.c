@@ -320,7 +320,7 @@ double plan_seconds(const Plan *p, double n)
  * exact tree plan does. */
 bool plan_trains(const Plan *p)
 {
-	return p->kind == PLAN_TREE && p->use == USE_EXACT && !p->g->k->nmasks;
+	return p->kind == PLAN_TREE && p->use == USE_EXACT;
 }
 
 /* plan_algorithm = what K_info.algorithm says: the exact plan's name,
