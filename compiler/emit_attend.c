@@ -18,8 +18,8 @@
  * row of isa_shape, so a new ISA is new rows, not new branches.
  *
  * The masked variant (doc/design.md, "Masks") serves every message of a
- * kernel with a mask: query row i (position q0 + i) may see key j only
- * when lo ≤ j − (q0 + i) ≤ hi.  It visits only the panels some row of
+ * kernel with a mask: query row i (position row0 + i) may see key j only
+ * when lo ≤ j − (row0 + i) ≤ hi.  It visits only the panels some row of
  * the task may see, skips a tile whose pairs with the panel are all
  * masked out, and where a panel crosses the mask's edge sets the masked
  * scores to −inf before the softmax.  A row may then see no key at all
@@ -306,7 +306,7 @@ static void emit_mask_tile(Emitter *E, const Attend *a)
 	emit_line(E, "/* the panel crosses the mask's edge: masked pairs score -inf */");
 	emit_open(E, "for (int j = 0; j < PA_BK; j++)");
 	emit_open(E, "for (int i = 0; i < %d; i++)", QT);
-	emit_line(E, "const int64_t d = jb * PA_BK + j - (q0 + t0 + i);");
+	emit_line(E, "const int64_t d = jb * PA_BK + j - (row0 + t0 + i);");
 	emit_line(E, "if (d < lo || d > hi)");
 	emit_line(E, "\ts[j][i] = -INFINITY;");
 	emit_close(E);
@@ -321,11 +321,11 @@ static void emit_mask_tile(Emitter *E, const Attend *a)
 }
 
 /* emit_panel_range: the masked variant's panels: those holding keys some
- * row of the task may see, q0 + lo to q0 + rows - 1 + hi. */
+ * row of the task may see, row0 + lo to row0 + rows - 1 + hi. */
 static void emit_panel_range(Emitter *E)
 {
-	emit_line(E, "/* the panels some row of the task may see: keys q0 + lo .. q0 + rows - 1 + hi */");
-	emit_line(E, "const int64_t first = q0 + lo, last = q0 + rows - 1 + hi;");
+	emit_line(E, "/* the panels some row of the task may see: keys row0 + lo .. row0 + rows - 1 + hi */");
+	emit_line(E, "const int64_t first = row0 + lo, last = row0 + rows - 1 + hi;");
 	emit_line(E, "const int64_t jb0 = first > 0 ? first / PA_BK : 0;");
 	emit_line(E, "const int64_t jb1 = last < 0 ? 0 : last / PA_BK + 1 < nb ? last / PA_BK + 1 : nb;");
 }
@@ -335,8 +335,8 @@ static void emit_panel_range(Emitter *E)
 static void emit_tile_range(Emitter *E, const Attend *a)
 {
 	emit_line(E, "/* key - query over the tile's rows and the panel's keys */");
-	emit_line(E, "const int64_t dmin = jb * PA_BK - (q0 + t0 + %d);", QT - 1);
-	emit_line(E, "const int64_t dmax = jb * PA_BK + PA_BK - 1 - (q0 + t0);");
+	emit_line(E, "const int64_t dmin = jb * PA_BK - (row0 + t0 + %d);", QT - 1);
+	emit_line(E, "const int64_t dmax = jb * PA_BK + PA_BK - 1 - (row0 + t0);");
 	emit_line(E, "if (dmax < lo || dmin > hi)");
 	emit_line(E, "\tcontinue; /* every pair masked out */");
 }
@@ -399,7 +399,7 @@ static void emit_variant(Emitter *E, const Attend *a)
 		emit_line(E, "#if %s", isa_shape[isa].guard);
 	emit_line(E, "static %svoid %s_attend_d%d_v%d%s_%s(int64_t nb, int rows,%s",
 	          S0(TARGET), a->kname, a->dim, a->dv, a->masked ? "_masked" : "",
-	          isa_shape[isa].suffix, a->masked ? " int64_t q0, int64_t lo, int64_t hi," : "");
+	          isa_shape[isa].suffix, a->masked ? " int64_t row0, int64_t lo, int64_t hi," : "");
 	emit_line(E, "\tconst float *restrict q, const float *restrict kt, const float *restrict kb,");
 	emit_line(E, "\tconst float *restrict pv, float *restrict o, float *restrict lse,");
 	emit_line(E, "\tfloat *restrict scratch)");
@@ -451,7 +451,7 @@ void emit_attend(Emitter *E, const char *kname, int dim, int dv, bool masked)
 		emit_line(E, " * o_i = sum_j exp(s_ij - lse_i) pv_j over %d payload columns.", dv);
 	emit_line(E, " * Vector lanes are queries, so the online softmax is elementwise.");
 	if (masked) {
-		emit_line(E, " * Masked: row i (position q0 + i) sees key j only when lo <= j - (q0 + i) <= hi;");
+		emit_line(E, " * Masked: row i (position row0 + i) sees key j only when lo <= j - (row0 + i) <= hi;");
 		emit_line(E, " * a row that sees none gets o = 0 and lse = -inf.");
 	}
 	emit_line(E, " */");

@@ -84,12 +84,12 @@ typedef void (*pa_attend_fn)(int64_t nb, int rows, const float *q,
                              float *scratch);
 
 /* The micro-kernel of a message of a kernel with a mask (doc/design.md,
- * "Masks"): as pa_attend_fn for query rows q0 … q0 + rows − 1 of the
+ * "Masks"): as pa_attend_fn for query rows row0 … row0 + rows − 1 of the
  * batch entry, where row i sees key j only when lo ≤ j − i ≤ hi (±
  * PA_UNBOUNDED: no limit); a row that sees no key (or only keys of bias
  * −inf) gets o = 0 and lse = −inf. */
 #define PA_UNBOUNDED (INT64_C(1) << 62)
-typedef void (*pa_attend_mask_fn)(int64_t nb, int rows, int64_t q0,
+typedef void (*pa_attend_mask_fn)(int64_t nb, int rows, int64_t row0,
                                   int64_t lo, int64_t hi, const float *q,
                                   const float *kt, const float *kb,
                                   const float *pv, float *o, float *lse,
