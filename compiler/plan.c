@@ -8,9 +8,11 @@
  * variable elimination: x2 … xt are summed out in a min-fill order
  * (doc/design.md, "Other graphs"), each step leaving a message over the
  * variables it touched.  The plan also carries the cost model that
- * --explain prints.  A mask (doc/design.md, "Masks") becomes, per
+ * --explain prints.  A mask (doc/design.md, "Masks") becomes, per tree
  * message, the range its key positions may lie in relative to its query
- * positions; only the tree plan honours one, every other is refused.
+ * positions; the elimination engine masks its two-variable edge tables,
+ * so a constraint inside a monomial of three or more variables is
+ * refused, as is any mask with an approximate plan.
  */
 #include "polyc.h"
 
@@ -215,6 +217,7 @@ static void warn_idle(const Plan *p, Diag *d)
 	                                 PC_SET_FALLBACK};
 	const Kernel *k = p->g->k;
 	const char *why = k->algorithm == PC_ALGO_EXACT ? "algorithm = exact"
+	        : k->nmasks ? "approximate kernels take no mask"
 	        : p->kind == PLAN_TREE ? "a tree is exact under algorithm = auto"
 	        : !(k->bound > 0) ? "algorithm = auto approximates only with a bound"
 	        : "no approximation fits (polyc --explain says why)";
@@ -245,13 +248,30 @@ static void warn_mask_edges(const Graph *g, Diag *d)
 	}
 }
 
+/* wide_constraint = a mask constraint of g's kernel whose pair is no
+ * edge of two variables (only an edge of three or more holds both), or
+ * -1: the elimination engine masks the tables of two-variable edges. */
+static int wide_constraint(const Graph *g)
+{
+	const Kernel *k = g->k;
+	for (int i = 0; i < k->nmasks; i++) {
+		uint32_t pair = 1u << k->mask[i].a | 1u << k->mask[i].b;
+		int e = 0;
+		while (e < g->nedges && g->edge[e].vars != pair)
+			e++;
+		if (e == g->nedges)
+			return i;
+	}
+	return -1;
+}
+
 /* refuse_mask: report that kernel k's mask cannot be honoured by the
  * plan named what, for the reason why; = false. */
 static bool refuse_mask(const Kernel *k, const char *what, const char *why,
                         Diag *d)
 {
 	diag_error(d, k->set_loc[PC_SET_MASK], "mask of kernel '%s' is refused: "
-	           "the %s plan cannot honour a mask yet (%s); only exact trees "
+	           "the %s plan cannot honour a mask yet (%s); only exact plans "
 	           "take masks", k->name, what, why);
 	return false;
 }
@@ -275,10 +295,15 @@ bool plan_build(Plan *p, const Graph *g, Diag *d)
 	p->carry_exact = true;
 	if (k->nmasks) {
 		warn_mask_edges(g, d);
-		if (p->kind != PLAN_TREE)
-			return refuse_mask(k, plan_kind_name(p->kind), g->cls == GC_CYCLIC
-			                   ? "the graph is cyclic" : "a monomial touches "
-			                   "three or more variables", d);
+		int c = wide_constraint(g);
+		if (p->kind == PLAN_ELIM && c >= 0) {
+			diag_error(d, k->mask[c].loc, "mask of kernel '%s' is refused: "
+			           "the exact-elimination plan cannot honour a constraint "
+			           "between x%d and x%d yet, which only a monomial over "
+			           "three or more variables joins", k->name, k->mask[c].a,
+			           k->mask[c].b);
+			return false;
+		}
 		if (k->algorithm == PC_ALGO_APPROX)
 			return refuse_mask(k, "approx", "algorithm = approx", d);
 	}
@@ -300,7 +325,7 @@ bool plan_build(Plan *p, const Graph *g, Diag *d)
 		p->use = USE_APPROX;
 		p->carry_exact = k->fallback_exact;
 	} else if (k->algorithm == PC_ALGO_AUTO && k->bound > 0 &&
-	           p->kind == PLAN_ELIM) {
+	           p->kind == PLAN_ELIM && !k->nmasks) {
 		approx_plan(p);
 		if (p->approx.usable)
 			p->use = USE_AUTO;
