@@ -131,6 +131,14 @@ $(E2E)/general/cases.poly $(E2E)/general/cases_table.c: tests/e2e/polys_general.
 $(E2E)/wide/cases.poly $(E2E)/wide/cases_table.c: tests/e2e/polys_wide.txt tests/e2e/mkcases.sh
 	sh tests/e2e/mkcases.sh tests/e2e/polys_wide.txt "4096" "5" $(E2E)/wide
 
+# Masks: causal, strict, windowed and explicit constraints, on trees and
+# (forward only) on graphs the elimination engine runs.
+$(E2E)/masked/cases.poly $(E2E)/masked/cases_table.c: tests/e2e/polys_masked.txt tests/e2e/mkcases.sh
+	sh tests/e2e/mkcases.sh tests/e2e/polys_masked.txt "3 16" "1 5" $(E2E)/masked
+
+$(E2E)/masked_general/cases.poly $(E2E)/masked_general/cases_table.c: tests/e2e/polys_masked_general.txt tests/e2e/mkcases.sh
+	sh tests/e2e/mkcases.sh tests/e2e/polys_masked_general.txt "3 16" "1 5" $(E2E)/masked_general
+
 $(E2E)/approx/cases.poly $(E2E)/approx/cases_table.c: tests/e2e/polys_approx.txt tests/e2e/mkcases.sh
 	sh tests/e2e/mkcases.sh tests/e2e/polys_approx.txt "2 3" "1 4" $(E2E)/approx
 
@@ -183,15 +191,21 @@ $(E2E)/check_approx_engine: tests/check_approx_engine.c $(LIBPA)
 
 e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine \
      $(TREE_HEAD_DIMS:%=$(E2E)/grad_tree_h%) $(E2E)/check_wide $(E2E)/grad_wide \
-     $(E2E)/grad_general $(E2E)/check_call
+     $(E2E)/grad_general $(E2E)/check_call $(E2E)/check_masked $(E2E)/grad_masked \
+     $(E2E)/check_masked_general
 	echo "e2e wide"; $(E2E)/check_wide && $(E2E)/grad_wide
 	for i in $(ISAS); do for s in $(TREE_HEAD_DIMS:%=tree_h%); do \
 	  echo "e2e $$s, PA_ISA=$$i"; PA_ISA=$$i $(E2E)/check_$$s || exit 1; done; done
 	for i in $(ISAS); do for t in $(GRAD_THREADS); do for s in $(TREE_HEAD_DIMS:%=tree_h%); do \
 	  echo "grad $$s, PA_ISA=$$i, $$t thread(s)"; \
 	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/grad_$$s || exit 1; done; done; done
+	for i in $(ISAS); do for t in $(GRAD_THREADS); do \
+	  echo "e2e masked, PA_ISA=$$i, $$t thread(s)"; \
+	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/check_masked || exit 1; \
+	  PA_ISA=$$i OMP_NUM_THREADS=$$t GRAD_BUDGET=2e7 $(E2E)/grad_masked || exit 1; done; done
 	for i in $(ISAS); do echo "e2e general, PA_ISA=$$i"; \
-	  PA_ISA=$$i $(E2E)/check_general || exit 1; done
+	  PA_ISA=$$i $(E2E)/check_general || exit 1; \
+	  PA_ISA=$$i $(E2E)/check_masked_general || exit 1; done
 	for i in $(ISAS); do for t in $(GRAD_THREADS); do \
 	  echo "grad general, PA_ISA=$$i, $$t thread(s)"; \
 	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/grad_general || exit 1; done; done

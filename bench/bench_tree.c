@@ -9,7 +9,10 @@
  * kernels, so the fraction of peak errs low, never high.
  *
  * Useful work of a message over an edge: 2·n²·head_dim for the scores
- * and 2·n²·value_dim for the weighted payload; exp is not counted.
+ * and 2·n²·value_dim for the weighted payload; exp is not counted.  The
+ * causal kernels (mask = causal) run at n = 4096 only; their useful work
+ * is that of the pairs the mask allows, n·(n+1)/2 per edge, and the run
+ * ends with their time beside the unmasked kernel's.
  * usage: bench_tree [-k KERNEL]... [-n N]... [TSV]
  *   -k, -n  time only these kernels / lengths (default: all of them)
  *   TSV     also write "kernel n seconds" lines there
@@ -28,8 +31,12 @@
 static const struct {
 	const pa_kernel_info *info;
 	int edges;               /* messages, each carrying values */
+	int only_n;              /* the one length it runs at, or 0: all */
+	const pa_kernel_info *unmasked; /* causal: the same without mask */
 } kernels[] = {
-	{&attn_info, 1}, {&path2_info, 2}, {&path3_info, 3}, {&star_info, 3},
+	{&attn_info, 1, 0, NULL}, {&path2_info, 2, 0, NULL}, {&path3_info, 3, 0, NULL},
+	{&star_info, 3, 0, NULL}, {&attn_causal_info, 1, 4096, &attn_info},
+	{&path2_causal_info, 2, 4096, &path2_info},
 };
 static const int sizes[] = {1024, 4096, 16384};
 enum { NK = sizeof kernels / sizeof *kernels, NS = sizeof sizes / sizeof *sizes };
@@ -94,6 +101,27 @@ static void time_kernel(const pa_kernel_info *k, const int *lengths, int ns, dou
 	}
 }
 
+/* time_ratio = median seconds of a over those of b at length n, the two
+ * called in turn, so a slow spell of a shared machine weighs on both. */
+static double time_ratio(const pa_kernel_info *a, const pa_kernel_info *b, int n)
+{
+	Case ca, cb;
+	double ta[2 * REPS], tb[2 * REPS];
+	case_init(&ca, a, n);
+	case_init(&cb, b, n);
+	case_run(a, &ca);
+	case_run(b, &cb);
+	for (int r = 0; r < 2 * REPS; r++) {
+		ta[r] = case_run(a, &ca);
+		tb[r] = case_run(b, &cb);
+	}
+	qsort(ta, 2 * REPS, sizeof *ta, cmp_double);
+	qsort(tb, 2 * REPS, sizeof *tb, cmp_double);
+	case_free(a, &ca);
+	case_free(b, &cb);
+	return ta[REPS] / tb[REPS];
+}
+
 /* selected = whether name is among the -k (or v among the -n) arguments
  * of argv, or there are none. */
 static int selected(int argc, char **argv, const char *flag, const char *name, int v)
@@ -125,22 +153,24 @@ int main(int argc, char **argv)
 		if (!selected(argc, argv, "-k", kernels[k].info->name, 0))
 			continue;
 		for (int s = 0; s < NS; s++)
-			if (selected(argc, argv, "-n", NULL, sizes[s]))
+			if (selected(argc, argv, "-n", NULL, sizes[s]) &&
+			    (!kernels[k].only_n || kernels[k].only_n == sizes[s]))
 				lengths[k][nlen[k]++] = sizes[s];
 		time_kernel(kernels[k].info, lengths[k], nlen[k], secs[k]);
 		double p = peak_gflops();  /* the peak again, between kernels */
 		peak = p > peak ? p : peak;
 	}
 	printf("FMA peak, measured: %.1f GFLOP/s (the best of runs between the kernels)\n\n", peak);
-	printf("%-8s %-28s %6s %10s %9s %7s\n", "kernel", "polynomial", "n",
+	printf("%-13s %-22s %6s %10s %9s %7s\n", "kernel", "polynomial", "n",
 	       "seconds", "GFLOP/s", "% peak");
 	for (int k = 0; k < NK; k++)
 		for (int s = 0; s < nlen[k]; s++) {
 			const pa_kernel_info *ki = kernels[k].info;
 			int n = lengths[k][s];
 			double t = secs[k][s];
-			double flops = kernels[k].edges * 2.0 * n * n * (ki->head_dim + ki->value_dim);
-			printf("%-8s %-28s %6d %10.4f %9.1f %6.1f%%\n", ki->name, ki->polynomial,
+			double pairs = kernels[k].unmasked ? n * (n + 1.0) / 2 : (double)n * n;
+			double flops = kernels[k].edges * 2.0 * pairs * (ki->head_dim + ki->value_dim);
+			printf("%-13s %-22s %6d %10.4f %9.1f %6.1f%%\n", ki->name, ki->polynomial,
 			       n, t, flops / t / 1e9, 100 * flops / t / 1e9 / peak);
 			if (tsv)
 				fprintf(tsv, "%s\t%d\t%.6f\n", ki->name, n, t);
@@ -151,6 +181,13 @@ int main(int argc, char **argv)
 			if (lengths[k][s] == 4096 && lengths[k][s + 1] == 16384)
 				printf("  %s %.1fx", kernels[k].info->name, secs[k][s + 1] / secs[k][s]);
 	printf("\n");
+	for (int k = 0; k < NK; k++)
+		if (kernels[k].unmasked && nlen[k]) {
+			double r = time_ratio(kernels[k].info, kernels[k].unmasked, lengths[k][0]);
+			printf("mask = causal: %s at n = %d takes %.2fx the time of %s "
+			       "(medians of %d calls, the two in turn)\n", kernels[k].info->name,
+			       lengths[k][0], r, kernels[k].unmasked->name, 2 * REPS);
+		}
 	if (tsv)
 		fclose(tsv);
 	return 0;

@@ -1,9 +1,10 @@
 """What a PyTorch user would write for the kernels bench_tree.c times.
 
 x1*x2 is torch's fused scaled_dot_product_attention (scale 1, as polyc's
-kernel).  Trees are the O(n^2) formulation with matrix products and
-max-subtraction: each message is softmax(Q K^T + key bias) V together with
-its log-normalizer, children before parents.  Prints "kernel n seconds"
+kernel), and with mask = causal the same with is_causal=True.  Trees are
+the O(n^2) formulation with matrix products and max-subtraction: each
+message is softmax(Q K^T + key bias) V together with its log-normalizer,
+children before parents; a causal tree adds -inf above the diagonal.  Prints "kernel n seconds"
 lines (median of runs), the same inputs' shapes as bench_tree.c.
 """
 import statistics
@@ -15,11 +16,13 @@ import torch
 D = 64
 
 
-def message(q, k, v, key_bias=None):
-    """softmax(q k^T + key_bias) v and the log-normalizer of every row."""
+def message(q, k, v, key_bias=None, mask=None):
+    """softmax(q k^T + key_bias + mask) v and the log-normalizer of every row."""
     s = q @ k.T
     if key_bias is not None:
         s = s + key_bias
+    if mask is not None:
+        s = s + mask
     m = s.amax(dim=1, keepdim=True)
     p = torch.exp(s - m)
     z = p.sum(dim=1, keepdim=True)
@@ -29,6 +32,23 @@ def message(q, k, v, key_bias=None):
 def attn(x):
     q, k, v = x[0][None, None], x[1][None, None], x[2][None, None]
     return torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=1.0)
+
+
+def attn_causal(x):
+    q, k, v = x[0][None, None], x[1][None, None], x[2][None, None]
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=1.0, is_causal=True)
+
+
+def causal(n):
+    """0 where a key position is <= the query's, -inf above the diagonal."""
+    return torch.full((n, n), float("-inf")).triu(1)
+
+
+def path2_causal(x):
+    mask = causal(x[0].shape[0])
+    o3, l3 = message(x[2], x[3], x[5], mask=mask)
+    o2, _ = message(x[0], x[1], x[4] * o3, l3, mask)
+    return o2
 
 
 def path2(x):
@@ -54,13 +74,15 @@ def star(x):
     return o2 * o3 * o4
 
 
-KERNELS = [("attn", attn, 3), ("path2", path2, 6), ("path3", path3, 9), ("star", star, 9)]
+KERNELS = [("attn", attn, 3, None), ("path2", path2, 6, None), ("path3", path3, 9, None),
+           ("star", star, 9, None), ("attn_causal", attn_causal, 3, 4096),
+           ("path2_causal", path2_causal, 6, 4096)]
 
 
 def main():
     torch.set_grad_enabled(False)
-    for name, fn, inputs in KERNELS:
-        for n in (1024, 4096, 16384):
+    for name, fn, inputs, only_n in KERNELS:
+        for n in (only_n,) if only_n else (1024, 4096, 16384):
             x = [torch.rand(n, D) - 0.5 for _ in range(inputs)]
             fn(x)
             times = []

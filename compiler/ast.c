@@ -78,6 +78,14 @@ Ast *ast_bare(Loc l, Ast *poly)
 	return ast_add(l, ast_new(AST_FILE), poly);
 }
 
+/* ast_order = the order constraint a <= b (a < b when strict) at l. */
+Ast *ast_order(Loc l, Ast *a, Ast *b, bool strict)
+{
+	Ast *o = ast_add(l, ast_add(l, ast_new(AST_ORDER), a), b);
+	o->strict = strict;
+	return o;
+}
+
 /* ast_free: release a and everything below it (NULL is fine). */
 void ast_free(Ast *a)
 {
@@ -142,13 +150,16 @@ const char *algo_name(PcAlgo a)
 /* setting_of = the setting key names; PC_SET__COUNT (reported) if none. */
 static PcSetting setting_of(const Ast *key, Diag *d)
 {
-	for (int s = 0; s < PC_SET__COUNT; s++)
+	char known[256];
+	int o = 0;
+	for (int s = 0; s < PC_SET__COUNT; s++) {
 		if (spells(key, setting_names[s]))
 			return (PcSetting)s;
-	diag_error(d, key->loc, "unknown setting '%.*s' (known: poly, head_dim, "
-	           "value_dim, values, scale, algorithm, bound, tolerance, "
-	           "fallback)",
-	           QUOTE(key));
+		o += snprintf(known + o, sizeof known - o, "%s%s", s ? ", " : "",
+		              setting_names[s]);
+	}
+	diag_error(d, key->loc, "unknown setting '%.*s' (known: %s)", QUOTE(key),
+	           known);
 	return PC_SET__COUNT;
 }
 
@@ -549,6 +560,65 @@ static bool set_fallback(Kernel *k, const Ast *v, Diag *d)
 	return bad_value(d, PC_SET_FALLBACK, v, "exact or none");
 }
 
+/* order_of: *m = order constraint node o (AST_ORDER); false (reported)
+ * when a side is no variable or both sides are the same one. */
+static bool order_of(const Ast *o, PcMask *m, Diag *d)
+{
+	const Ast *a = o->kids, *b = o->kids->next;
+	*m = (PcMask){.a = var_index(a, d), .b = var_index(b, d),
+	              .strict = o->strict, .loc = o->loc, .loc_a = a->loc,
+	              .loc_b = b->loc};
+	if (!m->a || !m->b)
+		return false;
+	if (m->a != m->b)
+		return true;
+	diag_error(d, o->loc, "the constraint '%.*s' orders x%d against itself: "
+	           "a constraint needs two different variables", QUOTE(o), m->a);
+	return false;
+}
+
+/* set_mask: 'causal', 'none', or order constraints such as
+ * 'x2 <= x1, x3 < x2'. */
+static bool set_mask(Kernel *k, const Ast *v, Diag *d)
+{
+	static const char what[] = "causal, none, or order constraints such as "
+	                           "'x2 <= x1, x3 < x2'";
+	const Ast *name = single_name(v);
+	bool ok = true;
+	k->causal = false;
+	k->nwritten = 0;
+	if (name && (spells(name, "causal") || spells(name, "none"))) {
+		k->causal = spells(name, "causal");
+		return true;
+	}
+	if (v->kind != AST_LIST || v->kids->kind != AST_ORDER)
+		return bad_value(d, PC_SET_MASK, v, what);
+	for (const Ast *o = v->kids; o; o = o->next) {
+		if (k->nwritten == PC_MAX_MASKS) {
+			diag_error(d, o->loc, "too many order constraints: a mask has "
+			           "at most %d", PC_MAX_MASKS);
+			return false;
+		}
+		if (order_of(o, &k->written[k->nwritten], d))
+			k->nwritten++;
+		else
+			ok = false;
+	}
+	return ok;
+}
+
+/* set_window: an integer of at least 1. */
+static bool set_window(Kernel *k, const Ast *v, Diag *d)
+{
+	bool neg;
+	const Ast *f = single_factor(v, &neg);
+	long x = f && !neg && f->kind == AST_NUM ? integer_of(f) : -1;
+	if (x < 1)
+		return bad_value(d, PC_SET_WINDOW, v, "an integer of at least 1");
+	k->window = x;
+	return true;
+}
+
 /* The setter of each setting: checks value v and stores it in k. */
 typedef bool Setter(Kernel *k, const Ast *v, Diag *d);
 static Setter *const setters[PC_SET__COUNT] = {
@@ -561,6 +631,8 @@ static Setter *const setters[PC_SET__COUNT] = {
 	[PC_SET_BOUND] = set_bound,
 	[PC_SET_TOLERANCE] = set_tolerance,
 	[PC_SET_FALLBACK] = set_fallback,
+	[PC_SET_MASK] = set_mask,
+	[PC_SET_WINDOW] = set_window,
 };
 
 /* apply_setting: give setting s of k the value v; false (reported) if v
@@ -595,8 +667,94 @@ static bool kernel_init(Kernel *k, const char *name, int len, Loc loc,
 	return true;
 }
 
+/* causal_masks: k's mask = child <= parent along the breadth-first tree
+ * from x1 of the primal graph of its monomials (lowest variable first). */
+static void causal_masks(Kernel *k)
+{
+	uint32_t adj[PC_MAX_VARS + 1] = {0}, seen = 2;
+	int queue[PC_MAX_VARS], head = 0, tail = 0;
+	for (int m = 0; m < k->nmono; m++) {
+		uint32_t vs = 0;
+		for (int q = 0; q < k->mono[m].degree; q++)
+			vs |= 1u << k->mono[m].occ[q];
+		for (uint32_t r = vs; r; r &= r - 1)
+			adj[__builtin_ctz(r)] |= vs & ~(1u << __builtin_ctz(r));
+	}
+	queue[tail++] = 1;
+	while (head < tail) {
+		int p = queue[head++];
+		for (uint32_t r = adj[p] & ~seen; r; r &= r - 1) {
+			int c = __builtin_ctz(r);
+			seen |= 1u << c;
+			queue[tail++] = c;
+			k->mask[k->nmasks++] = (PcMask){.a = c, .b = p,
+				.loc = k->set_loc[PC_SET_MASK], .loc_a = k->set_loc[PC_SET_MASK],
+				.loc_b = k->set_loc[PC_SET_MASK]};
+		}
+	}
+}
+
+/* check_cycles: report a strict constraint of k's mask that lies on a
+ * cycle of constraints (ℓa ≤ … ≤ ℓa with one '<': no positions satisfy
+ * them), found as a strict edge inside a strongly connected component. */
+static void check_cycles(const Kernel *k, Diag *d)
+{
+	uint32_t reach[PC_MAX_VARS + 1] = {0};
+	for (int i = 0; i < k->nmasks; i++)
+		reach[k->mask[i].a] |= 1u << k->mask[i].b;
+	for (int m = 1; m <= k->nvars; m++)
+		for (int a = 1; a <= k->nvars; a++)
+			if (reach[a] >> m & 1)
+				reach[a] |= reach[m];
+	for (int i = 0; i < k->nmasks; i++) {
+		const PcMask *c = &k->mask[i];
+		if (!c->strict || !(reach[c->b] >> c->a & 1))
+			continue;
+		char vars[128];
+		int o = 0;
+		for (int v = 1; v <= k->nvars; v++)
+			if (v == c->a || ((reach[c->a] >> v & 1) && (reach[v] >> c->a & 1)))
+				o += snprintf(vars + o, sizeof vars - o, "%sx%d", o ? ", " : "", v);
+		diag_error(d, c->loc, "contradictory mask: '%.*s' closes a cycle of "
+		           "order constraints through %s, which no positions satisfy",
+		           c->loc.len, c->loc.file->text + c->loc.off, vars);
+		return;
+	}
+}
+
+/* mask_check: the mask in effect from what mask and window say, after
+ * any setting changed: a window needs a mask, written constraints name
+ * variables of the polynomial, causal is expanded, and no constraints
+ * contradict each other. */
+static void mask_check(Kernel *k, Diag *d)
+{
+	int before = d->errors;
+	k->nmasks = 0;
+	if (k->window && !k->causal && !k->nwritten)
+		diag_error(d, k->set_loc[PC_SET_WINDOW], "window of kernel '%s' "
+		           "needs a mask (mask = causal, or order constraints such as "
+		           "x2 <= x1): it bounds the distance of constrained pairs",
+		           k->name);
+	for (int i = 0; k->nvars && i < k->nwritten; i++) {
+		const PcMask *c = &k->written[i];
+		int j = c->a > k->nvars ? c->a : c->b;
+		if (j > k->nvars)
+			diag_error(d, j == c->a ? c->loc_a : c->loc_b, "x%d is not a "
+			           "variable of the polynomial of kernel '%s' (its "
+			           "variables are x1 to x%d)", j, k->name, k->nvars);
+	}
+	if (d->errors != before || !k->nvars)
+		return;
+	if (k->causal)
+		causal_masks(k);
+	else
+		memcpy(k->mask, k->written, (k->nmasks = k->nwritten) * sizeof *k->mask);
+	check_cycles(k, d);
+}
+
 /* kernel_check: what spans settings, after any of them changed: values
- * default to every variable but x1, and given values lie within x1..x_t. */
+ * default to every variable but x1, and given values lie within x1..x_t;
+ * then the mask (mask_check). */
 static void kernel_check(Kernel *k, Diag *d)
 {
 	uint32_t all = ((UINT32_C(2) << k->nvars) - 1) & ~UINT32_C(1);
@@ -617,6 +775,7 @@ static void kernel_check(Kernel *k, Diag *d)
 		           31 - __builtin_clz(k->values), k->name, k->nvars);
 		diag_note(d, k->set_loc[PC_SET_POLY], "the polynomial is given here");
 	}
+	mask_check(k, d);
 }
 
 /* poly_of = the first setting of kernel node ka whose key is poly. */

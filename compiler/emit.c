@@ -160,7 +160,22 @@ static void emit_call(Emitter *E, const Kernel *k)
 	emit_line(E, "");
 }
 
-/* emit_info: K_call, K_inputs, K_coefficients and K_info. */
+/* emit_masks: the table of K_info.masks, when the kernel has a mask
+ * (causal's expanded). */
+static void emit_masks(Emitter *E, const Kernel *k)
+{
+	if (!k->nmasks)
+		return;
+	emit_line(E, "/* mask: positions l_a <= l_b, or < when strict (a, b, strict) */");
+	emit_open(E, "static const pa_mask %s_masks[] =", k->name);
+	for (int i = 0; i < k->nmasks; i++)
+		emit_line(E, "{%d, %d, %d},", k->mask[i].a, k->mask[i].b, k->mask[i].strict);
+	E->indent--;
+	emit_line(E, "};");
+	emit_line(E, "");
+}
+
+/* emit_info: K_call, K_inputs, K_coefficients, K_masks and K_info. */
 void emit_info(Emitter *E, const Plan *p)
 {
 	const Kernel *k = p->g->k;
@@ -173,6 +188,7 @@ void emit_info(Emitter *E, const Plan *p)
 	E->indent--;
 	emit_line(E, "};");
 	emit_line(E, "");
+	emit_masks(E, k);
 	emit_open(E, "const pa_kernel_info %s_info =", k->name);
 	emit_line(E, ".name = \"%s\",", k->name);
 	char lit[8192];
@@ -199,6 +215,12 @@ void emit_info(Emitter *E, const Plan *p)
 		emit_line(E, ".train = %s_train,", k->name);
 		emit_line(E, ".backward = %s_backward,", k->name);
 	}
+	if (k->nmasks) {
+		emit_line(E, ".num_masks = %d,", k->nmasks);
+		emit_line(E, ".masks = %s_masks,", k->name);
+	}
+	if (k->window)
+		emit_line(E, ".window = %lld,", (long long)k->window);
 	emit_line(E, ".call = %s_call,", k->name);
 	emit_line(E, ".call_saved_floats = %s_call_saved_floats,", k->name);
 	E->indent--;

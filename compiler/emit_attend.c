@@ -17,6 +17,16 @@
  * set; what differs is one row per operation in simd_table below and one
  * row of isa_shape, so a new ISA is new rows, not new branches.
  *
+ * The masked variant (doc/design.md, "Masks") serves every message of a
+ * kernel with a mask: query row i (position row0 + i) may see key j only
+ * when lo ≤ j − (row0 + i) ≤ hi.  It visits only the panels some row of
+ * the task may see, skips a tile whose pairs with the panel are all
+ * masked out, and where a panel crosses the mask's edge sets the masked
+ * scores to −inf before the softmax.  A row may then see no key at all
+ * (or only keys of bias −inf): its maximum stays at −FLT_MAX, so no
+ * −inf − (−inf) arises, and it ends with o = 0 and lse = −inf, which
+ * its parent's key bias turns into weight 0.
+ *
  * Template escapes, expanded by simd(): %0 %1 %2 are the operands, in
  * order; everything else is copied.
  */
@@ -176,6 +186,7 @@ typedef struct Attend {
 	int dim;                 /* key columns */
 	int dv;                  /* payload columns (0: log-normalizer only) */
 	int dvp;                 /* dv rounded up to 16: the payload's stride */
+	bool masked;             /* the masked variant (see the top) */
 	Isa isa;
 } Attend;
 
@@ -231,10 +242,12 @@ static void emit_softmax(Emitter *E, const Attend *a, const char *T)
 {
 	Isa isa = a->isa;
 	emit_line(E, "/* online softmax, one lane per query: a new maximum m rescales");
-	emit_line(E, " * the sums by r = e^(m_old - m) */");
+	emit_line(E, " * the sums by r = e^(m_old - m)%s */", a->masked ? "; m >= -FLT_MAX" : "");
 	for (int v = 0; v < QV; v++) {
 		const char *old = fmt("mx[%s]", plus("t0", v * W));
-		emit_line(E, "const %s m%d = %s;", T, v, S2(MAX, S1(LOAD, old), fmt("top%d", v)));
+		const char *m = S2(MAX, S1(LOAD, old), fmt("top%d", v));
+		emit_line(E, "const %s m%d = %s;", T, v,
+		          a->masked ? S2(MAX, m, S1(SET1, "-FLT_MAX")) : m);
 		emit_line(E, "const %s r%d = %s;", T, v, S1(EXP, S2(SUB, S1(LOAD, old), fmt("m%d", v))));
 		emit_line(E, "%s l%d = %s;", T, v,
 		          S2(MUL, S1(LOAD, fmt("sum[%s]", plus("t0", v * W))), fmt("r%d", v)));
@@ -284,6 +297,50 @@ static void emit_payload_tile(Emitter *E, const Attend *a, const char *T)
 	emit_close(E);
 }
 
+/* emit_mask_tile: where the panel crosses the mask's edge, the scores of
+ * masked pairs become -inf and the panel's maxima are taken again. */
+static void emit_mask_tile(Emitter *E, const Attend *a)
+{
+	Isa isa = a->isa;
+	emit_open(E, "if (dmin < lo || dmax > hi)");
+	emit_line(E, "/* the panel crosses the mask's edge: masked pairs score -inf */");
+	emit_open(E, "for (int j = 0; j < PA_BK; j++)");
+	emit_open(E, "for (int i = 0; i < %d; i++)", QT);
+	emit_line(E, "const int64_t d = jb * PA_BK + j - (row0 + t0 + i);");
+	emit_line(E, "if (d < lo || d > hi)");
+	emit_line(E, "\ts[j][i] = -INFINITY;");
+	emit_close(E);
+	emit_close(E);
+	for (int v = 0; v < QV; v++)
+		emit_line(E, "top%d = %s;", v, S1(SET1, "-INFINITY"));
+	emit_open(E, "for (int j = 0; j < PA_BK; j++)");
+	for (int v = 0; v < QV; v++)
+		emit_line(E, "top%d = %s;", v, S2(MAX, fmt("top%d", v), S1(LOAD, fmt("s[j][%d]", v * W))));
+	emit_close(E);
+	emit_close(E);
+}
+
+/* emit_panel_range: the masked variant's panels: those holding keys some
+ * row of the task may see, row0 + lo to row0 + rows - 1 + hi. */
+static void emit_panel_range(Emitter *E)
+{
+	emit_line(E, "/* the panels some row of the task may see: keys row0 + lo .. row0 + rows - 1 + hi */");
+	emit_line(E, "const int64_t first = row0 + lo, last = row0 + rows - 1 + hi;");
+	emit_line(E, "const int64_t jb0 = first > 0 ? first / PA_BK : 0;");
+	emit_line(E, "const int64_t jb1 = last < 0 ? 0 : last / PA_BK + 1 < nb ? last / PA_BK + 1 : nb;");
+}
+
+/* emit_tile_range: the masked variant skips a tile whose pairs with the
+ * panel are all masked out; dmin, dmax bound key - query over them. */
+static void emit_tile_range(Emitter *E, const Attend *a)
+{
+	emit_line(E, "/* key - query over the tile's rows and the panel's keys */");
+	emit_line(E, "const int64_t dmin = jb * PA_BK - (row0 + t0 + %d);", QT - 1);
+	emit_line(E, "const int64_t dmax = jb * PA_BK + PA_BK - 1 - (row0 + t0);");
+	emit_line(E, "if (dmax < lo || dmin > hi)");
+	emit_line(E, "\tcontinue; /* every pair masked out */");
+}
+
 /* emit_prologue: the task's queries transposed, zero sums, maxima -inf. */
 static void emit_prologue(Emitter *E, const Attend *a)
 {
@@ -314,11 +371,21 @@ static void emit_prologue(Emitter *E, const Attend *a)
 static void emit_epilogue(Emitter *E, const Attend *a)
 {
 	emit_open(E, "for (int i = 0; i < rows; i++)");
+	if (a->masked) {
+		emit_line(E, "/* a row that saw no key: o = 0, lse = -inf */");
+		emit_line(E, "const float inv = sum[i] > 0.0f ? 1.0f / sum[i] : 0.0f;");
+	}
 	if (a->dv) {
 		emit_line(E, "for (int c = 0; c < %d; c++)", a->dv);
-		emit_line(E, "\to[i * %d + c] = acc[c][i] / sum[i];", a->dv);
+		if (a->masked)
+			emit_line(E, "\to[i * %d + c] = acc[c][i] * inv;", a->dv);
+		else
+			emit_line(E, "\to[i * %d + c] = acc[c][i] / sum[i];", a->dv);
 	}
-	emit_line(E, "lse[i] = mx[i] + logf(sum[i]);");
+	if (a->masked)
+		emit_line(E, "lse[i] = sum[i] > 0.0f ? mx[i] + logf(sum[i]) : -INFINITY;");
+	else
+		emit_line(E, "lse[i] = mx[i] + logf(sum[i]);");
 	emit_close(E);
 }
 
@@ -330,22 +397,30 @@ static void emit_variant(Emitter *E, const Attend *a)
 	snprintf(T, sizeof T, "%s", S0(TYPE));
 	if (isa_shape[isa].guard)
 		emit_line(E, "#if %s", isa_shape[isa].guard);
-	emit_line(E, "static %svoid %s_attend_d%d_v%d_%s(int64_t nb, int rows,",
-	          S0(TARGET), a->kname, a->dim, a->dv, isa_shape[isa].suffix);
+	emit_line(E, "static %svoid %s_attend_d%d_v%d%s_%s(int64_t nb, int rows,%s",
+	          S0(TARGET), a->kname, a->dim, a->dv, a->masked ? "_masked" : "",
+	          isa_shape[isa].suffix, a->masked ? " int64_t row0, int64_t lo, int64_t hi," : "");
 	emit_line(E, "\tconst float *restrict q, const float *restrict kt, const float *restrict kb,");
 	emit_line(E, "\tconst float *restrict pv, float *restrict o, float *restrict lse,");
 	emit_line(E, "\tfloat *restrict scratch)");
 	emit_open(E, "");
 	emit_prologue(E, a);
+	if (a->masked)
+		emit_panel_range(E);
 	emit_line(E, "/* each panel of keys stays in cache while every tile of queries uses it */");
-	emit_open(E, "for (int64_t jb = 0; jb < nb; jb++)");
+	emit_open(E, "for (int64_t jb = %s; jb < %s; jb++)", a->masked ? "jb0" : "0",
+	          a->masked ? "jb1" : "nb");
 	emit_line(E, "const float *kp = kt + jb * %d * PA_BK, *kbp = kb + jb * PA_BK;", a->dim);
 	if (a->dv)
 		emit_line(E, "const float *pvp = pv + jb * PA_BK * %d;", a->dvp);
 	emit_open(E, "for (int t0 = 0; t0 < tiles; t0 += %d)", QT);
+	if (a->masked)
+		emit_tile_range(E, a);
 	for (int v = 0; v < QV; v++)
 		emit_line(E, "%s top%d = %s;", T, v, v ? "top0" : S1(SET1, "-INFINITY"));
 	emit_score_tile(E, a, T);
+	if (a->masked)
+		emit_mask_tile(E, a);
 	emit_softmax(E, a, T);
 	if (a->dv)
 		emit_payload_tile(E, a, T);
@@ -364,9 +439,10 @@ static void emit_variant(Emitter *E, const Attend *a)
 
 /* emit_attend: the micro-kernel of every ISA for (dim, dv), and the
  * function that picks one for this CPU. */
-void emit_attend(Emitter *E, const char *kname, int dim, int dv)
+void emit_attend(Emitter *E, const char *kname, int dim, int dv, bool masked)
 {
-	Attend a = {kname, dim, dv, (dv + 15) / 16 * 16, ISA_GENERIC};
+	Attend a = {kname, dim, dv, (dv + 15) / 16 * 16, masked, ISA_GENERIC};
+	const char *mk = masked ? "_masked" : "";
 	emit_line(E, "/*");
 	emit_line(E, " * Attention of rows q[0 .. rows-1] (rows <= PA_TQ) over nb panels of PA_BK");
 	emit_line(E, " * keys with %d columns: s_ij = q_i . k_j + kb_j, lse_i = log sum_j exp(s_ij)%s",
@@ -374,20 +450,25 @@ void emit_attend(Emitter *E, const char *kname, int dim, int dv)
 	if (dv)
 		emit_line(E, " * o_i = sum_j exp(s_ij - lse_i) pv_j over %d payload columns.", dv);
 	emit_line(E, " * Vector lanes are queries, so the online softmax is elementwise.");
+	if (masked) {
+		emit_line(E, " * Masked: row i (position row0 + i) sees key j only when lo <= j - (row0 + i) <= hi;");
+		emit_line(E, " * a row that sees none gets o = 0 and lse = -inf.");
+	}
 	emit_line(E, " */");
 	for (int isa = 0; isa < ISA__COUNT; isa++) {
 		a.isa = isa;
 		emit_variant(E, &a);
 	}
-	emit_line(E, "static pa_attend_fn %s_attend_d%d_v%d(void)", kname, dim, dv);
+	emit_line(E, "static pa_attend%s_fn %s_attend_d%d_v%d%s(void)", masked ? "_mask" : "",
+	          kname, dim, dv, mk);
 	emit_open(E, "");
 	emit_line(E, "#if defined(__x86_64__)");
 	emit_line(E, "if (pa_isa() == PA_ISA_AVX512)");
-	emit_line(E, "\treturn %s_attend_d%d_v%d_avx512;", kname, dim, dv);
+	emit_line(E, "\treturn %s_attend_d%d_v%d%s_avx512;", kname, dim, dv, mk);
 	emit_line(E, "if (pa_isa() == PA_ISA_AVX2)");
-	emit_line(E, "\treturn %s_attend_d%d_v%d_avx2;", kname, dim, dv);
+	emit_line(E, "\treturn %s_attend_d%d_v%d%s_avx2;", kname, dim, dv, mk);
 	emit_line(E, "#endif");
-	emit_line(E, "return %s_attend_d%d_v%d_generic;", kname, dim, dv);
+	emit_line(E, "return %s_attend_d%d_v%d%s_generic;", kname, dim, dv, mk);
 	emit_close(E);
 	emit_line(E, "");
 }

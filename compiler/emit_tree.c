@@ -171,7 +171,7 @@ static void emit_attends(Emitter *E, const Plan *p)
 			seen |= p->msg[a].dim == p->msg[i].dim &&
 			        p->msg[a].values == p->msg[i].values;
 		if (!seen)
-			emit_attend(E, k->name, p->msg[i].dim, dv);
+			emit_attend(E, k->name, p->msg[i].dim, dv, k->nmasks > 0);
 	}
 }
 
@@ -203,6 +203,8 @@ static void emit_queries(Emitter *E, const Plan *p, const Message *msg)
 	const Kernel *k = p->g->k;
 	const Edge *e = &p->g->edge[msg->edge];
 	char prod[512], c[40];
+	if (!e->nmono)
+		return;              /* an edge of the mask alone: no columns */
 	emit_line(E, "float *q = w->q%d + row * %d;", msg->var, msg->dim);
 	for (int a = 0; a < e->nmono; a++) {
 		int m = e->mono[a];
@@ -271,7 +273,7 @@ static void emit_payload_row(Emitter *E, const Plan *p, int j, const char *dst)
 static void emit_prepare(Emitter *E, const Plan *p, int j, const Message *msg)
 {
 	const Kernel *k = p->g->k;
-	bool vals = p->sub_values[j];
+	bool vals = p->sub_values[j] || !msg; /* a root's payload: ones at least */
 	int dim = msg ? msg->dim : 0, vd = k->value_dim;
 	if (msg)
 		emit_line(E, "/* message x%d -> x%d, inputs: keys of x%d, queries of x%d */",
@@ -319,6 +321,17 @@ static void emit_prepare(Emitter *E, const Plan *p, int j, const Message *msg)
 	emit_line(E, "");
 }
 
+/* bound_text = a mask bound as C: "-PA_UNBOUNDED", "PA_UNBOUNDED" or
+ * the number, in buf. */
+static const char *bound_text(char *buf, size_t size, int64_t x)
+{
+	if (x <= -PC_UNBOUNDED || x >= PC_UNBOUNDED)
+		snprintf(buf, size, "%sPA_UNBOUNDED", x < 0 ? "-" : "");
+	else
+		snprintf(buf, size, "%lld", (long long)x);
+	return buf;
+}
+
 /* emit_send: the stage that runs message x_j -> parent over query tiles. */
 static void emit_send(Emitter *E, const Plan *p, const Message *msg)
 {
@@ -331,17 +344,36 @@ static void emit_send(Emitter *E, const Plan *p, const Message *msg)
 	emit_open(E, "");
 	emit_line(E, "const int64_t nb = (n + PA_BK - 1) / PA_BK, np = nb * PA_BK;");
 	emit_line(E, "const int64_t tasks = (n + PA_TQ - 1) / PA_TQ;");
-	emit_line(E, "const pa_attend_fn attend = %s_attend_d%d_v%d();", k->name, msg->dim, dv);
+	if (k->nmasks)
+		emit_line(E, "const pa_attend_mask_fn attend = %s_attend_d%d_v%d_masked();",
+		          k->name, msg->dim, dv);
+	else
+		emit_line(E, "const pa_attend_fn attend = %s_attend_d%d_v%d();", k->name, msg->dim, dv);
 	emit_line(E, "#pragma omp parallel");
 	emit_open(E, "");
 	emit_line(E, "float *const scratch = w->scratch + (size_t)pa_thread_num() * PA_TQ * %d;",
 	          scratch_cols(p));
 	emit_line(E, "#pragma omp for collapse(2) schedule(dynamic)");
 	emit_open(E, "for (int64_t b = 0; b < batch; b++)");
-	emit_open(E, "for (int64_t t = 0; t < tasks; t++)");
+	if (k->nmasks && msg->lo == -PC_UNBOUNDED && msg->hi != PC_UNBOUNDED) {
+		/* rows see more keys the later they come: those tasks go first, so
+		 * the last to finish are small */
+		emit_open(E, "for (int64_t tt = 0; tt < tasks; tt++)");
+		emit_line(E, "const int64_t t = tasks - 1 - tt; /* the longest tasks first */");
+	} else {
+		emit_open(E, "for (int64_t t = 0; t < tasks; t++)");
+	}
 	emit_line(E, "const int64_t end = (t + 1) * PA_TQ < n ? (t + 1) * PA_TQ : n;");
 	emit_line(E, "const int64_t i = t * PA_TQ;");
-	emit_line(E, "attend(nb, (int)(end - i), w->q%d + (b * n + i) * %d,", msg->var, msg->dim);
+	if (k->nmasks) {
+		char lo[32], hi[32];
+		emit_line(E, "/* the mask: key rows r with %s <= r - row <= %s */",
+		          bound_text(lo, sizeof lo, msg->lo), bound_text(hi, sizeof hi, msg->hi));
+		emit_line(E, "attend(nb, (int)(end - i), i, %s, %s, w->q%d + (b * n + i) * %d,",
+		          lo, hi, msg->var, msg->dim);
+	} else {
+		emit_line(E, "attend(nb, (int)(end - i), w->q%d + (b * n + i) * %d,", msg->var, msg->dim);
+	}
 	emit_line(E, "\tw->kt%d + b * np * %d, w->kb%d + b * np,", msg->var, msg->dim, msg->var);
 	if (dv)
 		emit_line(E, "\tw->pv%d + b * np * %d, w->o%d + (b * n + i) * %d,", msg->var,
@@ -388,6 +420,19 @@ static void emit_finish(Emitter *E, const Plan *p)
 	emit_open(E, "for (int64_t b = 0; b < batch; b++)");
 	emit_open(E, "for (int64_t r = 0; r < n; r++)");
 	emit_line(E, "const int64_t row = b * n + r;");
+	if (k->nmasks && children(p, 1)) {
+		char none[512];
+		int c = 0;
+		for (uint32_t r = children(p, 1); r; r &= r - 1)
+			c += snprintf(none + c, sizeof none - c, "%sw->lse%d[row] == -INFINITY",
+			              c ? " || " : "", __builtin_ctz(r));
+		emit_line(E, "/* the mask leaves the row no tuple: a message x1 receives is empty */");
+		emit_open(E, "if (%s)", none);
+		emit_line(E, "for (int v = 0; v < %d; v++)", vd);
+		emit_line(E, "\tout[row * %d + v] = 0.0f;", vd);
+		emit_line(E, "continue;");
+		emit_close(E);
+	}
 	emit_line(E, "for (int v = 0; v < %d; v++)", vd);
 	emit_line(E, "\tout[row * %d + v] = %s;", vd, o ? expr : "1.0f");
 	emit_close(E);
@@ -519,7 +564,7 @@ static void emit_train(Emitter *E, const Plan *p, const Buf *b, int nb)
 /* emit_tree_plan: the plan's shape for the reverse pass, as data. */
 static void emit_tree_plan(Emitter *E, const Plan *p)
 {
-	char list[256];
+	char list[512];
 	int o = 0;
 	for (int j = 0; j <= p->g->nvars; j++)
 		o += snprintf(list + o, sizeof list - o, "%s%d", j ? ", " : "", p->parent[j]);
@@ -535,6 +580,21 @@ static void emit_tree_plan(Emitter *E, const Plan *p)
 	for (int i = 0; i < p->nroots; i++)
 		o += snprintf(list + o, sizeof list - o, "%s%d", i ? ", " : "", p->root[i]);
 	emit_line(E, ".root = {%s},", list);
+	if (p->g->k->nmasks) {
+		char lo[16][32], hi[16][32];
+		emit_line(E, ".masked = 1, /* message x_j -> parent: lo[j] <= l_j - l_parent <= hi[j] */");
+		for (int i = 0; i < p->nmsg; i++) {
+			bound_text(lo[i], sizeof lo[i], p->msg[i].lo);
+			bound_text(hi[i], sizeof hi[i], p->msg[i].hi);
+		}
+		for (int side = 0; side < 2; side++) {
+			o = 0;
+			for (int i = 0; i < p->nmsg; i++)
+				o += snprintf(list + o, sizeof list - o, "%s[%d] = %s", i ? ", " : "",
+				              p->msg[i].var, side ? hi[i] : lo[i]);
+			emit_line(E, ".%s = {%s},", side ? "hi" : "lo", list);
+		}
+	}
 	E->indent--;
 	emit_line(E, "};");
 }

@@ -31,7 +31,7 @@ static void print_graph(FILE *f, const Graph *g)
 	for (int e = 0; e < g->nedges; e++) {
 		fprintf(f, "  edge ");
 		print_vars(f, g->edge[e].vars);
-		fprintf(f, ": monomials");
+		fprintf(f, g->edge[e].nmono ? ": monomials" : ": the mask's alone (no monomial)");
 		for (int a = 0; a < g->edge[e].nmono; a++)
 			fprintf(f, " %d", g->edge[e].mono[a]);
 		fputc('\n', f);
@@ -43,6 +43,34 @@ static void print_graph(FILE *f, const Graph *g)
 				fprintf(f, " %d", g->bias[j][a]);
 			fprintf(f, "%s\n", j == 1 ? " (cancels: x1 is the query)" : "");
 		}
+}
+
+/* print_range: ", keys where lo <= lj - lp <= hi", the range a message's
+ * mask allows (the sides it limits). */
+static void print_range(FILE *f, const Message *m)
+{
+	if (m->lo == -PC_UNBOUNDED && m->hi == PC_UNBOUNDED)
+		return;
+	fprintf(f, ", keys where ");
+	if (m->lo != -PC_UNBOUNDED)
+		fprintf(f, "%lld <= ", (long long)m->lo);
+	fprintf(f, "l%d - l%d", m->var, m->parent);
+	if (m->hi != PC_UNBOUNDED)
+		fprintf(f, " <= %lld", (long long)m->hi);
+}
+
+/* print_mask: the constraints in effect and the window. */
+static void print_mask(FILE *f, const Kernel *k)
+{
+	if (!k->nmasks)
+		return;
+	fprintf(f, "mask:%s", k->causal ? " causal," : "");
+	for (int i = 0; i < k->nmasks; i++)
+		fprintf(f, "%s x%d %s x%d", i ? "," : "", k->mask[i].a,
+		        k->mask[i].strict ? "<" : "<=", k->mask[i].b);
+	if (k->window)
+		fprintf(f, "; window %lld", (long long)k->window);
+	fputc('\n', f);
 }
 
 /* print_elim: the elimination order, then per step what it reads, the
@@ -91,9 +119,11 @@ static void print_plan(FILE *f, const Plan *p)
 		        r ? ": a constant vector multiplied into every row" : "");
 	for (int i = 0; i < p->nmsg; i++) {
 		const Message *m = &p->msg[i];
-		fprintf(f, "  message x%d -> x%d: %d key columns, %s\n", m->var,
+		fprintf(f, "  message x%d -> x%d: %d key columns, %s", m->var,
 		        m->parent, m->dim, m->values ? "payload of value_dim columns"
 		                                     : "log-normalizer only");
+		print_range(f, m);
+		fputc('\n', f);
 	}
 	fprintf(f, "  workspace: O(n) per message, no n x n matrix\n");
 }
@@ -175,6 +205,7 @@ void explain_kernel(FILE *f, const Plan *p)
 		fprintf(f, ", bound %g, tolerance %g, fallback %s", k->bound,
 		        k->tolerance, k->fallback_exact ? "exact" : "none");
 	fputc('\n', f);
+	print_mask(f, k);
 	print_graph(f, p->g);
 	fprintf(f, "class: %s\n", graph_class_name(p->g->cls));
 	if (p->use == USE_APPROX) {

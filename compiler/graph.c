@@ -8,6 +8,9 @@
  * cycle).  A monomial over a single variable is a per-token bias on it.
  * The class follows from the edges: any edge of three or more variables
  * makes the graph high-degree; otherwise it is a tree (a forest) or cyclic.
+ * A mask constraint between two variables that share no monomial adds
+ * the pair as an edge without monomials (doc/design.md, "Masks"): the
+ * plan must still see the two positions together.
  */
 #include "polyc.h"
 
@@ -40,6 +43,18 @@ static void add_edge_mono(Graph *g, uint32_t vars, int i)
 		g->nedges++;
 	}
 	g->edge[e].mono[g->edge[e].nmono++] = i;
+}
+
+/* add_mask_edge: the edge {x_a, x_b} without monomials, unless some
+ * edge holds both already.  A graph of PC_MAX_MONOMIALS edges over at
+ * most 16 variables is cyclic whatever is added. */
+static void add_mask_edge(Graph *g, int a, int b)
+{
+	if ((g->adj[a] >> b & 1) || g->nedges == PC_MAX_MONOMIALS)
+		return;
+	g->edge[g->nedges++] = (Edge){.vars = (1u << a) | (1u << b)};
+	g->adj[a] |= 1u << b;
+	g->adj[b] |= 1u << a;
 }
 
 /* find = the representative of x in a union-find forest. */
@@ -99,6 +114,8 @@ void graph_build(Graph *g, const Kernel *k)
 		for (uint32_t r = vs; r; r &= r - 1)
 			g->adj[__builtin_ctz(r)] |= vs & ~(1u << __builtin_ctz(r));
 	}
+	for (int i = 0; i < k->nmasks; i++)
+		add_mask_edge(g, k->mask[i].a, k->mask[i].b);
 	classify(g);
 }
 

@@ -8,7 +8,11 @@
  * variable elimination: x2 … xt are summed out in a min-fill order
  * (doc/design.md, "Other graphs"), each step leaving a message over the
  * variables it touched.  The plan also carries the cost model that
- * --explain prints.
+ * --explain prints.  A mask (doc/design.md, "Masks") becomes, per tree
+ * message, the range its key positions may lie in relative to its query
+ * positions; the elimination engine masks its two-variable edge tables,
+ * so a constraint inside a monomial of three or more variables is
+ * refused, as is any mask with an approximate plan.
  */
 #include "polyc.h"
 
@@ -23,6 +27,26 @@ static int edge_of(const Graph *g, int a, int b)
 		if (g->edge[e].vars == vs)
 			return e;
 	return -1;
+}
+
+/* mask_range: *lo, *hi = the range of ℓchild − ℓparent that k's mask
+ * allows (±PC_UNBOUNDED where it sets no limit): each constraint between
+ * the two bounds one side, and its window the other. */
+void mask_range(const Kernel *k, int parent, int child, int64_t *lo,
+                int64_t *hi)
+{
+	*lo = -PC_UNBOUNDED, *hi = PC_UNBOUNDED;
+	for (int i = 0; i < k->nmasks; i++) {
+		const PcMask *c = &k->mask[i];
+		int64_t gap = c->strict ? 1 : 0, far = k->window ? k->window - 1 : PC_UNBOUNDED;
+		if (c->a == child && c->b == parent) {        /* ℓchild ≤ ℓparent */
+			*hi = *hi < -gap ? *hi : -gap;
+			*lo = *lo > -far ? *lo : -far;
+		} else if (c->a == parent && c->b == child) { /* ℓparent ≤ ℓchild */
+			*lo = *lo > gap ? *lo : gap;
+			*hi = *hi < far ? *hi : far;
+		}
+	}
 }
 
 /* visit: root the subtree of j (reached from parent), appending messages
@@ -48,6 +72,17 @@ static void visit(Plan *p, int j, int parent)
 	m->edge = edge_of(g, j, parent);
 	m->dim = g->edge[m->edge].nmono * k->head_dim;
 	m->values = p->sub_values[j];
+	mask_range(k, parent, j, &m->lo, &m->hi);
+}
+
+/* comp_masked: some mask constraint of the kernel lies in component c
+ * (then its weights may all be 0, and it cannot be dropped). */
+static bool comp_masked(const Graph *g, int c)
+{
+	for (int i = 0; i < g->k->nmasks; i++)
+		if (g->comp[g->k->mask[i].a] == c)
+			return true;
+	return false;
 }
 
 /* plan_tree: root every component and order the messages. */
@@ -61,9 +96,9 @@ static void plan_tree(Plan *p)
 		seen[g->comp[j]] = true;
 		int before = p->nmsg;
 		visit(p, j, 0);
-		/* Without x1 and without values a component only scales numerator
+		/* Without x1, values and masks a component only scales numerator
 		 * and denominator alike: it is dropped. */
-		if (j != 1 && !p->sub_values[j])
+		if (j != 1 && !p->sub_values[j] && !comp_masked(g, g->comp[j]))
 			p->nmsg = before;
 		else
 			p->root[p->nroots++] = j;
@@ -182,6 +217,7 @@ static void warn_idle(const Plan *p, Diag *d)
 	                                 PC_SET_FALLBACK};
 	const Kernel *k = p->g->k;
 	const char *why = k->algorithm == PC_ALGO_EXACT ? "algorithm = exact"
+	        : k->nmasks ? "approximate kernels take no mask"
 	        : p->kind == PLAN_TREE ? "a tree is exact under algorithm = auto"
 	        : !(k->bound > 0) ? "algorithm = auto approximates only with a bound"
 	        : "no approximation fits (polyc --explain says why)";
@@ -190,6 +226,54 @@ static void warn_idle(const Plan *p, Diag *d)
 			diag_warning(d, k->set_loc[idle[i]], "'%s' has no effect: kernel "
 			             "'%s' runs the exact algorithm only (%s)",
 			             setting_name(idle[i]), k->name, why);
+}
+
+/* warn_mask_edges: a warning at each constraint whose two variables
+ * share no monomial: it adds their pair to the graph. */
+static void warn_mask_edges(const Graph *g, Diag *d)
+{
+	const Kernel *k = g->k;
+	for (int e = 0; e < g->nedges; e++) {
+		if (g->edge[e].nmono)
+			continue;
+		int a = __builtin_ctz(g->edge[e].vars), b = 31 - __builtin_clz(g->edge[e].vars);
+		for (int i = 0; i < k->nmasks; i++)
+			if ((1u << k->mask[i].a | 1u << k->mask[i].b) == g->edge[e].vars) {
+				diag_warning(d, k->mask[i].loc, "x%d and x%d share no monomial: "
+				             "the mask adds the edge {x%d, x%d} to the graph of "
+				             "kernel '%s' (class %s)", a, b, a, b, k->name,
+				             graph_class_name(g->cls));
+				break;
+			}
+	}
+}
+
+/* wide_constraint = a mask constraint of g's kernel whose pair is no
+ * edge of two variables (only an edge of three or more holds both), or
+ * -1: the elimination engine masks the tables of two-variable edges. */
+static int wide_constraint(const Graph *g)
+{
+	const Kernel *k = g->k;
+	for (int i = 0; i < k->nmasks; i++) {
+		uint32_t pair = 1u << k->mask[i].a | 1u << k->mask[i].b;
+		int e = 0;
+		while (e < g->nedges && g->edge[e].vars != pair)
+			e++;
+		if (e == g->nedges)
+			return i;
+	}
+	return -1;
+}
+
+/* refuse_mask: report that kernel k's mask cannot be honoured by the
+ * plan named what, for the reason why; = false. */
+static bool refuse_mask(const Kernel *k, const char *what, const char *why,
+                        Diag *d)
+{
+	diag_error(d, k->set_loc[PC_SET_MASK], "mask of kernel '%s' is refused: "
+	           "the %s plan cannot honour a mask yet (%s); only exact plans "
+	           "take masks", k->name, what, why);
+	return false;
 }
 
 /* plan_build: p = the plan of graph g: its exact algorithm, and the
@@ -209,6 +293,20 @@ bool plan_build(Plan *p, const Graph *g, Diag *d)
 		plan_tree(p);
 	p->use = USE_EXACT;
 	p->carry_exact = true;
+	if (k->nmasks) {
+		warn_mask_edges(g, d);
+		int c = wide_constraint(g);
+		if (p->kind == PLAN_ELIM && c >= 0) {
+			diag_error(d, k->mask[c].loc, "mask of kernel '%s' is refused: "
+			           "the exact-elimination plan cannot honour a constraint "
+			           "between x%d and x%d yet, which only a monomial over "
+			           "three or more variables joins", k->name, k->mask[c].a,
+			           k->mask[c].b);
+			return false;
+		}
+		if (k->algorithm == PC_ALGO_APPROX)
+			return refuse_mask(k, "approx", "algorithm = approx", d);
+	}
 	if (k->algorithm == PC_ALGO_APPROX) {
 		Loc at = k->set_loc[PC_SET_ALGORITHM];
 		if (!(k->bound > 0)) {
@@ -227,7 +325,7 @@ bool plan_build(Plan *p, const Graph *g, Diag *d)
 		p->use = USE_APPROX;
 		p->carry_exact = k->fallback_exact;
 	} else if (k->algorithm == PC_ALGO_AUTO && k->bound > 0 &&
-	           p->kind == PLAN_ELIM) {
+	           p->kind == PLAN_ELIM && !k->nmasks) {
 		approx_plan(p);
 		if (p->approx.usable)
 			p->use = USE_AUTO;

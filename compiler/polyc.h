@@ -29,6 +29,7 @@ enum {
 	PC_MAX_KERNELS = 256,    /* kernels per file */
 	PC_MAX_FILE = 1 << 20,   /* bytes per .poly file */
 	PC_MAX_ERRORS = 20,      /* errors shown before polyc stops showing them */
+	PC_MAX_MASKS = 64,       /* order constraints per kernel */
 };
 
 /* ---------------------------------------------------------------- diag.c */
@@ -85,7 +86,9 @@ void diag_plain(Diag *d, const char *fmt, ...)
 	X(ALGORITHM, "algorithm")                                            \
 	X(BOUND, "bound")                                                    \
 	X(TOLERANCE, "tolerance")                                            \
-	X(FALLBACK, "fallback")
+	X(FALLBACK, "fallback")                                              \
+	X(MASK, "mask")                                                      \
+	X(WINDOW, "window")
 
 typedef enum PcSetting {
 #define X(e, s) PC_SET_##e,
@@ -108,6 +111,16 @@ typedef struct Monomial {
 	Loc loc;                 /* the whole term */
 } Monomial;
 
+/* One order constraint of a mask: ℓa ≤ ℓb, or ℓa < ℓb when strict
+ * (doc/design.md, "Masks"). */
+typedef struct PcMask {
+	int a, b;                /* j of x_a and x_b */
+	bool strict;             /* '<' rather than '<=' */
+	Loc loc;                 /* the constraint as written; for causal's,
+	                            the mask setting */
+	Loc loc_a, loc_b;        /* its two variables */
+} PcMask;
+
 /* A kernel as written, with defaults filled in and validated. */
 typedef struct Kernel {
 	char name[PC_MAX_NAME + 1]; /* a C identifier */
@@ -126,6 +139,14 @@ typedef struct Kernel {
 	double tolerance;        /* approx: default 1e-3 */
 	bool fallback_exact;     /* approx: over the bound, run exact (default:
 	                            return PA_ERR_BOUND) */
+	bool causal;             /* mask = causal */
+	PcMask written[PC_MAX_MASKS]; /* explicit constraints, as written */
+	int nwritten;
+	PcMask mask[PC_MAX_MASKS]; /* in effect: the written ones, or causal's
+	                            child <= parent along the BFS tree from x1 */
+	int nmasks;
+	int64_t window;          /* every constrained pair closer than this;
+	                            0 = no window */
 	Loc set_loc[PC_SET__COUNT]; /* where each setting was given ({0} if not) */
 } Kernel;
 
@@ -146,7 +167,8 @@ typedef enum AstKind {
 	AST_POW,                 /* name ^ kids: a variable to a power */
 	AST_TERM,                /* product of the kids (numbers, names, powers) */
 	AST_POLY,                /* sum of AST_TERM kids, each maybe negated */
-	AST_LIST,                /* comma-separated AST_NAME kids */
+	AST_LIST,                /* comma-separated AST_NAME or AST_ORDER kids */
+	AST_ORDER,               /* kids[0] <= kids[1], or < when strict */
 	AST_SETTING,             /* name = kids: one setting and its value */
 	AST_KERNEL,              /* kernel name { kids: settings } */
 	AST_FILE,                /* kids: kernels, or one bare AST_POLY */
@@ -158,6 +180,7 @@ typedef struct Ast {
 	AstKind kind;
 	Loc loc;                 /* the whole construct */
 	bool neg;                /* AST_TERM: written after '-' */
+	bool strict;             /* AST_ORDER: '<' rather than '<=' */
 	struct Ast *name;        /* AST_POW variable, AST_SETTING key, AST_KERNEL
 	                            name, AST_DEFINE kernel (or NULL) */
 	struct Ast *kids, *last; /* children in written order */
@@ -171,6 +194,7 @@ Ast *ast_named(Loc l, Ast *node, Ast *name);
 Ast *ast_pair(Loc l, AstKind kind, Ast *name, Ast *kid);
 Ast *ast_negate(Ast *term);
 Ast *ast_bare(Loc l, Ast *poly);
+Ast *ast_order(Loc l, Ast *a, Ast *b, bool strict);
 void ast_free(Ast *a);
 
 const char *setting_name(PcSetting s);
@@ -224,7 +248,8 @@ typedef enum GraphClass {
 /* A hyperedge: the monomials over one set of ≥ 2 distinct variables. */
 typedef struct Edge {
 	uint32_t vars;           /* bit j set: x_j is in the edge */
-	int nmono;               /* monomials merged into this edge */
+	int nmono;               /* monomials merged into this edge; 0: an
+	                            edge that a mask constraint alone adds */
 	int mono[PC_MAX_MONOMIALS]; /* their indices, in written order */
 } Edge;
 
@@ -259,9 +284,15 @@ typedef struct Message {
 	int var;                 /* j: the variable summed out */
 	int parent;              /* p */
 	int edge;                /* index into Graph.edge */
-	int dim;                 /* columns of the edge's queries and keys */
+	int dim;                 /* columns of the edge's queries and keys
+	                            (0 for an edge of the mask alone) */
 	bool values;             /* the subtree of x_var carries values */
+	int64_t lo, hi;          /* masks: the allowed ℓvar − ℓparent, lo ≤
+	                            · ≤ hi (±PC_UNBOUNDED: no limit) */
 } Message;
+
+/* No limit on a Message's lo or hi (PA_UNBOUNDED in the kernels). */
+#define PC_UNBOUNDED (INT64_C(1) << 62)
 
 /* One step of variable elimination: x_var is summed out of every factor
  * holding it, leaving a message over scope. */
@@ -360,6 +391,8 @@ typedef struct Plan {
 } Plan;
 
 bool plan_build(Plan *p, const Graph *g, Diag *d);
+void mask_range(const Kernel *k, int parent, int child, int64_t *lo,
+                int64_t *hi);
 const char *plan_kind_name(PlanKind k);
 const char *plan_algorithm(const Plan *p);
 bool plan_trains(const Plan *p);
@@ -410,7 +443,7 @@ void emit_tree_kernel(Emitter *E, const Plan *p, const char *entry);
 
 /* -------------------------------------------------------- emit_attend.c */
 
-void emit_attend(Emitter *E, const char *kname, int dim, int dv);
+void emit_attend(Emitter *E, const char *kname, int dim, int dv, bool masked);
 
 /* ----------------------------------------------------------- emit_elim.c */
 

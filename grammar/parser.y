@@ -64,9 +64,11 @@ static void pcyyerror(Loc *l, yyscan_t scanner, Parser *P, const char *msg);
 %token MINUS "'-'"
 %token STAR "'*'"
 %token CARET "'^'"
+%token LT "'<'"
+%token LE "'<='"
 
 %type <ast> kernels kernel settings setting assign value poly term factor
-%type <ast> list name define
+%type <ast> list name define orders order
 %destructor { ast_free($$); } <ast>
 
 %%
@@ -108,6 +110,17 @@ define
 value
 	: poly
 	| list
+	| orders
+	;
+
+orders
+	: order                      { $$ = ast_add(@$, ast_new(AST_LIST), $1); }
+	| orders COMMA order         { $$ = ast_add(@$, $1, $3); }
+	;
+
+order
+	: name LE name               { $$ = ast_order(@$, $1, $3, false); }
+	| name LT name               { $$ = ast_order(@$, $1, $3, true); }
 	;
 
 list

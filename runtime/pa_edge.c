@@ -11,7 +11,9 @@
  * as rows padded to whole vectors, the payload transposed into panels,
  * query rows padded to whole blocks (a padding row has lse = +inf, so its
  * weights are 0).  The micro-kernels are pa_edge_body.h, built once per
- * instruction set and picked at run time as the forward's are.
+ * instruction set and picked at run time as the forward's are.  A masked
+ * edge (doc/design.md, "Masks") skips the blocks its mask rules out and
+ * zeroes the masked weights of the blocks it crosses.
  */
 #include "pa_tree.h"
 
@@ -42,6 +44,8 @@ typedef struct EdgeJob {
 	const float *lse;        /* nq log-normalizers, +inf past n */
 	const float *dv;         /* nq: ⟨dm, o⟩ − dl */
 	float *dk, *dpv, *dkb;   /* outputs of this batch entry, n rows */
+	int masked;              /* pairs outside lo ≤ key − query ≤ hi weigh 0 */
+	int64_t lo, hi;
 } EdgeJob;
 
 /* edge_store_panel: the rows of panel jb that are keys (< n) from the
@@ -56,6 +60,30 @@ static void edge_store_panel(const EdgeJob *j, int64_t jb, const float *dk,
 			memcpy(j->dpv + row * j->vd, dpv + r * j->vp, j->vd * sizeof *dpv);
 		j->dkb[row] = dkb[r];
 	}
+}
+
+/* block_masked: how the mask of j meets query block i0 and key panel jb:
+ * 0 every pair allowed, 1 some, 2 none. */
+static int block_masked(const EdgeJob *j, int64_t i0, int64_t jb)
+{
+	if (!j->masked)
+		return 0;
+	const int64_t dmin = jb * PA_BK - (i0 + PA_BQ - 1), dmax = jb * PA_BK + PA_BK - 1 - i0;
+	if (dmax < j->lo || dmin > j->hi)
+		return 2;
+	return dmin < j->lo || dmax > j->hi;
+}
+
+/* mask_weights: P[r][c] = 0 for the pairs of query block i0 and key panel
+ * jb that the mask of j rules out. */
+static void mask_weights(const EdgeJob *j, int64_t i0, int64_t jb, float *P)
+{
+	for (int r = 0; r < PA_BQ; r++)
+		for (int c = 0; c < PA_BK; c++) {
+			const int64_t d = jb * PA_BK + c - (i0 + r);
+			if (d < j->lo || d > j->hi)
+				P[r * PA_BK + c] = 0.0f;
+		}
 }
 
 /* What a score tile does before it stores (pa_edge_body.h). */
@@ -149,7 +177,8 @@ static int pad16(int x)
 }
 
 /* pack_queries: qp, dmp, lse, dv of batch entry b (rows past n padded:
- * q = dm = 0, lse = +inf, dv = 0). */
+ * q = dm = 0, lse = +inf, dv = 0; a row the mask left without keys, lse
+ * = −inf, gets lse = +inf too, so its weights are 0). */
 static void pack_queries(const pa_edge *e, const EdgeJob *j, int64_t b,
                          float *qp, float *dmp, float *lse, float *dv)
 {
@@ -165,7 +194,7 @@ static void pack_queries(const pa_edge *e, const EdgeJob *j, int64_t b,
 			if (real && c < j->vd)
 				dot += (double)g * e->o[row * j->vd + c];
 		}
-		lse[r] = real ? e->lse[row] : INFINITY;
+		lse[r] = real && e->lse[row] != -INFINITY ? e->lse[row] : INFINITY;
 		dv[r] = real ? (float)(dot - (e->dl ? e->dl[row] : 0.0f)) : 0.0f;
 	}
 }
@@ -242,7 +271,8 @@ static EdgeJob shape_of(const pa_edge *e)
 	return (EdgeJob){.dim = e->dim, .dp = pad16(e->dim), .vd = e->vd,
 	                 .vp = e->vd ? pad16(e->vd) : 0, .n = e->n,
 	                 .nq = (e->n + PA_BQ - 1) / PA_BQ * PA_BQ,
-	                 .nb = (e->n + PA_BK - 1) / PA_BK};
+	                 .nb = (e->n + PA_BK - 1) / PA_BK, .masked = e->masked,
+	                 .lo = e->lo, .hi = e->hi};
 }
 
 /* max_threads: the threads a call may use. */

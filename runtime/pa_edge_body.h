@@ -118,11 +118,15 @@ TARGET static void FN(opacc)(int rows, int cols, int kn, const float *A,
  * block: the backward of query block i0 (PA_BQ rows) against key panel
  * jb of one batch entry: P and dS tiles (PA_BQ × PA_BK) into scratch, then
  * dq rows += dS · k, and the panel's accumulators dk += dSᵀ · q,
- * dpv += Pᵀ · dm, dkb += column sums of dS.
+ * dpv += Pᵀ · dm, dkb += column sums of dS.  A block the mask rules out
+ * does nothing; one it crosses has its masked weights set to 0.
  */
 TARGET static void FN(block)(const EdgeJob *j, int64_t i0, int64_t jb,
 	float *P, float *dS, float *dq, float *dk, float *dpv, float *dkb)
 {
+	const int mask = block_masked(j, i0, jb);
+	if (mask == 2)
+		return;              /* every pair masked out */
 	const int dp = j->dp, vp = j->vp;
 	const float *q = j->qp + i0 * dp, *dm = j->dmp + i0 * vp;
 	/* P = exp(q · kᵀ + kb − lse), 8 queries × 2W keys at a time */
@@ -132,6 +136,8 @@ TARGET static void FN(block)(const EdgeJob *j, int64_t i0, int64_t jb,
 			                j->kt + jb * j->dim * PA_BK + c, PA_BK, j->dim,
 			                j->kb + jb * PA_BK + c, j->lse + i0 + r, NULL,
 			                P + r * PA_BK + c, PA_BK, NULL);
+	if (mask)
+		mask_weights(j, i0, jb, P);
 	/* dS = P ⊙ (dm · pvᵀ − Dv); dkb += column sums of dS */
 	for (int c = 0; c < PA_BK; c += 2 * W) {
 		vf colsum[2] = {FN(vld)(dkb + c), FN(vld)(dkb + c + W)};

@@ -218,8 +218,36 @@ static void edge_bias(Elim *E, int e)
 	}
 }
 
+/* A pair of positions a mask rules out (doc/design.md, "Masks") scores
+ * -PA_MASKED in its edge's table: beside any allowed tuple its weight is
+ * exactly 0, and a row or message whose every tuple is ruled out keeps a
+ * log-normalizer near -PA_MASKED, which output_row turns into output 0. */
+#define PA_MASKED 1e30f
+
+/* edge_mask: t[ℓa·n + ℓj] = -PA_MASKED where a constraint of K_info's
+ * mask between x_a and x_j, or its window, rules the pair out. */
+static void edge_mask(const Elim *E, int a, int j, float *t)
+{
+	const pa_kernel_info *k = E->k;
+	const int64_t n = E->n;
+	for (int i = 0; i < k->num_masks; i++) {
+		const pa_mask c = k->masks[i];
+		if (!((c.a == a && c.b == j) || (c.a == j && c.b == a)))
+			continue;
+		#pragma omp parallel for schedule(static)
+		for (int64_t ra = 0; ra < n; ra++)
+			for (int64_t rj = 0; rj < n; rj++) {
+				const int64_t la = c.a == a ? ra : rj, lb = c.a == a ? rj : ra;
+				if ((c.strict ? la >= lb : la > lb) ||
+				    (k->window && lb - la >= k->window))
+					t[ra * n + rj] = -PA_MASKED;
+			}
+	}
+}
+
 /* edge_table: etab[ℓa·n + ℓj] = the edge's score for x_a at ℓa and the
- * eliminated x_j at ℓj; computed from both sides of every monomial. */
+ * eliminated x_j at ℓj; computed from both sides of every monomial (none
+ * for an edge of the mask alone), then masked (edge_mask). */
 static void edge_table(Elim *E, int e, int a)
 {
 	const pa_elim_edge *ed = &E->p->edges[e];
@@ -243,6 +271,7 @@ static void edge_table(Elim *E, int e, int a)
 				t[ra * n + rj] += dot;
 			}
 	}
+	edge_mask(E, a, j, t);
 }
 
 /* edge_keys: etab[(i·hd + l)·np16 + ℓj] = x_j's side of the edge's i-th
@@ -823,10 +852,16 @@ static bool run_global(Elim *E)
 	return ok;
 }
 
-/* output_row: out = V1[ℓ1] ⊙ the value vectors of the final messages. */
+/* output_row: out = V1[ℓ1] ⊙ the value vectors of the final messages;
+ * 0 when a mask leaves ℓ1 no tuple (a final message near -PA_MASKED). */
 static void output_row(const Elim *E, const Thread *T, int64_t l1, float *out)
 {
 	int vd = E->vd;
+	for (int s = 0; E->k->num_masks && s < E->p->nsteps; s++)
+		if ((E->p->steps[s].scope & ~2u) == 0 && msg_lse(E, T, s)[0] < -PA_MASKED / 2) {
+			memset(out, 0, (size_t)vd * sizeof *out);
+			return;
+		}
 	const float *v1 = E->value_in[1] >= 0 ? E->in[E->value_in[1]] + l1 * vd : NULL;
 	for (int c = 0; c < vd; c++)
 		out[c] = v1 ? v1[c] : 1.0f;

@@ -227,6 +227,11 @@ void pa_softmax_average(int64_t n, const float *w, const float *rows,
 	double den = 0, num[dim];
 	for (int v = 0; v < dim; v++)
 		num[v] = 0;
+	if (mx == -INFINITY) {   /* a mask left no weight: the average is 0 */
+		for (int v = 0; v < dim; v++)
+			out[v] = 0.0f;
+		return;
+	}
 	for (int64_t i = 0; i < n; i++) {
 		double p = exp((double)w[i] - mx);
 		den += p;

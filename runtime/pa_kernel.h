@@ -9,6 +9,7 @@
 #ifndef PA_KERNEL_H
 #define PA_KERNEL_H
 
+#include <float.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,7 +63,8 @@ void pa_free(float *p);
 
 /*
  * out[v] = Σ_i softmax(w)[i] · rows[i·stride + v] for v < dim: the
- * constant that a component not containing x1 multiplies into every row.
+ * constant that a component not containing x1 multiplies into every row;
+ * 0 when every weight is −inf (a mask left the component no tuple).
  */
 void pa_softmax_average(int64_t n, const float *w, const float *rows,
                         int stride, int dim, float *out);
@@ -90,5 +92,17 @@ typedef void (*pa_attend_fn)(int64_t nb, int rows, const float *q,
                              const float *kt, const float *kb,
                              const float *pv, float *o, float *lse,
                              float *scratch);
+
+/* The micro-kernel of a message of a kernel with a mask (doc/design.md,
+ * "Masks"): as pa_attend_fn for query rows row0 … row0 + rows − 1 of the
+ * batch entry, where row i sees key j only when lo ≤ j − i ≤ hi (±
+ * PA_UNBOUNDED: no limit); a row that sees no key (or only keys of bias
+ * −inf) gets o = 0 and lse = −inf. */
+#define PA_UNBOUNDED (INT64_C(1) << 62)
+typedef void (*pa_attend_mask_fn)(int64_t nb, int rows, int64_t row0,
+                                  int64_t lo, int64_t hi, const float *q,
+                                  const float *kt, const float *kb,
+                                  const float *pv, float *o, float *lse,
+                                  float *scratch);
 
 #endif /* PA_KERNEL_H */

@@ -2,7 +2,9 @@
  * pa_reference.c - the definition of poly-attention (doc/design.md, "The
  * computation"), computed by brute force in double precision: for each query position ℓ1, every
  * tuple (ℓ2 … ℓt) of the other positions is scored and the softmax over
- * all of them weights the entrywise product of the value rows.  It knows
+ * all of them weights the entrywise product of the value rows.  A tuple
+ * that breaks one of K_info's mask constraints, or its window, is left
+ * out; a row left without tuples is 0 (doc/design.md, "Masks").  It knows
  * nothing of graphs or plans, only what K_info says, so it checks every
  * kernel polyc emits against the same formula.
  *
@@ -75,6 +77,19 @@ static void accumulate(const Ref *r, const int64_t *pos, double w, double *num)
 	}
 }
 
+/* allowed: tuple pos keeps every mask constraint of k and its window. */
+static bool allowed(const pa_kernel_info *k, const int64_t *pos)
+{
+	for (int i = 0; i < k->num_masks; i++) {
+		int64_t a = pos[k->masks[i].a], b = pos[k->masks[i].b];
+		if (k->masks[i].strict ? a >= b : a > b)
+			return false;
+		if (k->window && b - a >= k->window)
+			return false;
+	}
+	return true;
+}
+
 /* next_tuple: advance (pos[2] … pos[t]) like an odometer; false after the
  * last tuple. */
 static bool next_tuple(int64_t *pos, int t, int64_t n)
@@ -88,7 +103,8 @@ static bool next_tuple(int64_t *pos, int t, int64_t n)
 }
 
 /* The softmax normalizer of one query row: Σ_ℓ exp(s(ℓ)) = den · e^mx,
- * mx the largest score, so den ≥ 1. */
+ * mx the largest score, so den ≥ 1; den = 0 when the masks leave the row
+ * no tuple. */
 typedef struct Norm {
 	double mx, den;
 } Norm;
@@ -105,6 +121,8 @@ static Norm query_row(const Ref *r, int64_t l1, double *num, double *out)
 	pos[1] = l1;
 	memset(num, 0, vd * sizeof *num);
 	do {
+		if (!allowed(k, pos))
+			continue;
 		double s = score(r, pos);
 		if (s > mx) {
 			double alpha = exp(mx - s);
@@ -118,7 +136,7 @@ static Norm query_row(const Ref *r, int64_t l1, double *num, double *out)
 		accumulate(r, pos, w, num);
 	} while (next_tuple(pos, k->num_vars, r->n));
 	for (int v = 0; v < vd; v++)
-		out[v] = num[v] / den;
+		out[v] = den > 0 ? num[v] / den : 0;
 	return (Norm){mx, den};
 }
 
@@ -287,12 +305,16 @@ static void backward_row(const Ref *r, Back *bk, int64_t l1, const float *g,
 {
 	const pa_kernel_info *k = r->k;
 	Norm nm = query_row(r, l1, num, outrow);
+	if (nm.den == 0)
+		return;              /* no tuple: output 0, no gradient */
 	double gout = 0;
 	for (int v = 0; v < k->value_dim; v++)
 		gout += g[v] * outrow[v];
 	int64_t pos[REF_MAX_VARS + 1] = {0};
 	pos[1] = l1;
 	do {
+		if (!allowed(k, pos))
+			continue;
 		double p = exp(score(r, pos) - nm.mx) / nm.den;
 		double gu = value_grads(r, bk, pos, p, g);
 		factor_grads(r, bk, pos, p * (gu - gout));

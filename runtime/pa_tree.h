@@ -34,6 +34,10 @@
  * vp = value_dim rounded up to 16; o, dm batch × n × vd; lse, dl batch × n.
  * Outputs are batch × n × dim (dq, dk), batch × n × vd (dpv), batch × n
  * (dkb).  vd = 0: the edge carries no payload (pv, o, dm, dpv unused).
+ * masked (doc/design.md, "Masks"): query row i sees key j only when lo ≤
+ * j − i ≤ hi, as the forward's masked micro-kernel; a block of queries and
+ * a panel of keys whose pairs are all masked out are skipped, and a row
+ * the forward left without keys (lse = −inf) has no gradient.
  */
 typedef struct pa_edge {
 	int64_t batch, n;
@@ -43,6 +47,8 @@ typedef struct pa_edge {
 	const float *dm;         /* NULL when vd == 0 */
 	const float *dl;         /* NULL: no gradient reaches lse */
 	float *dq, *dk, *dpv, *dkb;
+	int masked;              /* 0: every pair (lo, hi unused) */
+	int64_t lo, hi;          /* the pairs the mask allows, ±PA_UNBOUNDED */
 } pa_edge;
 
 /* pa_edge_floats: the workspace pa_edge_backward needs for e, from the
@@ -60,15 +66,18 @@ typedef struct pa_tree_bufs {
 
 /* The shape of a tree plan: each variable's parent (0 for a root), the
  * messages in the forward's order, children before parents, and the
- * component roots the forward keeps (x1's first; a component without x1
- * and without values is left out: it scales numerator and denominator
- * alike). */
+ * component roots the forward keeps (x1's first; a component without x1,
+ * values and masks is left out: it scales numerator and denominator
+ * alike).  With a mask, message x_j → x_p allows the pairs lo[j] ≤ ℓj −
+ * ℓp ≤ hi[j] (±PA_UNBOUNDED: no limit), as in the forward. */
 typedef struct pa_tree_plan {
 	int parent[17];          /* indexed by j of x_j */
 	int nmsg;
 	int order[16];           /* the variable of each message */
 	int nroots;
 	int root[16];
+	int masked;              /* the kernel has a mask */
+	int64_t lo[17], hi[17];  /* indexed by j of x_j */
 } pa_tree_plan;
 
 /*

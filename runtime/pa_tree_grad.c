@@ -13,7 +13,11 @@
  *   dpv split over x_j's values and its children's messages.
  * A component without x1 starts the same way from the softmax average
  * that makes its constant.  Each input's gradient starts at 0 and
- * gathers what every place it enters the kernel contributes.
+ * gathers what every place it enters the kernel contributes.  With a
+ * mask (doc/design.md, "Masks") each edge backward skips the pairs its
+ * forward skipped, and a row of the output the mask left without tuples
+ * (a message x1 receives has lse = −inf there; the output is 0) passes
+ * no gradient on.
  */
 #include "pa_tree.h"
 
@@ -47,6 +51,7 @@ typedef struct Tree {
 	float *dconst[TG_MAX_VARS + 1]; /* batch × vd: dL/d(constant of root j) */
 	float *dq, *dk, *dpv;           /* one edge's results */
 	float *edge_ws;                 /* the edge backward's workspace */
+	float *gout;                    /* masks: grad_out, 0 on empty rows */
 } Tree;
 
 /* describe: monomials, values and subtrees from k and the plan. */
@@ -229,6 +234,14 @@ static void other_root(const Tree *T, int r)
 		double mx = -INFINITY, den = 0, cdot = 0;
 		for (int64_t j = 0; j < n; j++)
 			mx = kb[j] > mx ? kb[j] : mx;
+		if (mx == -INFINITY) {   /* a mask left no weight: c = 0 */
+			for (int64_t j = 0; j < n; j++) {
+				for (int v = 0; v < vd; v++)
+					T->dpv[(b * n + j) * vd + v] = 0.0f;
+				T->db[r][b * n + j] = 0.0f;
+			}
+			continue;
+		}
 		for (int64_t j = 0; j < n; j++)
 			den += exp(kb[j] - mx);
 		for (int v = 0; v < vd; v++)
@@ -270,6 +283,7 @@ static pa_edge edge_of(const Tree *T, int j)
 		.lse = B->lse, .dm = T->subv[j] ? T->dm[j] : NULL,
 		.dl = p == 1 ? NULL : T->db[p],
 		.dq = T->dq, .dk = T->dk, .dpv = T->dpv, .dkb = T->db[j],
+		.masked = T->t->masked, .lo = T->t->lo[j], .hi = T->t->hi[j],
 	};
 }
 
@@ -325,6 +339,7 @@ static float *carve(Tree *T)
 	size_t at_dq = pa_carve(&total, B, n, dim), at_dk = pa_carve(&total, B, n, dim);
 	size_t at_dpv = pa_carve(&total, B, n, T->vd);
 	size_t at_edge = edge_ws == SIZE_MAX ? (total = SIZE_MAX) : pa_carve(&total, edge_ws, 1, 1);
+	size_t at_gout = pa_carve(&total, T->t->masked ? B : 0, n, T->vd);
 	float *ws = pa_alloc(total);
 	if (!ws)
 		return NULL;
@@ -335,7 +350,26 @@ static float *carve(Tree *T)
 	}
 	T->dq = ws + at_dq, T->dk = ws + at_dk, T->dpv = ws + at_dpv;
 	T->edge_ws = ws + at_edge;
+	T->gout = ws + at_gout;
 	return ws;
+}
+
+/* empty_rows: T->gout = grad_out with 0 on every row the mask left
+ * without tuples (some message x1 receives has lse = −inf there); =
+ * T->gout. */
+static const float *empty_rows(const Tree *T, const float *grad_out)
+{
+	const int vd = T->vd;
+	const int64_t rows = T->batch * T->n;
+	#pragma omp parallel for schedule(static)
+	for (int64_t row = 0; row < rows; row++) {
+		bool empty = false;
+		for (uint32_t r = T->kids[1]; r; r &= r - 1)
+			empty |= T->bufs[__builtin_ctz(r)].lse[row] == -INFINITY;
+		for (int c = 0; c < vd; c++)
+			T->gout[row * vd + c] = empty ? 0.0f : grad_out[row * vd + c];
+	}
+	return T->gout;
 }
 
 /* pa_tree_backward: see pa_tree.h. */
@@ -365,7 +399,7 @@ pa_status pa_tree_backward(const pa_kernel_info *k, const pa_tree_plan *t,
 			pa_softmax_average(n, bufs[r].kb + b * np, bufs[r].pv + b * np * vp,
 			                   vp, T.vd, T.dconst[r] + batch * T.vd + b * T.vd);
 		}
-	root_x1(&T, grad_out);
+	root_x1(&T, t->masked ? empty_rows(&T, grad_out) : grad_out);
 	for (int a = 1; a < t->nroots; a++)
 		other_root(&T, t->root[a]);
 	for (int i = t->nmsg - 1; i >= 0; i--)

@@ -177,6 +177,11 @@ typedef struct pa_call {
 	                            with dL/dinputs[i], shaped as inputs[i] */
 	const pa_layout *grad_layout; /* NULL: all dense; else one per input */
 } pa_call;
+/* One order constraint of a mask (doc/design.md, "Masks"): positions
+ * ℓa ≤ ℓb, or ℓa < ℓb when strict; a, b are j of x_j. */
+typedef struct {
+	int a, b, strict;
+} pa_mask;
 
 typedef struct {
 	const char *name, *polynomial, *graph_class, *algorithm;
@@ -202,6 +207,13 @@ typedef struct {
 	pa_train_fn train;           /* the forward, keeping what the backward
 	                                needs in saved */
 	pa_backward_fn backward;     /* gradients of every input */
+	/* Masks (doc/design.md, "Masks"): a tuple breaking a constraint, or
+	 * with a constrained pair window or more apart, weighs 0; a query row
+	 * without an allowed tuple outputs 0.  mask = causal is listed
+	 * expanded. */
+	int num_masks;
+	const pa_mask *masks;        /* num_masks constraints */
+	int64_t window;              /* 0: no window */
 	/* Extended calls (pa_call above): K_call and K_call_saved_floats,
 	 * for every kernel. */
 	pa_status (*call)(const pa_call *c);
@@ -214,8 +226,9 @@ typedef struct {
 /*
  * The definition, by brute force in double precision: for every query
  * position, the softmax over all (n^(t-1)) tuples of the other positions
- * of the score, weighting the entrywise product of the value rows.
- * out is batch × n × value_dim doubles.  Meant for tests and for checking
+ * of the score, weighting the entrywise product of the value rows;
+ * tuples the masks of k rule out weigh 0, and a row left without any
+ * tuple is 0.  out is batch × n × value_dim doubles.  Meant for tests and for checking
  * a kernel on small n; its cost is O(n^t · num_monomials).
  */
 pa_status pa_reference(const pa_kernel_info *k, int64_t batch, int64_t n,

@@ -39,6 +39,8 @@
  * sums (term_sizes, the same sums over absolute values), as check_e2e.c
  * measures a row whose values cancel.
  *
+ * Tuples the kernel's mask rules out weigh 0 here as in the reference.
+ *
  * Environment: E2E_KERNEL=e2e_12 runs that kernel only; E2E_VERBOSE=1
  * prints each kernel's sizes and worst errors; GRAD_BUDGET=4e6 lowers the
  * reference's budget (make e2e runs the widest ISA this CPU has with the
@@ -279,11 +281,16 @@ static void term_sizes(const pa_kernel_info *k, int64_t n, const float *const in
 		pos[1] = l1;
 		double mx = -INFINITY, den = 0;
 		do
-			mx = fmax(mx, tuple_score(k, in, pos));
+			if (tuple_allowed(k, pos))
+				mx = fmax(mx, tuple_score(k, in, pos));
 		while (next_pos(pos, k->num_vars, n));
+		if (mx == -INFINITY)
+			continue;        /* the mask leaves the row no tuple */
 		for (int c = 0; c < vd; c++)
 			out[c] = 0;
 		do {
+			if (!tuple_allowed(k, pos))
+				continue;
 			double p = exp(tuple_score(k, in, pos) - mx);
 			den += p;
 			for (int c = 0; c < vd; c++) {
@@ -297,8 +304,9 @@ static void term_sizes(const pa_kernel_info *k, int64_t n, const float *const in
 		for (int c = 0; c < vd; c++)
 			out[c] /= den;
 		do
-			term_one(k, in, pos, exp(tuple_score(k, in, pos) - mx) / den,
-			         grad_out + l1 * vd, out, size);
+			if (tuple_allowed(k, pos))
+				term_one(k, in, pos, exp(tuple_score(k, in, pos) - mx) / den,
+				         grad_out + l1 * vd, out, size);
 		while (next_pos(pos, k->num_vars, n));
 	}
 }

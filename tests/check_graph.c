@@ -137,6 +137,98 @@ START_TEST(test_components)
 }
 END_TEST
 
+/* has_mask: k's mask in effect holds x_a <= x_b (< when strict). */
+static bool has_mask(const Kernel *k, int a, int b, bool strict)
+{
+	for (int i = 0; i < k->nmasks; i++)
+		if (k->mask[i].a == a && k->mask[i].b == b && k->mask[i].strict == strict)
+			return true;
+	return false;
+}
+
+START_TEST(test_masks)
+{
+	Fixture f;
+	/* causal: child <= parent along the BFS tree from x1 */
+	setup_poly(&f, "x1*x2 + x2*x3 + x2*x4 + x1*x5", "mask = causal; window = 8;");
+	const Kernel *k = f.g.k;
+	ck_assert_int_eq(k->nmasks, 4);
+	ck_assert(has_mask(k, 2, 1, false) && has_mask(k, 5, 1, false));
+	ck_assert(has_mask(k, 3, 2, false) && has_mask(k, 4, 2, false));
+	ck_assert_int_eq(f.g.cls, GC_TREE);
+	for (int i = 0; i < f.p.nmsg; i++) {
+		ck_assert_int_eq(f.p.msg[i].lo, -7);
+		ck_assert_int_eq(f.p.msg[i].hi, 0);
+	}
+	teardown(&f);
+	/* explicit constraints, each side of an edge; one unconstrained edge */
+	setup_poly(&f, "x1*x2 + x1*x3 + x1*x4", "mask = x1 < x2, x3 <= x1, x1 <= x3;");
+	for (int i = 0; i < f.p.nmsg; i++) {
+		const Message *m = &f.p.msg[i];
+		int64_t lo = m->var == 2 ? 1 : m->var == 3 ? 0 : -PC_UNBOUNDED;
+		int64_t hi = m->var == 2 ? PC_UNBOUNDED : m->var == 3 ? 0 : PC_UNBOUNDED;
+		ck_assert_int_eq(m->lo, lo);
+		ck_assert_int_eq(m->hi, hi);
+	}
+	teardown(&f);
+	/* a constraint between variables sharing no monomial adds an edge */
+	setup_poly(&f, "x1*x2 + x3*x4", "mask = x3 < x1;");
+	ck_assert_int_eq(f.g.nedges, 3);
+	ck_assert_int_eq(f.g.edge[2].nmono, 0);
+	ck_assert_uint_eq(f.g.edge[2].vars, (1u << 1) | (1u << 3));
+	ck_assert_int_eq(f.g.ncomps, 1);
+	ck_assert_int_eq(f.g.cls, GC_TREE);
+	ck_assert_int_eq(f.p.nmsg, 3);
+	ck_assert_int_eq(f.p.msg[2].dim, 0);
+	teardown(&f);
+}
+END_TEST
+
+/* plan_of_text: parse and plan text, diagnostics into *out; whether the
+ * plan was made. */
+static bool plan_of_text(const char *text, char **out)
+{
+	size_t len;
+	Diag d = {.out = open_memstream(out, &len)};
+	Program *prog = parse_source(src_from_string("m.poly", text), &d);
+	ck_assert_ptr_nonnull(prog);
+	Graph g;
+	Plan p;
+	graph_build(&g, &prog->kernels[0]);
+	bool ok = plan_build(&p, &g, &d);
+	fclose(d.out);
+	SrcFile *src = prog->file;
+	program_free(prog);
+	src_free(src);
+	return ok;
+}
+
+START_TEST(test_mask_warnings)
+{
+	char *out;
+	ck_assert(plan_of_text("kernel k { poly = x1*x2 + x3*x4; mask = x3 <= x1; }", &out));
+	ck_assert_msg(strstr(out, "warning: x1 and x3 share no monomial: the mask adds "
+	                     "the edge {x1, x3} to the graph of kernel 'k' (class tree)"), "%s", out);
+	free(out);
+	ck_assert(plan_of_text("kernel k { poly = x1*x2 + x1*x3; mask = x3 < x2; }", &out));
+	ck_assert_msg(strstr(out, "the edge {x2, x3} to the graph of kernel 'k' (class "
+	                     "cyclic)") && !strstr(out, "error"), "%s", out);
+	free(out);
+	ck_assert(!plan_of_text("kernel k { poly = x1*x2*x3; mask = x3 < x2; }", &out));
+	ck_assert_msg(strstr(out, "error: mask of kernel 'k' is refused: the "
+	                     "exact-elimination plan cannot honour a constraint "
+	                     "between x3 and x2 yet"), "%s", out);
+	free(out);
+	ck_assert(!plan_of_text("kernel k { poly = x1*x2 + x2*x3 + x3*x1; bound = 0.1; "
+	                        "algorithm = approx; mask = causal; }", &out));
+	ck_assert_msg(strstr(out, "the approx plan cannot honour a mask yet"), "%s", out);
+	free(out);
+	ck_assert(plan_of_text("kernel k { poly = x1*x2 + x2*x3; mask = causal; }", &out));
+	ck_assert_str_eq(out, "");
+	free(out);
+}
+END_TEST
+
 START_TEST(test_elim_plan)
 {
 	Fixture f;
@@ -379,6 +471,8 @@ Suite *graph_suite(void)
 	tcase_add_test(tc, test_star_and_inner_root);
 	tcase_add_test(tc, test_components);
 	tcase_add_test(tc, test_elim_plan);
+	tcase_add_test(tc, test_masks);
+	tcase_add_test(tc, test_mask_warnings);
 	tcase_add_test(tc, test_approx_degree);
 	tcase_add_test(tc, test_approx_features);
 	tcase_add_test(tc, test_approx_choice);

@@ -549,6 +549,43 @@ START_TEST(test_define)
 }
 END_TEST
 
+START_TEST(test_define_mask)
+{
+	Run r;
+	bool ok;
+	define(&r, two_kernels, "mask=causal", &ok);
+	ck_assert(ok);
+	const Kernel *a = &r.prog->kernels[0];
+	ck_assert(a->causal);
+	ck_assert_int_eq(a->nmasks, 2);
+	ck_assert_int_eq(a->mask[0].a, 2);
+	ck_assert_int_eq(a->mask[0].b, 1);
+	ck_assert_int_eq(a->mask[1].a, 3);
+	ck_assert_int_eq(a->mask[1].b, 2);
+	ck_assert(apply_define(r.prog, "b.mask=x2<x1, x2 <= x3", &r.d));
+	ck_assert(apply_define(r.prog, "b.window=16", &r.d));
+	const Kernel *b = &r.prog->kernels[1];
+	ck_assert(!b->causal);
+	ck_assert_int_eq(b->nmasks, 2);
+	ck_assert(b->mask[0].strict && !b->mask[1].strict);
+	ck_assert_int_eq(b->mask[1].a, 2);
+	ck_assert_int_eq(b->mask[1].b, 3);
+	ck_assert_int_eq(b->window, 16);
+	/* a new polynomial expands causal again */
+	ck_assert(apply_define(r.prog, "a.poly=x1*x2 + x1*x3 + x3*x4", &r.d));
+	ck_assert_int_eq(a->nmasks, 3);
+	ck_assert_int_eq(a->mask[2].a, 4);
+	ck_assert_int_eq(a->mask[2].b, 3);
+	ck_assert(apply_define(r.prog, "a.mask=none", &r.d));
+	ck_assert_int_eq(a->nmasks, 0);
+	ck_assert_str_eq(r.out, "");
+	/* b keeps its window, which then has no mask */
+	ck_assert(!apply_define(r.prog, "b.mask=none", &r.d));
+	ck_assert_ptr_nonnull(strstr(r.out, "window of kernel 'b' needs a mask"));
+	run_close(&r);
+}
+END_TEST
+
 /* Bad definitions and what they say. */
 static const char *const bad_defs[][2] = {
 	{"head_dim=abc", "<command line>:1:13: error: head_dim must be an integer "
@@ -630,6 +667,7 @@ Suite *parse_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("define");
 	tcase_add_test(tc, test_define);
+	tcase_add_test(tc, test_define_mask);
 	tcase_add_loop_test(tc, test_define_errors, 0,
 	                    sizeof bad_defs / sizeof *bad_defs);
 	suite_add_tcase(s, tc);

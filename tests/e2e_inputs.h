@@ -58,6 +58,19 @@ static inline int degree_of(const pa_kernel_info *k, int m)
 	return d;
 }
 
+/* tuple_allowed: positions pos keep every mask constraint of k and its
+ * window (doc/design.md, "Masks"). */
+static inline bool tuple_allowed(const pa_kernel_info *k, const int64_t *pos)
+{
+	for (int i = 0; i < k->num_masks; i++) {
+		int64_t a = pos[k->masks[i].a], b = pos[k->masks[i].b];
+		if ((k->masks[i].strict ? a >= b : a > b) ||
+		    (k->window && b - a >= k->window))
+			return false;
+	}
+	return true;
+}
+
 /* ref_cost: the operations pa_reference spends on (batch, n). */
 static inline double ref_cost(const pa_kernel_info *k, int64_t n, int64_t batch)
 {

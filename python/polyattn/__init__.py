@@ -88,7 +88,8 @@ def compile(poly_or_path: Union[str, os.PathLike], *, kernel: Optional[str] = No
             for a file holding several kernels, which one to return.
         **settings: the settings of a .poly file (``head_dim``,
             ``value_dim``, ``values``, ``scale``, ``algorithm``, ``bound``,
-            ``tolerance``, ``fallback``), each passed to polyc as
+            ``tolerance``, ``fallback``, ``mask`` such as ``"causal"`` or
+            ``"x2 <= x1, x3 < x2"``, ``window``), each passed to polyc as
             ``-D KEY=VALUE``; a list or tuple such as ``values=("x2", "x3")``
             becomes ``x2, x3``.  A key ``"name.key"`` (through ``**{...}``)
             sets one kernel's setting only.
