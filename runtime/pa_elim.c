@@ -26,6 +26,7 @@
 #include "pa_kernel.h"
 #include "pa_math.h"
 #include "pa_simd.h"
+#include "pa_tensor3.h"
 
 #define MAXV 16                 /* variables x1 … x16 */
 #define MAX_ROWS ((int64_t)1 << 34) /* floats one message may hold */
@@ -915,6 +916,8 @@ pa_status pa_elim_run(const pa_kernel_info *k, const pa_elim_plan *p,
 	pa_status st = pa_check_args(k, batch, n, inputs, out);
 	if (st != PA_OK)
 		return st;
+	if (pa_tensor3_takes(k, p))
+		return pa_tensor3_run(k, batch, n, inputs, out);
 	Elim *E = calloc(1, sizeof *E);
 	if (!E)
 		return PA_ERR_NOMEM;
