@@ -38,7 +38,7 @@ RUNTIME_SRC  = runtime/pa_status.c runtime/pa_reference.c runtime/pa_kernel.c \
                runtime/pa_tree_grad.c runtime/pa_threads.c runtime/pa_tensor3.c
 TEST_SRC     = tests/check_main.c tests/check_parse.c tests/check_runtime.c \
                tests/check_graph.c tests/check_reference_grad.c tests/check_workspace.c \
-               tests/check_tensor3.c
+               tests/check_elim_paths.c
 EXAMPLES     = self_attention compose2 compose3 star strassen
 
 COMPILER_OBJ = $(COMPILER_SRC:%.c=$(B)/%.o) $(GRAMMAR_SRC:%.c=%.o)

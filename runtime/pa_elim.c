@@ -60,6 +60,8 @@ typedef struct Thread {
 	float *acc;              /* ROWS × vdp weighted sums */
 	float *pay;              /* n × vdp payload of a key_payload step */
 	float *pay2;             /* n × vdp: a factored step's unscaled payload */
+	float *fac;              /* nr × vdp sums, then nr totals of a factored
+	                            step (nr: n rounded up to ROWS) */
 	float *panel;            /* ROWS × max(n, qdim): weights packed for gemm */
 	float *q;                /* ROWS query sides of a high edge */
 	float *scores;           /* ROWS × np16 scores of a high edge */
@@ -89,6 +91,7 @@ typedef struct Elim {
 } Elim;
 
 static float softmax(float *w, int64_t n, float *mx);
+static float dot(const float *x, const float *y, int64_t n);
 static void decode(const struct Step *st, int64_t n, int64_t t, int64_t *pos);
 static void pack(const float *p, int64_t ldp, int64_t n, float *pk);
 
@@ -237,12 +240,8 @@ static void edge_table(Elim *E, int e, int a)
 			}
 		#pragma omp parallel for schedule(static)
 		for (int64_t ra = 0; ra < n; ra++)
-			for (int64_t rj = 0; rj < n; rj++) {
-				float dot = 0.0f;
-				for (int l = 0; l < hd; l++)
-					dot += as[ra * hd + l] * bs[rj * hd + l];
-				t[ra * n + rj] += dot;
-			}
+			for (int64_t rj = 0; rj < n; rj++)
+				t[ra * n + rj] += dot(as + ra * hd, bs + rj * hd, hd);
 	}
 }
 
@@ -481,6 +480,153 @@ static void gemm_packed(const float *pk, const float *pay, int vdp, int64_t n,
 	gemm_generic(pk, pay, vdp, n, acc);
 }
 
+/* The keys a factored step's product takes at a time: their payload rows
+ * (FKEYS × vdp) stay in L1 while every block of ROWS weight rows passes. */
+#define FKEYS 128
+
+/* ftile_generic: sum[i][c] += Σ_k pk[k·ROWS + i] · pay[k·vdp + c] and
+ * tot[i] += Σ_k pk[k·ROWS + i] · u[k] for i < ROWS, c < vdp, k < kc: a
+ * block of weight rows packed as for gemm_packed, times kc payload rows,
+ * and the same weights' totals against u; the portable form of the tiles
+ * below. */
+static void ftile_generic(const float *pk, const float *pay, const float *u,
+                          int vdp, int64_t kc, float *sum, float *tot)
+{
+	for (int64_t k = 0; k < kc; k++)
+		for (int i = 0; i < ROWS; i++) {
+			float w = pk[k * ROWS + i];
+			tot[i] += w * u[k];
+			for (int c = 0; c < vdp; c++)
+				sum[i * vdp + c] += w * pay[k * vdp + c];
+		}
+}
+
+#if defined(__x86_64__)
+/* ftile_cols_avx512: ftile_generic for columns c … c + 16·nv (nv ≤ 4: ROWS
+ * × 64 sums in 24 registers), the totals too when with_tot. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+ftile_cols_avx512(const float *pk, const float *pay, const float *u, int vdp,
+                  int64_t kc, float *sum, float *tot, int c, int nv, bool with_tot)
+{
+	__m512 a[ROWS][4], t = _mm512_setzero_ps();
+	if (with_tot)
+		t = _mm512_maskz_loadu_ps(0x3f, tot);
+	for (int i = 0; i < ROWS; i++)
+		for (int v = 0; v < nv; v++)
+			a[i][v] = _mm512_loadu_ps(sum + i * vdp + c + 16 * v);
+	for (int64_t k = 0; k < kc; k++) {
+		const float *w = pk + k * ROWS;
+		__m512 b[4];
+		for (int v = 0; v < nv; v++)
+			b[v] = _mm512_loadu_ps(pay + k * vdp + c + 16 * v);
+		for (int i = 0; i < ROWS; i++) {
+			__m512 x = _mm512_set1_ps(w[i]);
+			for (int v = 0; v < nv; v++)
+				a[i][v] = _mm512_fmadd_ps(x, b[v], a[i][v]);
+		}
+		if (with_tot)
+			t = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(0x3f, w), _mm512_set1_ps(u[k]), t);
+	}
+	for (int i = 0; i < ROWS; i++)
+		for (int v = 0; v < nv; v++)
+			_mm512_storeu_ps(sum + i * vdp + c + 16 * v, a[i][v]);
+	if (with_tot)
+		_mm512_mask_storeu_ps(tot, 0x3f, t);
+}
+
+/* ftile_avx512: ftile_generic, 64 columns at a time. */
+__attribute__((target("avx512f"))) static void
+ftile_avx512(const float *pk, const float *pay, const float *u, int vdp,
+             int64_t kc, float *sum, float *tot)
+{
+	int c = 64, rest;
+	if (vdp >= 64)
+		ftile_cols_avx512(pk, pay, u, vdp, kc, sum, tot, 0, 4, true);
+	else
+		c = 0;
+	for (; c + 64 <= vdp; c += 64)
+		ftile_cols_avx512(pk, pay, u, vdp, kc, sum, tot, c, 4, false);
+	rest = (vdp - c) / 16;
+	if (rest == 3)
+		ftile_cols_avx512(pk, pay, u, vdp, kc, sum, tot, c, 3, c == 0);
+	else if (rest == 2)
+		ftile_cols_avx512(pk, pay, u, vdp, kc, sum, tot, c, 2, c == 0);
+	else if (rest == 1)
+		ftile_cols_avx512(pk, pay, u, vdp, kc, sum, tot, c, 1, c == 0);
+}
+
+/* ftile_cols_avx2: ftile_generic for columns c … c + 16 (ROWS × 16 sums in
+ * 12 registers), the totals too when with_tot. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+ftile_cols_avx2(const float *pk, const float *pay, const float *u, int vdp,
+                int64_t kc, float *sum, float *tot, int c, bool with_tot)
+{
+	const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+	__m256 a[ROWS][2], t = _mm256_setzero_ps();
+	if (with_tot)
+		t = _mm256_maskload_ps(tot, six);
+	for (int i = 0; i < ROWS; i++) {
+		a[i][0] = _mm256_loadu_ps(sum + i * vdp + c);
+		a[i][1] = _mm256_loadu_ps(sum + i * vdp + c + 8);
+	}
+	for (int64_t k = 0; k < kc; k++) {
+		const float *w = pk + k * ROWS;
+		__m256 b0 = _mm256_loadu_ps(pay + k * vdp + c);
+		__m256 b1 = _mm256_loadu_ps(pay + k * vdp + c + 8);
+		for (int i = 0; i < ROWS; i++) {
+			__m256 x = _mm256_broadcast_ss(w + i);
+			a[i][0] = _mm256_fmadd_ps(x, b0, a[i][0]);
+			a[i][1] = _mm256_fmadd_ps(x, b1, a[i][1]);
+		}
+		if (with_tot)
+			t = _mm256_fmadd_ps(_mm256_maskload_ps(w, six), _mm256_broadcast_ss(u + k), t);
+	}
+	for (int i = 0; i < ROWS; i++) {
+		_mm256_storeu_ps(sum + i * vdp + c, a[i][0]);
+		_mm256_storeu_ps(sum + i * vdp + c + 8, a[i][1]);
+	}
+	if (with_tot)
+		_mm256_maskstore_ps(tot, six, t);
+}
+
+/* ftile_avx2: ftile_generic, 16 columns at a time. */
+__attribute__((target("avx2,fma"))) static void
+ftile_avx2(const float *pk, const float *pay, const float *u, int vdp,
+           int64_t kc, float *sum, float *tot)
+{
+	ftile_cols_avx2(pk, pay, u, vdp, kc, sum, tot, 0, true);
+	for (int c = 16; c < vdp; c += 16)
+		ftile_cols_avx2(pk, pay, u, vdp, kc, sum, tot, c, false);
+}
+#endif
+
+/* factored_gemm: sum[r][c] = Σ_k x[r][k] · pay[k·vdp + c] and tot[r] =
+ * Σ_k x[r][k] · u[k] for r < n rounded up to ROWS, x the n × n weights
+ * packed by ROWS rows in pk (as edge_exp stores them; rows past n are
+ * zero).  Keys FKEYS at a time, so their payload rows are read from L1
+ * by every block of rows. */
+static void factored_gemm(const float *pk, const float *pay, const float *u,
+                          int vdp, int64_t n, float *sum, float *tot)
+{
+	int64_t nr = (n + ROWS - 1) / ROWS * ROWS;
+	void (*tile)(const float *, const float *, const float *, int, int64_t,
+	             float *, float *) = ftile_generic;
+#if defined(__x86_64__)
+	if (pa_isa() == PA_ISA_AVX512)
+		tile = ftile_avx512;
+	else if (pa_isa() == PA_ISA_AVX2)
+		tile = ftile_avx2;
+#endif
+	memset(sum, 0, (size_t)(nr * vdp) * sizeof *sum);
+	memset(tot, 0, (size_t)nr * sizeof *tot);
+	for (int64_t k0 = 0; k0 < n; k0 += FKEYS) {
+		int64_t kc = n - k0 < FKEYS ? n - k0 : FKEYS;
+		for (int64_t t0 = 0; t0 < nr; t0 += ROWS)
+			tile(pk + t0 * n + k0 * ROWS, pay + k0 * vdp, u + k0, vdp, kc,
+			     sum + t0 * vdp, tot + t0);
+	}
+}
+
 /* pack: pk[r·ROWS + i] = p[i·ldp + r] for i < ROWS, r < n. */
 static void pack(const float *p, int64_t ldp, int64_t n, float *pk)
 {
@@ -709,49 +855,74 @@ static void exact_row(const Elim *E, Thread *T, int s, const int64_t *pos,
 		o[c] = acc[c] / den;
 }
 
+/* scaled_payload: pay[ℓj][c] = the payload of factored step s at pos
+ * times u[ℓj]; straight from V_j when no message brings values. */
+static void scaled_payload(const Elim *E, Thread *T, int s, const int64_t *pos,
+                           const float *u)
+{
+	const pa_elim_step *ps = &E->p->steps[s];
+	int vd = E->vd, vdp = E->vdp, vin = E->value_in[ps->var];
+	bool msgs = false;
+	for (int i = 0; i < ps->nmsgs; i++)
+		msgs = msgs || E->p->steps[ps->msgs[i]].values;
+	if (msgs) {
+		build_payload(E, T, s, pos, T->pay);
+		for (int64_t r = 0; r < E->n; r++)
+			for (int c = 0; c < vdp; c++)
+				T->pay[r * vdp + c] *= u[r];
+		return;
+	}
+	const float *v = vin >= 0 ? E->in[vin] : NULL;
+	for (int64_t r = 0; r < E->n; r++) {
+		float *x = T->pay + r * vdp;
+		if (v)
+			for (int c = 0; c < vd; c++)
+				x[c] = v[r * vd + c] * u[r];
+		else
+			for (int c = 0; c < vd; c++)
+				x[c] = u[r];
+		for (int c = vd; c < vdp; c++)
+			x[c] = 0.0f;
+	}
+}
+
 /* run_factored: a factored step (see factored_edge) for the query
  * position in pos.  Its weights are exp(T(ℓa, ℓj) + u(ℓj)), T the row-key
  * edge and u the terms of ℓj alone; with T's rows stored as
  * exp(T - max_row) once per batch entry, they are eexp(ℓa, ℓj) · exp(u(ℓj)
  * - max u), so the message for every ℓa is one matrix product of eexp
- * with the payload scaled by exp(u - max u), and no exp per (ℓa, ℓj).  A
- * row whose sum is too small to trust (scores so far apart that the two
- * maxima hide it) is weighed exactly instead. */
+ * with the payload scaled by exp(u - max u) (factored_gemm, which sums
+ * the weights too), and no exp per (ℓa, ℓj).  A row whose sum is too
+ * small to trust (scores so far apart that the two maxima hide it) is
+ * weighed exactly instead. */
 static void run_factored(const Elim *E, Thread *T, int s, int64_t *pos,
                          float *lse, float *o)
 {
 	const pa_elim_step *ps = &E->p->steps[s];
-	int64_t n = E->n;
+	int64_t n = E->n, nr = (n + ROWS - 1) / ROWS * ROWS;
 	int vd = E->vd, vdp = E->vdp, a = E->step[s].vars[0], re = E->step[s].rowkey;
 	const float *ex = E->eexp[re], *rmax = ex + n * n;
-	float *u = T->scores, mu;
+	float *u = T->scores, mu, *sum = T->fac, *tot = T->fac + nr * vdp;
 	memset(u, 0, (size_t)n * sizeof *u);
 	add_terms(E, T, s, pos, re, u);
 	softmax(u, n, &mu);
 	if (ps->values) {
-		build_payload(E, T, s, pos, T->pay2);
-		for (int64_t r = 0; r < n; r++)
-			for (int c = 0; c < vdp; c++)
-				T->pay[r * vdp + c] = T->pay2[r * vdp + c] * u[r];
+		scaled_payload(E, T, s, pos, u);
+		factored_gemm(E->epack[re], T->pay, u, vdp, n, sum, tot);
 	}
-	for (int64_t t0 = 0; t0 < n; t0 += ROWS) {
-		int rows = n - t0 < ROWS ? (int)(n - t0) : ROWS;
-		if (ps->values && rows == ROWS)
-			gemm_packed(E->epack[re] + t0 * n, T->pay, vdp, n, T->acc);
-		for (int i = 0; i < rows; i++) {
-			const float *er = ex + (t0 + i) * n;
-			if (ps->values && rows < ROWS)
-				gemv(er, T->pay, vdp, n, T->acc + i * vdp);
-			float den = dot(er, u, n);
-			if (!(den >= 0x1p-60f)) {
-				pos[a] = t0 + i;
-				exact_row(E, T, s, pos, &lse[t0 + i], o + (t0 + i) * vd);
-				continue;
-			}
-			lse[t0 + i] = rmax[t0 + i] + mu + logf(den);
-			for (int c = 0; ps->values && c < vd; c++)
-				o[(t0 + i) * vd + c] = T->acc[i * vdp + c] / den;
+	bool unscaled = false;      /* pay2 holds the payload exact_row reads */
+	for (int64_t r = 0; r < n; r++) {
+		float den = ps->values ? tot[r] : dot(ex + r * n, u, n);
+		if (!(den >= 0x1p-60f)) {
+			if (ps->values && !unscaled)
+				build_payload(E, T, s, pos, T->pay2), unscaled = true;
+			pos[a] = r;
+			exact_row(E, T, s, pos, &lse[r], o + r * vd);
+			continue;
 		}
+		lse[r] = rmax[r] + mu + logf(den);
+		for (int c = 0; ps->values && c < vd; c++)
+			o[r * vd + c] = sum[r * vdp + c] / den;
 	}
 }
 
@@ -770,8 +941,9 @@ static void run_step(const Elim *E, Thread *T, int s, int64_t *pos,
 static bool thread_alloc(const Elim *E, Thread *T)
 {
 	int64_t pn = E->n > E->qdim ? E->n : E->qdim;
+	int64_t nr = (E->n + ROWS - 1) / ROWS * ROWS;
 	size_t total = (size_t)(ROWS * E->n + (ROWS + 1) * E->vdp + 2 * E->n * E->vdp + ROWS * pn +
-	                        ROWS * E->qdim + ROWS * E->np16);
+	                        ROWS * E->qdim + ROWS * E->np16 + nr * (E->vdp + 1));
 	for (int s = 0; s < E->p->nsteps; s++)
 		if (E->step[s].per_query)
 			total += (size_t)E->step[s].rows * (1 + E->vd);
@@ -786,6 +958,7 @@ static bool thread_alloc(const Elim *E, Thread *T)
 	T->panel = at, at += ROWS * pn;
 	T->q = at, at += ROWS * E->qdim;
 	T->scores = at, at += ROWS * E->np16;
+	T->fac = at, at += nr * (E->vdp + 1);
 	for (int s = 0; s < E->p->nsteps; s++)
 		if (E->step[s].per_query) {
 			T->lse[s] = at, at += E->step[s].rows;
