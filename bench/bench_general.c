@@ -14,11 +14,13 @@
  * runs; "% peak" is the kernel's GFLOP/s over the FMA peak measured just
  * before it, "× sgemm" over sgemm's GFLOP/s measured just after it.
  *
- * usage: bench_general
+ * usage: bench_general [KERNEL [N]]   (only the rows of that kernel, at N)
  */
 #include <cblas.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "general.h"
@@ -104,7 +106,14 @@ static void row(const pa_kernel_info *k, int n, double flops)
 	fflush(stdout);
 }
 
-int main(void)
+/* wanted = the row of kernel k at n is asked for by argv. */
+static bool wanted(int argc, char **argv, const pa_kernel_info *k, int n)
+{
+	return (argc < 2 || strcmp(argv[1], k->name) == 0) &&
+	       (argc < 3 || atoi(argv[2]) == n);
+}
+
+int main(int argc, char **argv)
 {
 	printf("exact kernels of graphs that are not trees (medians), beside the FMA peak "
 	       "and OpenBLAS sgemm of order n measured in the same run\n");
@@ -113,8 +122,10 @@ int main(void)
 	const double hd = 64, vd = 64;
 	for (int n = 128; n <= 1024; n *= 2) {
 		double nn = n;
-		row(&strassen_info, n, 2 * nn * nn * nn * (vd + 1) + 3 * 2 * nn * nn * hd);
-		row(&tensor3_info, n, 2 * nn * nn * nn * (hd + vd));
+		if (wanted(argc, argv, &strassen_info, n))
+			row(&strassen_info, n, 2 * nn * nn * nn * (vd + 1) + 3 * 2 * nn * nn * hd);
+		if (wanted(argc, argv, &tensor3_info, n))
+			row(&tensor3_info, n, 2 * nn * nn * nn * (hd + vd));
 	}
 	return 0;
 }
