@@ -92,6 +92,8 @@ typedef struct Elim {
 
 static float softmax(float *w, int64_t n, float *mx);
 static float dot(const float *x, const float *y, int64_t n);
+static void gemm(const float *p, int64_t ldp, const float *pay, int vdp,
+                 int64_t n, float *acc, float *panel);
 static void decode(const struct Step *st, int64_t n, int64_t t, int64_t *pos);
 static void pack(const float *p, int64_t ldp, int64_t n, float *pk);
 
@@ -222,14 +224,45 @@ static void edge_bias(Elim *E, int e)
 	}
 }
 
+/* table_rows: t[ra·n + rj] += as[ra] · bs[rj] (rows of hd) for every rj
+ * and ra < n: ROWS rows of as at a time as one matrix product with bt (bs
+ * by column, np16 wide), by dots where bt or the scratch is missing and
+ * for the last rows. */
+static void table_rows(const Elim *E, const float *as, const float *bs,
+                       const float *bt, float *t)
+{
+	int hd = E->hd;
+	int64_t n = E->n, np = E->np16;
+	#pragma omp parallel
+	{
+		float *acc = bt ? malloc((size_t)(ROWS * (np + hd)) * sizeof *acc) : NULL;
+		#pragma omp for schedule(static)
+		for (int64_t r0 = 0; r0 < n; r0 += ROWS) {
+			int rows = n - r0 < ROWS ? (int)(n - r0) : ROWS;
+			if (acc && rows == ROWS) {
+				gemm(as + r0 * hd, hd, bt, (int)np, hd, acc, acc + ROWS * np);
+				for (int i = 0; i < ROWS; i++)
+					for (int64_t rj = 0; rj < n; rj++)
+						t[(r0 + i) * n + rj] += acc[i * np + rj];
+				continue;
+			}
+			for (int i = 0; i < rows; i++)
+				for (int64_t rj = 0; rj < n; rj++)
+					t[(r0 + i) * n + rj] += dot(as + (r0 + i) * hd, bs + rj * hd, hd);
+		}
+		free(acc);
+	}
+}
+
 /* edge_table: etab[ℓa·n + ℓj] = the edge's score for x_a at ℓa and the
  * eliminated x_j at ℓj; computed from both sides of every monomial. */
 static void edge_table(Elim *E, int e, int a)
 {
 	const pa_elim_edge *ed = &E->p->edges[e];
 	int j = E->consumer[e], hd = E->hd;
-	int64_t n = E->n;
+	int64_t n = E->n, np = E->np16;
 	float *t = E->etab[e], *as = E->sides, *bs = E->sides + n * hd;
+	float *bt = malloc((size_t)(hd * np) * sizeof *bt);
 	memset(t, 0, (size_t)(n * n) * sizeof *t);
 	for (int i = 0; i < ed->nmono; i++) {
 		int m = ed->mono[i];
@@ -238,11 +271,12 @@ static void edge_table(Elim *E, int e, int a)
 				as[r * hd + l] = E->mono[m].weight * side(E, m, a, true, NULL, r, l);
 				bs[r * hd + l] = side(E, m, j, true, NULL, r, l);
 			}
-		#pragma omp parallel for schedule(static)
-		for (int64_t ra = 0; ra < n; ra++)
-			for (int64_t rj = 0; rj < n; rj++)
-				t[ra * n + rj] += dot(as + ra * hd, bs + rj * hd, hd);
+		for (int l = 0; bt && l < hd; l++)
+			for (int64_t r = 0; r < np; r++)
+				bt[l * np + r] = r < n ? bs[r * hd + l] : 0.0f;
+		table_rows(E, as, bs, bt, t);
 	}
+	free(bt);
 }
 
 /* edge_keys: etab[(i·hd + l)·np16 + ℓj] = x_j's side of the edge's i-th
@@ -374,8 +408,11 @@ static void build_payload(const Elim *E, const Thread *T, int s,
 	const float *v = vin >= 0 ? E->in[vin] : NULL;
 	for (int64_t r = 0; r < E->n; r++) {
 		float *x = pay + r * vdp;
-		for (int c = 0; c < vd; c++)
-			x[c] = v ? v[r * vd + c] : 1.0f;
+		if (v)
+			memcpy(x, v + r * vd, (size_t)vd * sizeof *x);
+		else
+			for (int c = 0; c < vd; c++)
+				x[c] = 1.0f;
 		for (int c = vd; c < vdp; c++)
 			x[c] = 0.0f;
 		for (int i = 0; i < ng; i++) {
@@ -488,10 +525,11 @@ static void gemm_packed(const float *pk, const float *pay, int vdp, int64_t n,
  * tot[i] += Σ_k pk[k·ROWS + i] · u[k] for i < ROWS, c < vdp, k < kc: a
  * block of weight rows packed as for gemm_packed, times kc payload rows,
  * and the same weights' totals against u; the portable form of the tiles
- * below. */
+ * below (which fetch the weights next floats on ahead). */
 static void ftile_generic(const float *pk, const float *pay, const float *u,
-                          int vdp, int64_t kc, float *sum, float *tot)
+                          int vdp, int64_t kc, float *sum, float *tot, int64_t next)
 {
+	(void)next;
 	for (int64_t k = 0; k < kc; k++)
 		for (int i = 0; i < ROWS; i++) {
 			float w = pk[k * ROWS + i];
@@ -503,10 +541,12 @@ static void ftile_generic(const float *pk, const float *pay, const float *u,
 
 #if defined(__x86_64__)
 /* ftile_cols_avx512: ftile_generic for columns c … c + 16·nv (nv ≤ 4: ROWS
- * × 64 sums in 24 registers), the totals too when with_tot. */
+ * × 64 sums in 24 registers), the totals too when with_tot, and then the
+ * weights next floats on (the next block's) are fetched ahead. */
 __attribute__((target("avx512f"), always_inline)) static inline void
 ftile_cols_avx512(const float *pk, const float *pay, const float *u, int vdp,
-                  int64_t kc, float *sum, float *tot, int c, int nv, bool with_tot)
+                  int64_t kc, float *sum, float *tot, int c, int nv, bool with_tot,
+                  int64_t next)
 {
 	__m512 a[ROWS][4], t = _mm512_setzero_ps();
 	if (with_tot)
@@ -524,8 +564,10 @@ ftile_cols_avx512(const float *pk, const float *pay, const float *u, int vdp,
 			for (int v = 0; v < nv; v++)
 				a[i][v] = _mm512_fmadd_ps(x, b[v], a[i][v]);
 		}
-		if (with_tot)
+		if (with_tot) {
 			t = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(0x3f, w), _mm512_set1_ps(u[k]), t);
+			_mm_prefetch((const char *)(w + next), _MM_HINT_T0);
+		}
 	}
 	for (int i = 0; i < ROWS; i++)
 		for (int v = 0; v < nv; v++)
@@ -537,22 +579,22 @@ ftile_cols_avx512(const float *pk, const float *pay, const float *u, int vdp,
 /* ftile_avx512: ftile_generic, 64 columns at a time. */
 __attribute__((target("avx512f"))) static void
 ftile_avx512(const float *pk, const float *pay, const float *u, int vdp,
-             int64_t kc, float *sum, float *tot)
+             int64_t kc, float *sum, float *tot, int64_t next)
 {
 	int c = 64, rest;
 	if (vdp >= 64)
-		ftile_cols_avx512(pk, pay, u, vdp, kc, sum, tot, 0, 4, true);
+		ftile_cols_avx512(pk, pay, u, vdp, kc, sum, tot, 0, 4, true, next);
 	else
 		c = 0;
 	for (; c + 64 <= vdp; c += 64)
-		ftile_cols_avx512(pk, pay, u, vdp, kc, sum, tot, c, 4, false);
+		ftile_cols_avx512(pk, pay, u, vdp, kc, sum, tot, c, 4, false, next);
 	rest = (vdp - c) / 16;
 	if (rest == 3)
-		ftile_cols_avx512(pk, pay, u, vdp, kc, sum, tot, c, 3, c == 0);
+		ftile_cols_avx512(pk, pay, u, vdp, kc, sum, tot, c, 3, c == 0, next);
 	else if (rest == 2)
-		ftile_cols_avx512(pk, pay, u, vdp, kc, sum, tot, c, 2, c == 0);
+		ftile_cols_avx512(pk, pay, u, vdp, kc, sum, tot, c, 2, c == 0, next);
 	else if (rest == 1)
-		ftile_cols_avx512(pk, pay, u, vdp, kc, sum, tot, c, 1, c == 0);
+		ftile_cols_avx512(pk, pay, u, vdp, kc, sum, tot, c, 1, c == 0, next);
 }
 
 /* ftile_cols_avx2: ftile_generic for columns c … c + 16 (ROWS × 16 sums in
@@ -592,8 +634,9 @@ ftile_cols_avx2(const float *pk, const float *pay, const float *u, int vdp,
 /* ftile_avx2: ftile_generic, 16 columns at a time. */
 __attribute__((target("avx2,fma"))) static void
 ftile_avx2(const float *pk, const float *pay, const float *u, int vdp,
-           int64_t kc, float *sum, float *tot)
+           int64_t kc, float *sum, float *tot, int64_t next)
 {
+	(void)next;
 	ftile_cols_avx2(pk, pay, u, vdp, kc, sum, tot, 0, true);
 	for (int c = 16; c < vdp; c += 16)
 		ftile_cols_avx2(pk, pay, u, vdp, kc, sum, tot, c, false);
@@ -610,7 +653,7 @@ static void factored_gemm(const float *pk, const float *pay, const float *u,
 {
 	int64_t nr = (n + ROWS - 1) / ROWS * ROWS;
 	void (*tile)(const float *, const float *, const float *, int, int64_t,
-	             float *, float *) = ftile_generic;
+	             float *, float *, int64_t) = ftile_generic;
 #if defined(__x86_64__)
 	if (pa_isa() == PA_ISA_AVX512)
 		tile = ftile_avx512;
@@ -623,7 +666,7 @@ static void factored_gemm(const float *pk, const float *pay, const float *u,
 		int64_t kc = n - k0 < FKEYS ? n - k0 : FKEYS;
 		for (int64_t t0 = 0; t0 < nr; t0 += ROWS)
 			tile(pk + t0 * n + k0 * ROWS, pay + k0 * vdp, u + k0, vdp, kc,
-			     sum + t0 * vdp, tot + t0);
+			     sum + t0 * vdp, tot + t0, t0 + ROWS < nr ? ROWS * n : 0);
 	}
 }
 
@@ -921,8 +964,9 @@ static void run_factored(const Elim *E, Thread *T, int s, int64_t *pos,
 			continue;
 		}
 		lse[r] = rmax[r] + mu + logf(den);
+		float inv = 1.0f / den;
 		for (int c = 0; ps->values && c < vd; c++)
-			o[r * vd + c] = sum[r * vdp + c] / den;
+			o[r * vd + c] = sum[r * vdp + c] * inv;
 	}
 }
 
