@@ -42,7 +42,8 @@ typedef struct T3 {
 	float w;                 /* scale · coefficient */
 	int fin[4], vin[4];      /* input index of x_v's factor, values (-1) */
 	const float *f[4], *v[4]; /* the current batch entry's (v: NULL if none) */
-	float *bt;               /* hd × np: b by column, zero past n */
+	float *bt;               /* b by column in tiles of T3_KT keys (tile t:
+	                            hd × T3_KT at t·T3_KT·hd), zero past n */
 	float *v3;               /* np × vdp: V3 (or ones), zero past n and vd */
 } T3;
 
@@ -57,8 +58,8 @@ typedef struct Pairs {
 
 /* The tiles of one instruction set. */
 typedef struct T3Isa {
-	/* s[i·T3_KC + c] = Σ_l r[i·hd + l] · bt[l·np + c], i < T3_ROWS, c < T3_KT */
-	void (*scores)(const float *r, int hd, const float *bt, int64_t np, float *s);
+	/* s[i·T3_KC + c] = Σ_l r[i·hd + l] · bt[l·ldb + c], i < T3_ROWS, c < T3_KT */
+	void (*scores)(const float *r, int hd, const float *bt, int64_t ldb, float *s);
 	/* the largest of s[0 .. len), len a multiple of T3_KT */
 	float (*rowmax)(const float *s, int64_t len);
 	/* s[c] = e^(s[c] - m) for c < len; returns their sum */
@@ -69,7 +70,7 @@ typedef struct T3Isa {
 
 /* --- portable tiles */
 
-static void scores_generic(const float *r, int hd, const float *bt, int64_t np,
+static void scores_generic(const float *r, int hd, const float *bt, int64_t ldb,
                            float *s)
 {
 	for (int i = 0; i < T3_ROWS; i++) {
@@ -77,7 +78,7 @@ static void scores_generic(const float *r, int hd, const float *bt, int64_t np,
 		memset(x, 0, T3_KT * sizeof *x);
 		for (int l = 0; l < hd; l++) {
 			float a = r[i * hd + l];
-			const float *b = bt + l * np;
+			const float *b = bt + l * ldb;
 			for (int c = 0; c < T3_KT; c++)
 				x[c] += a * b[c];
 		}
@@ -121,14 +122,14 @@ static const T3Isa isa_generic = {scores_generic, rowmax_generic, expsum_generic
  * registers. */
 
 __attribute__((target("avx512f"))) static void
-scores_avx512(const float *r, int hd, const float *bt, int64_t np, float *s)
+scores_avx512(const float *r, int hd, const float *bt, int64_t ldb, float *s)
 {
 	__m512 a[T3_ROWS][4];
 	for (int i = 0; i < T3_ROWS; i++)
 		for (int u = 0; u < 4; u++)
 			a[i][u] = _mm512_setzero_ps();
 	for (int l = 0; l < hd; l++) {
-		const float *b = bt + l * np;
+		const float *b = bt + l * ldb;
 		__m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
 		__m512 b2 = _mm512_loadu_ps(b + 32), b3 = _mm512_loadu_ps(b + 48);
 		for (int i = 0; i < T3_ROWS; i++) {
@@ -215,14 +216,14 @@ static const T3Isa isa_avx512 = {scores_avx512, rowmax_avx512, expsum_avx512,
  * registers. */
 
 __attribute__((target("avx2,fma"))) static void
-scores_avx2(const float *r, int hd, const float *bt, int64_t np, float *s)
+scores_avx2(const float *r, int hd, const float *bt, int64_t ldb, float *s)
 {
 	for (int t = 0; t < T3_KT; t += 16) {
 		__m256 a[T3_ROWS][2];
 		for (int i = 0; i < T3_ROWS; i++)
 			a[i][0] = a[i][1] = _mm256_setzero_ps();
 		for (int l = 0; l < hd; l++) {
-			const float *b = bt + l * np + t;
+			const float *b = bt + l * ldb + t;
 			__m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
 			for (int i = 0; i < T3_ROWS; i++) {
 				__m256 x = _mm256_broadcast_ss(r + i * hd + l);
@@ -326,9 +327,10 @@ static void pack_keys(T3 *T)
 	int hd = T->hd, vd = T->vd, vdp = T->vdp;
 	const float *b = T->f[3], *v = T->v[3];
 	#pragma omp parallel for schedule(static)
-	for (int l = 0; l < hd; l++)
-		for (int64_t k = 0; k < np; k++)
-			T->bt[l * np + k] = k < n ? b[k * hd + l] : 0.0f;
+	for (int64_t t = 0; t < np; t += T3_KT)
+		for (int l = 0; l < hd; l++)
+			for (int64_t k = t; k < t + T3_KT; k++)
+				T->bt[t * hd + l * T3_KT + k - t] = k < n ? b[k * hd + l] : 0.0f;
 	#pragma omp parallel for schedule(static)
 	for (int64_t k = 0; k < np; k++)
 		for (int c = 0; c < vdp; c++)
@@ -374,7 +376,7 @@ static void pairs_run(const T3 *T, const T3Isa *isa, Pairs *P, int64_t i,
 	for (int64_t k0 = 0; k0 < T->np; k0 += T3_KC) {
 		int64_t len = T->np - k0 < T3_KC ? T->np - k0 : T3_KC;
 		for (int64_t t = 0; t < len; t += T3_KT)
-			isa->scores(P->r, hd, T->bt + k0 + t, T->np, P->s + t);
+			isa->scores(P->r, hd, T->bt + (k0 + t) * hd, T3_KT, P->s + t);
 		softmax_chunk(T, isa, P, rows, k0, len);
 		isa->weigh(P->s, len, T->v3 + k0 * T->vdp, T->vdp, P->o);
 	}
