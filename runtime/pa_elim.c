@@ -52,6 +52,8 @@ typedef struct Step {
 } Step;
 
 #define ROWS 6                  /* tuples a step weighs at once */
+#define SMALL_WORK (1 << 16)    /* elements a preparing loop runs on one
+                                   thread below (a fork costs more) */
 
 /* What one thread writes: per-query messages and scratch rows. */
 typedef struct Thread {
@@ -233,7 +235,7 @@ static void table_rows(const Elim *E, const float *as, const float *bs,
 {
 	int hd = E->hd;
 	int64_t n = E->n, np = E->np16;
-	#pragma omp parallel
+	#pragma omp parallel if (n * n * hd > 16 * SMALL_WORK)
 	{
 		float *acc = bt ? malloc((size_t)(ROWS * (np + hd)) * sizeof *acc) : NULL;
 		#pragma omp for schedule(static)
@@ -313,10 +315,10 @@ static void edge_exp(Elim *E, int e)
 	int64_t n = E->n;
 	float *x = E->eexp[e], *mx = x + n * n;
 	memcpy(x, E->etab[e], (size_t)(n * n) * sizeof *x);
-	#pragma omp parallel for schedule(static)
+	#pragma omp parallel for schedule(static) if (n * n > SMALL_WORK)
 	for (int64_t r = 0; r < n; r++)
 		softmax(x + r * n, n, &mx[r]);
-	#pragma omp parallel for schedule(static)
+	#pragma omp parallel for schedule(static) if (n * n > SMALL_WORK)
 	for (int64_t b = 0; b < n / ROWS; b++)
 		pack(x + b * ROWS * n, n, n, E->epack[e] + b * ROWS * n);
 	for (int64_t r = n / ROWS * ROWS; r < n; r++)   /* the last rows */
@@ -1015,7 +1017,11 @@ static bool thread_alloc(const Elim *E, Thread *T)
  * blocks of tuples spread over the threads.  false if out of memory. */
 static bool run_global(Elim *E)
 {
-	bool ok = true;
+	bool ok = true, any = false;
+	for (int s = 0; s < E->p->nsteps; s++)
+		any = any || !E->step[s].per_query;
+	if (!any)
+		return true;
 	#pragma omp parallel reduction(&& : ok)
 	{
 		Thread T;

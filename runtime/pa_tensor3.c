@@ -326,12 +326,12 @@ static void pack_keys(T3 *T)
 	int64_t n = T->n, np = T->np;
 	int hd = T->hd, vd = T->vd, vdp = T->vdp;
 	const float *b = T->f[3], *v = T->v[3];
-	#pragma omp parallel for schedule(static)
+	#pragma omp parallel for schedule(static) if (np * hd > 1 << 16)
 	for (int64_t t = 0; t < np; t += T3_KT)
 		for (int l = 0; l < hd; l++)
 			for (int64_t k = t; k < t + T3_KT; k++)
 				T->bt[t * hd + l * T3_KT + k - t] = k < n ? b[k * hd + l] : 0.0f;
-	#pragma omp parallel for schedule(static)
+	#pragma omp parallel for schedule(static) if (np * vdp > 1 << 16)
 	for (int64_t k = 0; k < np; k++)
 		for (int c = 0; c < vdp; c++)
 			T->v3[k * vdp + c] = k < n && c < vd ? (v ? v[k * vd + c] : 1.0f) : 0.0f;
