@@ -35,10 +35,11 @@ COMPILER_SRC = compiler/ast.c compiler/diag.c compiler/parse.c \
 GRAMMAR_SRC  = $(B)/grammar/parser.c $(B)/grammar/lexer.c
 RUNTIME_SRC  = runtime/pa_status.c runtime/pa_reference.c runtime/pa_kernel.c \
                runtime/pa_elim.c runtime/pa_elim_grad.c runtime/pa_approx.c runtime/pa_edge.c \
-               runtime/pa_tree_grad.c runtime/pa_threads.c \
+               runtime/pa_tree_grad.c runtime/pa_threads.c runtime/pa_tensor3.c \
                runtime/pa_call.c runtime/pa_reference_call.c
 TEST_SRC     = tests/check_main.c tests/check_parse.c tests/check_runtime.c \
-               tests/check_graph.c tests/check_reference_grad.c tests/check_workspace.c
+               tests/check_graph.c tests/check_reference_grad.c tests/check_workspace.c \
+               tests/check_elim_paths.c
 EXAMPLES     = self_attention compose2 compose3 star strassen
 
 COMPILER_OBJ = $(COMPILER_SRC:%.c=$(B)/%.o) $(GRAMMAR_SRC:%.c=%.o)
@@ -77,7 +78,8 @@ $(B)/%.o: %.c
 
 # The elimination engine spreads its loops over threads.
 $(B)/runtime/pa_elim.o $(B)/runtime/pa_elim_grad.o $(B)/runtime/pa_approx.o $(B)/runtime/pa_edge.o \
-$(B)/runtime/pa_tree_grad.o $(B)/runtime/pa_threads.o $(B)/runtime/pa_call.o: override CFLAGS += -fopenmp
+$(B)/runtime/pa_tree_grad.o $(B)/runtime/pa_threads.o $(B)/runtime/pa_call.o \
+$(B)/runtime/pa_tensor3.o: override CFLAGS += -fopenmp
 # The backward's micro-kernels want their small loops unrolled.
 $(B)/runtime/pa_edge.o: override CFLAGS += -O3
 
@@ -111,7 +113,7 @@ install-pic: $(LIBPA_PIC)
 
 # --- unit suites
 $(B)/check_unit: $(TEST_OBJ) $(B)/libpolyc.a $(LIBPA)
-	$(CC) $(CFLAGS) $^ $(CHECK_LIBS) -lm -o $@
+	$(CC) $(CFLAGS) $^ $(CHECK_LIBS) -fopenmp -lm -o $@
 
 unit: $(B)/check_unit
 	$(B)/check_unit
@@ -282,9 +284,9 @@ $(B)/bench/bench_tree: bench/bench_tree.c bench/peak.c $(B)/bench/tree.o $(B)/be
 
 # Exact kernels of cyclic and high-degree graphs beside OpenBLAS sgemm
 # (Debian's libopenblas-dev, for comparison only: make bench-general).
-$(B)/bench/bench_general: bench/bench_general.c $(B)/bench/general.o $(B)/bench/general.h $(LIBPA)
-	$(CC) $(CFLAGS) -O3 -fopenmp -Iruntime -I$(B)/bench $$(pkg-config --cflags openblas) \
-	    bench/bench_general.c $(B)/bench/general.o $(LIBPA) $$(pkg-config --libs openblas) -lm -o $@
+$(B)/bench/bench_general: bench/bench_general.c bench/peak.c $(B)/bench/general.o $(B)/bench/general.h $(LIBPA)
+	$(CC) $(CFLAGS) -O3 -fopenmp -Iruntime -Ibench -I$(B)/bench $$(pkg-config --cflags openblas) \
+	    bench/bench_general.c bench/peak.c $(B)/bench/general.o $(LIBPA) $$(pkg-config --libs openblas) -lm -o $@
 
 bench-general:
 	@pkg-config --exists openblas || { echo "make bench-general needs OpenBLAS: apt-get install libopenblas-dev"; exit 1; }

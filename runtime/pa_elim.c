@@ -26,6 +26,7 @@
 #include "pa_kernel.h"
 #include "pa_math.h"
 #include "pa_simd.h"
+#include "pa_tensor3.h"
 
 #define MAXV 16                 /* variables x1 … x16 */
 #define MAX_ROWS ((int64_t)1 << 34) /* floats one message may hold */
@@ -51,6 +52,8 @@ typedef struct Step {
 } Step;
 
 #define ROWS 6                  /* tuples a step weighs at once */
+#define SMALL_WORK (1 << 16)    /* elements a preparing loop runs on one
+                                   thread below (a fork costs more) */
 
 /* What one thread writes: per-query messages and scratch rows. */
 typedef struct Thread {
@@ -59,6 +62,8 @@ typedef struct Thread {
 	float *acc;              /* ROWS × vdp weighted sums */
 	float *pay;              /* n × vdp payload of a key_payload step */
 	float *pay2;             /* n × vdp: a factored step's unscaled payload */
+	float *fac;              /* nr × vdp sums, then nr totals of a factored
+	                            step (nr: n rounded up to ROWS) */
 	float *panel;            /* ROWS × max(n, qdim): weights packed for gemm */
 	float *q;                /* ROWS query sides of a high edge */
 	float *scores;           /* ROWS × np16 scores of a high edge */
@@ -88,6 +93,9 @@ typedef struct Elim {
 } Elim;
 
 static float softmax(float *w, int64_t n, float *mx);
+static float dot(const float *x, const float *y, int64_t n);
+static void gemm(const float *p, int64_t ldp, const float *pay, int vdp,
+                 int64_t n, float *acc, float *panel);
 static void decode(const struct Step *st, int64_t n, int64_t t, int64_t *pos);
 static void pack(const float *p, int64_t ldp, int64_t n, float *pk);
 
@@ -245,6 +253,36 @@ static void edge_mask(const Elim *E, int a, int j, float *t)
 	}
 }
 
+/* table_rows: t[ra·n + rj] += as[ra] · bs[rj] (rows of hd) for every rj
+ * and ra < n: ROWS rows of as at a time as one matrix product with bt (bs
+ * by column, np16 wide), by dots where bt or the scratch is missing and
+ * for the last rows. */
+static void table_rows(const Elim *E, const float *as, const float *bs,
+                       const float *bt, float *t)
+{
+	int hd = E->hd;
+	int64_t n = E->n, np = E->np16;
+	#pragma omp parallel if (n * n * hd > 16 * SMALL_WORK)
+	{
+		float *acc = bt ? malloc((size_t)(ROWS * (np + hd)) * sizeof *acc) : NULL;
+		#pragma omp for schedule(static)
+		for (int64_t r0 = 0; r0 < n; r0 += ROWS) {
+			int rows = n - r0 < ROWS ? (int)(n - r0) : ROWS;
+			if (acc && rows == ROWS) {
+				gemm(as + r0 * hd, hd, bt, (int)np, hd, acc, acc + ROWS * np);
+				for (int i = 0; i < ROWS; i++)
+					for (int64_t rj = 0; rj < n; rj++)
+						t[(r0 + i) * n + rj] += acc[i * np + rj];
+				continue;
+			}
+			for (int i = 0; i < rows; i++)
+				for (int64_t rj = 0; rj < n; rj++)
+					t[(r0 + i) * n + rj] += dot(as + (r0 + i) * hd, bs + rj * hd, hd);
+		}
+		free(acc);
+	}
+}
+
 /* edge_table: etab[ℓa·n + ℓj] = the edge's score for x_a at ℓa and the
  * eliminated x_j at ℓj; computed from both sides of every monomial (none
  * for an edge of the mask alone), then masked (edge_mask). */
@@ -252,8 +290,9 @@ static void edge_table(Elim *E, int e, int a)
 {
 	const pa_elim_edge *ed = &E->p->edges[e];
 	int j = E->consumer[e], hd = E->hd;
-	int64_t n = E->n;
+	int64_t n = E->n, np = E->np16;
 	float *t = E->etab[e], *as = E->sides, *bs = E->sides + n * hd;
+	float *bt = malloc((size_t)(hd * np) * sizeof *bt);
 	memset(t, 0, (size_t)(n * n) * sizeof *t);
 	for (int i = 0; i < ed->nmono; i++) {
 		int m = ed->mono[i];
@@ -262,15 +301,12 @@ static void edge_table(Elim *E, int e, int a)
 				as[r * hd + l] = E->mono[m].weight * side(E, m, a, true, NULL, r, l);
 				bs[r * hd + l] = side(E, m, j, true, NULL, r, l);
 			}
-		#pragma omp parallel for schedule(static)
-		for (int64_t ra = 0; ra < n; ra++)
-			for (int64_t rj = 0; rj < n; rj++) {
-				float dot = 0.0f;
-				for (int l = 0; l < hd; l++)
-					dot += as[ra * hd + l] * bs[rj * hd + l];
-				t[ra * n + rj] += dot;
-			}
+		for (int l = 0; bt && l < hd; l++)
+			for (int64_t r = 0; r < np; r++)
+				bt[l * np + r] = r < n ? bs[r * hd + l] : 0.0f;
+		table_rows(E, as, bs, bt, t);
 	}
+	free(bt);
 	edge_mask(E, a, j, t);
 }
 
@@ -308,10 +344,10 @@ static void edge_exp(Elim *E, int e)
 	int64_t n = E->n;
 	float *x = E->eexp[e], *mx = x + n * n;
 	memcpy(x, E->etab[e], (size_t)(n * n) * sizeof *x);
-	#pragma omp parallel for schedule(static)
+	#pragma omp parallel for schedule(static) if (n * n > SMALL_WORK)
 	for (int64_t r = 0; r < n; r++)
 		softmax(x + r * n, n, &mx[r]);
-	#pragma omp parallel for schedule(static)
+	#pragma omp parallel for schedule(static) if (n * n > SMALL_WORK)
 	for (int64_t b = 0; b < n / ROWS; b++)
 		pack(x + b * ROWS * n, n, n, E->epack[e] + b * ROWS * n);
 	for (int64_t r = n / ROWS * ROWS; r < n; r++)   /* the last rows */
@@ -403,8 +439,11 @@ static void build_payload(const Elim *E, const Thread *T, int s,
 	const float *v = vin >= 0 ? E->in[vin] : NULL;
 	for (int64_t r = 0; r < E->n; r++) {
 		float *x = pay + r * vdp;
-		for (int c = 0; c < vd; c++)
-			x[c] = v ? v[r * vd + c] : 1.0f;
+		if (v)
+			memcpy(x, v + r * vd, (size_t)vd * sizeof *x);
+		else
+			for (int c = 0; c < vd; c++)
+				x[c] = 1.0f;
 		for (int c = vd; c < vdp; c++)
 			x[c] = 0.0f;
 		for (int i = 0; i < ng; i++) {
@@ -507,6 +546,159 @@ static void gemm_packed(const float *pk, const float *pay, int vdp, int64_t n,
 		return gemm_avx2(pk, pay, vdp, n, acc);
 #endif
 	gemm_generic(pk, pay, vdp, n, acc);
+}
+
+/* The keys a factored step's product takes at a time: their payload rows
+ * (FKEYS × vdp) stay in L1 while every block of ROWS weight rows passes. */
+#define FKEYS 128
+
+/* ftile_generic: sum[i][c] += Σ_k pk[k·ROWS + i] · pay[k·vdp + c] and
+ * tot[i] += Σ_k pk[k·ROWS + i] · u[k] for i < ROWS, c < vdp, k < kc: a
+ * block of weight rows packed as for gemm_packed, times kc payload rows,
+ * and the same weights' totals against u; the portable form of the tiles
+ * below (which fetch the weights next floats on ahead). */
+static void ftile_generic(const float *pk, const float *pay, const float *u,
+                          int vdp, int64_t kc, float *sum, float *tot, int64_t next)
+{
+	(void)next;
+	for (int64_t k = 0; k < kc; k++)
+		for (int i = 0; i < ROWS; i++) {
+			float w = pk[k * ROWS + i];
+			tot[i] += w * u[k];
+			for (int c = 0; c < vdp; c++)
+				sum[i * vdp + c] += w * pay[k * vdp + c];
+		}
+}
+
+#if defined(__x86_64__)
+/* ftile_cols_avx512: ftile_generic for columns c … c + 16·nv (nv ≤ 4: ROWS
+ * × 64 sums in 24 registers), the totals too when with_tot, and then the
+ * weights next floats on (the next block's) are fetched ahead. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+ftile_cols_avx512(const float *pk, const float *pay, const float *u, int vdp,
+                  int64_t kc, float *sum, float *tot, int c, int nv, bool with_tot,
+                  int64_t next)
+{
+	__m512 a[ROWS][4], t = _mm512_setzero_ps();
+	if (with_tot)
+		t = _mm512_maskz_loadu_ps(0x3f, tot);
+	for (int i = 0; i < ROWS; i++)
+		for (int v = 0; v < nv; v++)
+			a[i][v] = _mm512_loadu_ps(sum + i * vdp + c + 16 * v);
+	for (int64_t k = 0; k < kc; k++) {
+		const float *w = pk + k * ROWS;
+		__m512 b[4];
+		for (int v = 0; v < nv; v++)
+			b[v] = _mm512_loadu_ps(pay + k * vdp + c + 16 * v);
+		for (int i = 0; i < ROWS; i++) {
+			__m512 x = _mm512_set1_ps(w[i]);
+			for (int v = 0; v < nv; v++)
+				a[i][v] = _mm512_fmadd_ps(x, b[v], a[i][v]);
+		}
+		if (with_tot) {
+			t = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(0x3f, w), _mm512_set1_ps(u[k]), t);
+			_mm_prefetch((const char *)(w + next), _MM_HINT_T0);
+		}
+	}
+	for (int i = 0; i < ROWS; i++)
+		for (int v = 0; v < nv; v++)
+			_mm512_storeu_ps(sum + i * vdp + c + 16 * v, a[i][v]);
+	if (with_tot)
+		_mm512_mask_storeu_ps(tot, 0x3f, t);
+}
+
+/* ftile_avx512: ftile_generic, 64 columns at a time. */
+__attribute__((target("avx512f"))) static void
+ftile_avx512(const float *pk, const float *pay, const float *u, int vdp,
+             int64_t kc, float *sum, float *tot, int64_t next)
+{
+	int c = 64, rest;
+	if (vdp >= 64)
+		ftile_cols_avx512(pk, pay, u, vdp, kc, sum, tot, 0, 4, true, next);
+	else
+		c = 0;
+	for (; c + 64 <= vdp; c += 64)
+		ftile_cols_avx512(pk, pay, u, vdp, kc, sum, tot, c, 4, false, next);
+	rest = (vdp - c) / 16;
+	if (rest == 3)
+		ftile_cols_avx512(pk, pay, u, vdp, kc, sum, tot, c, 3, c == 0, next);
+	else if (rest == 2)
+		ftile_cols_avx512(pk, pay, u, vdp, kc, sum, tot, c, 2, c == 0, next);
+	else if (rest == 1)
+		ftile_cols_avx512(pk, pay, u, vdp, kc, sum, tot, c, 1, c == 0, next);
+}
+
+/* ftile_cols_avx2: ftile_generic for columns c … c + 16 (ROWS × 16 sums in
+ * 12 registers), the totals too when with_tot. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+ftile_cols_avx2(const float *pk, const float *pay, const float *u, int vdp,
+                int64_t kc, float *sum, float *tot, int c, bool with_tot)
+{
+	const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+	__m256 a[ROWS][2], t = _mm256_setzero_ps();
+	if (with_tot)
+		t = _mm256_maskload_ps(tot, six);
+	for (int i = 0; i < ROWS; i++) {
+		a[i][0] = _mm256_loadu_ps(sum + i * vdp + c);
+		a[i][1] = _mm256_loadu_ps(sum + i * vdp + c + 8);
+	}
+	for (int64_t k = 0; k < kc; k++) {
+		const float *w = pk + k * ROWS;
+		__m256 b0 = _mm256_loadu_ps(pay + k * vdp + c);
+		__m256 b1 = _mm256_loadu_ps(pay + k * vdp + c + 8);
+		for (int i = 0; i < ROWS; i++) {
+			__m256 x = _mm256_broadcast_ss(w + i);
+			a[i][0] = _mm256_fmadd_ps(x, b0, a[i][0]);
+			a[i][1] = _mm256_fmadd_ps(x, b1, a[i][1]);
+		}
+		if (with_tot)
+			t = _mm256_fmadd_ps(_mm256_maskload_ps(w, six), _mm256_broadcast_ss(u + k), t);
+	}
+	for (int i = 0; i < ROWS; i++) {
+		_mm256_storeu_ps(sum + i * vdp + c, a[i][0]);
+		_mm256_storeu_ps(sum + i * vdp + c + 8, a[i][1]);
+	}
+	if (with_tot)
+		_mm256_maskstore_ps(tot, six, t);
+}
+
+/* ftile_avx2: ftile_generic, 16 columns at a time. */
+__attribute__((target("avx2,fma"))) static void
+ftile_avx2(const float *pk, const float *pay, const float *u, int vdp,
+           int64_t kc, float *sum, float *tot, int64_t next)
+{
+	(void)next;
+	ftile_cols_avx2(pk, pay, u, vdp, kc, sum, tot, 0, true);
+	for (int c = 16; c < vdp; c += 16)
+		ftile_cols_avx2(pk, pay, u, vdp, kc, sum, tot, c, false);
+}
+#endif
+
+/* factored_gemm: sum[r][c] = Σ_k x[r][k] · pay[k·vdp + c] and tot[r] =
+ * Σ_k x[r][k] · u[k] for r < n rounded up to ROWS, x the n × n weights
+ * packed by ROWS rows in pk (as edge_exp stores them; rows past n are
+ * zero).  Keys FKEYS at a time, so their payload rows are read from L1
+ * by every block of rows. */
+static void factored_gemm(const float *pk, const float *pay, const float *u,
+                          int vdp, int64_t n, float *sum, float *tot)
+{
+	int64_t nr = (n + ROWS - 1) / ROWS * ROWS;
+	void (*tile)(const float *, const float *, const float *, int, int64_t,
+	             float *, float *, int64_t) = ftile_generic;
+#if defined(__x86_64__)
+	if (pa_isa() == PA_ISA_AVX512)
+		tile = ftile_avx512;
+	else if (pa_isa() == PA_ISA_AVX2)
+		tile = ftile_avx2;
+#endif
+	memset(sum, 0, (size_t)(nr * vdp) * sizeof *sum);
+	memset(tot, 0, (size_t)nr * sizeof *tot);
+	for (int64_t k0 = 0; k0 < n; k0 += FKEYS) {
+		int64_t kc = n - k0 < FKEYS ? n - k0 : FKEYS;
+		for (int64_t t0 = 0; t0 < nr; t0 += ROWS)
+			tile(pk + t0 * n + k0 * ROWS, pay + k0 * vdp, u + k0, vdp, kc,
+			     sum + t0 * vdp, tot + t0, t0 + ROWS < nr ? ROWS * n : 0);
+	}
 }
 
 /* pack: pk[r·ROWS + i] = p[i·ldp + r] for i < ROWS, r < n. */
@@ -737,49 +929,75 @@ static void exact_row(const Elim *E, Thread *T, int s, const int64_t *pos,
 		o[c] = acc[c] / den;
 }
 
+/* scaled_payload: pay[ℓj][c] = the payload of factored step s at pos
+ * times u[ℓj]; straight from V_j when no message brings values. */
+static void scaled_payload(const Elim *E, Thread *T, int s, const int64_t *pos,
+                           const float *u)
+{
+	const pa_elim_step *ps = &E->p->steps[s];
+	int vd = E->vd, vdp = E->vdp, vin = E->value_in[ps->var];
+	bool msgs = false;
+	for (int i = 0; i < ps->nmsgs; i++)
+		msgs = msgs || E->p->steps[ps->msgs[i]].values;
+	if (msgs) {
+		build_payload(E, T, s, pos, T->pay);
+		for (int64_t r = 0; r < E->n; r++)
+			for (int c = 0; c < vdp; c++)
+				T->pay[r * vdp + c] *= u[r];
+		return;
+	}
+	const float *v = vin >= 0 ? E->in[vin] : NULL;
+	for (int64_t r = 0; r < E->n; r++) {
+		float *x = T->pay + r * vdp;
+		if (v)
+			for (int c = 0; c < vd; c++)
+				x[c] = v[r * vd + c] * u[r];
+		else
+			for (int c = 0; c < vd; c++)
+				x[c] = u[r];
+		for (int c = vd; c < vdp; c++)
+			x[c] = 0.0f;
+	}
+}
+
 /* run_factored: a factored step (see factored_edge) for the query
  * position in pos.  Its weights are exp(T(ℓa, ℓj) + u(ℓj)), T the row-key
  * edge and u the terms of ℓj alone; with T's rows stored as
  * exp(T - max_row) once per batch entry, they are eexp(ℓa, ℓj) · exp(u(ℓj)
  * - max u), so the message for every ℓa is one matrix product of eexp
- * with the payload scaled by exp(u - max u), and no exp per (ℓa, ℓj).  A
- * row whose sum is too small to trust (scores so far apart that the two
- * maxima hide it) is weighed exactly instead. */
+ * with the payload scaled by exp(u - max u) (factored_gemm, which sums
+ * the weights too), and no exp per (ℓa, ℓj).  A row whose sum is too
+ * small to trust (scores so far apart that the two maxima hide it) is
+ * weighed exactly instead. */
 static void run_factored(const Elim *E, Thread *T, int s, int64_t *pos,
                          float *lse, float *o)
 {
 	const pa_elim_step *ps = &E->p->steps[s];
-	int64_t n = E->n;
+	int64_t n = E->n, nr = (n + ROWS - 1) / ROWS * ROWS;
 	int vd = E->vd, vdp = E->vdp, a = E->step[s].vars[0], re = E->step[s].rowkey;
 	const float *ex = E->eexp[re], *rmax = ex + n * n;
-	float *u = T->scores, mu;
+	float *u = T->scores, mu, *sum = T->fac, *tot = T->fac + nr * vdp;
 	memset(u, 0, (size_t)n * sizeof *u);
 	add_terms(E, T, s, pos, re, u);
 	softmax(u, n, &mu);
 	if (ps->values) {
-		build_payload(E, T, s, pos, T->pay2);
-		for (int64_t r = 0; r < n; r++)
-			for (int c = 0; c < vdp; c++)
-				T->pay[r * vdp + c] = T->pay2[r * vdp + c] * u[r];
+		scaled_payload(E, T, s, pos, u);
+		factored_gemm(E->epack[re], T->pay, u, vdp, n, sum, tot);
 	}
-	for (int64_t t0 = 0; t0 < n; t0 += ROWS) {
-		int rows = n - t0 < ROWS ? (int)(n - t0) : ROWS;
-		if (ps->values && rows == ROWS)
-			gemm_packed(E->epack[re] + t0 * n, T->pay, vdp, n, T->acc);
-		for (int i = 0; i < rows; i++) {
-			const float *er = ex + (t0 + i) * n;
-			if (ps->values && rows < ROWS)
-				gemv(er, T->pay, vdp, n, T->acc + i * vdp);
-			float den = dot(er, u, n);
-			if (!(den >= 0x1p-60f)) {
-				pos[a] = t0 + i;
-				exact_row(E, T, s, pos, &lse[t0 + i], o + (t0 + i) * vd);
-				continue;
-			}
-			lse[t0 + i] = rmax[t0 + i] + mu + logf(den);
-			for (int c = 0; ps->values && c < vd; c++)
-				o[(t0 + i) * vd + c] = T->acc[i * vdp + c] / den;
+	bool unscaled = false;      /* pay2 holds the payload exact_row reads */
+	for (int64_t r = 0; r < n; r++) {
+		float den = ps->values ? tot[r] : dot(ex + r * n, u, n);
+		if (!(den >= 0x1p-60f)) {
+			if (ps->values && !unscaled)
+				build_payload(E, T, s, pos, T->pay2), unscaled = true;
+			pos[a] = r;
+			exact_row(E, T, s, pos, &lse[r], o + r * vd);
+			continue;
 		}
+		lse[r] = rmax[r] + mu + logf(den);
+		float inv = 1.0f / den;
+		for (int c = 0; ps->values && c < vd; c++)
+			o[r * vd + c] = sum[r * vdp + c] * inv;
 	}
 }
 
@@ -798,8 +1016,9 @@ static void run_step(const Elim *E, Thread *T, int s, int64_t *pos,
 static bool thread_alloc(const Elim *E, Thread *T)
 {
 	int64_t pn = E->n > E->qdim ? E->n : E->qdim;
+	int64_t nr = (E->n + ROWS - 1) / ROWS * ROWS;
 	size_t total = (size_t)(ROWS * E->n + (ROWS + 1) * E->vdp + 2 * E->n * E->vdp + ROWS * pn +
-	                        ROWS * E->qdim + ROWS * E->np16);
+	                        ROWS * E->qdim + ROWS * E->np16 + nr * (E->vdp + 1));
 	for (int s = 0; s < E->p->nsteps; s++)
 		if (E->step[s].per_query)
 			total += (size_t)E->step[s].rows * (1 + E->vd);
@@ -814,6 +1033,7 @@ static bool thread_alloc(const Elim *E, Thread *T)
 	T->panel = at, at += ROWS * pn;
 	T->q = at, at += ROWS * E->qdim;
 	T->scores = at, at += ROWS * E->np16;
+	T->fac = at, at += nr * (E->vdp + 1);
 	for (int s = 0; s < E->p->nsteps; s++)
 		if (E->step[s].per_query) {
 			T->lse[s] = at, at += E->step[s].rows;
@@ -826,7 +1046,11 @@ static bool thread_alloc(const Elim *E, Thread *T)
  * blocks of tuples spread over the threads.  false if out of memory. */
 static bool run_global(Elim *E)
 {
-	bool ok = true;
+	bool ok = true, any = false;
+	for (int s = 0; s < E->p->nsteps; s++)
+		any = any || !E->step[s].per_query;
+	if (!any)
+		return true;
 	#pragma omp parallel reduction(&& : ok)
 	{
 		Thread T;
@@ -950,6 +1174,8 @@ pa_status pa_elim_run(const pa_kernel_info *k, const pa_elim_plan *p,
 	pa_status st = pa_check_args(k, batch, n, inputs, out);
 	if (st != PA_OK)
 		return st;
+	if (pa_tensor3_takes(k, p))
+		return pa_tensor3_run(k, batch, n, inputs, out);
 	Elim *E = calloc(1, sizeof *E);
 	if (!E)
 		return PA_ERR_NOMEM;

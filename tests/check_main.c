@@ -10,6 +10,7 @@ Suite *graph_suite(void);
 Suite *runtime_suite(void);
 Suite *workspace_suite(void);
 Suite *reference_grad_suite(void);
+Suite *elim_paths_suite(void);
 
 /* main: one runner over all suites. */
 int main(void)
@@ -19,6 +20,7 @@ int main(void)
 	srunner_add_suite(sr, runtime_suite());
 	srunner_add_suite(sr, workspace_suite());
 	srunner_add_suite(sr, reference_grad_suite());
+	srunner_add_suite(sr, elim_paths_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
