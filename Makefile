@@ -35,7 +35,7 @@ COMPILER_SRC = compiler/ast.c compiler/diag.c compiler/parse.c \
 GRAMMAR_SRC  = $(B)/grammar/parser.c $(B)/grammar/lexer.c
 RUNTIME_SRC  = runtime/pa_status.c runtime/pa_reference.c runtime/pa_kernel.c \
                runtime/pa_elim.c runtime/pa_approx.c runtime/pa_edge.c \
-               runtime/pa_tree_grad.c runtime/pa_threads.c
+               runtime/pa_tree_grad.c runtime/pa_threads.c runtime/pa_approx_grad.c
 TEST_SRC     = tests/check_main.c tests/check_parse.c tests/check_runtime.c \
                tests/check_graph.c tests/check_reference_grad.c tests/check_workspace.c
 EXAMPLES     = self_attention compose2 compose3 star strassen
@@ -76,9 +76,10 @@ $(B)/%.o: %.c
 
 # The elimination engine spreads its loops over threads.
 $(B)/runtime/pa_elim.o $(B)/runtime/pa_approx.o $(B)/runtime/pa_edge.o \
-$(B)/runtime/pa_tree_grad.o $(B)/runtime/pa_threads.o: override CFLAGS += -fopenmp
+$(B)/runtime/pa_tree_grad.o $(B)/runtime/pa_threads.o \
+$(B)/runtime/pa_approx_grad.o: override CFLAGS += -fopenmp
 # The backward's micro-kernels want their small loops unrolled.
-$(B)/runtime/pa_edge.o: override CFLAGS += -O3
+$(B)/runtime/pa_edge.o $(B)/runtime/pa_approx_grad.o: override CFLAGS += -O3
 
 $(B)/compiler/main.o: CPPFLAGS += -DPOLYC_INCLUDE_DIR='"$(CURDIR)/runtime"'
 
@@ -151,6 +152,14 @@ $(E2E)/check_approx.o: tests/check_approx.c
 $(E2E)/check_approx: $(E2E)/check_approx.o $(E2E)/approx/cases.o $(E2E)/approx/cases_table.o $(LIBPA)
 	$(CC) $(CFLAGS) $^ $(CHECK_LIBS) -fopenmp -lm -o $@
 
+# The approximate kernels' gradients: within the promise of the exact
+# ones, and close to the exact gradient of the function they compute.
+$(E2E)/check_approx_grad.o: tests/check_approx_grad.c tests/e2e_inputs.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -fopenmp -Iruntime $(CHECK_CFLAGS) -c $< -o $@
+$(E2E)/check_approx_grad: $(E2E)/check_approx_grad.o $(E2E)/approx/cases.o $(E2E)/approx/cases_table.o $(LIBPA)
+	$(CC) $(CFLAGS) $^ $(CHECK_LIBS) -fopenmp -lm -o $@
+
 # Gradients of every kernel with a backward against pa_reference_backward.
 $(E2E)/check_grad.o: tests/check_grad.c tests/e2e_inputs.h
 	@mkdir -p $(@D)
@@ -169,7 +178,7 @@ $(E2E)/check_approx_engine: tests/check_approx_engine.c $(LIBPA)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -fopenmp -Iruntime $< $(LIBPA) -lm -o $@
 
-e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine \
+e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine $(E2E)/check_approx_grad \
      $(TREE_HEAD_DIMS:%=$(E2E)/grad_tree_h%) $(E2E)/check_wide $(E2E)/grad_wide
 	echo "e2e wide"; $(E2E)/check_wide && $(E2E)/grad_wide
 	for i in $(ISAS); do for s in $(TREE_HEAD_DIMS:%=tree_h%); do \
@@ -182,6 +191,9 @@ e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine
 	for i in $(ISAS); do echo "e2e approx, PA_ISA=$$i"; \
 	  PA_ISA=$$i $(E2E)/check_approx_engine || exit 1; \
 	  PA_ISA=$$i $(E2E)/check_approx || exit 1; done
+	for i in $(ISAS); do for t in $(GRAD_THREADS); do \
+	  echo "grad approx, PA_ISA=$$i, $$t thread(s)"; \
+	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/check_approx_grad || exit 1; done; done
 
 # --- golden diagnostics: tests/diag/NAME.poly must fail as NAME.err says
 diag: $(POLYC)

@@ -202,7 +202,7 @@ void emit_program_c(Emitter *E, const Plan *plans, int nplans)
 			break;
 		}
 	for (int i = 0; i < nplans; i++)
-		if (plan_trains(&plans[i])) {
+		if (plan_trains(&plans[i]) && plans[i].kind == PLAN_TREE && plans[i].carry_exact) {
 			emit_line(E, "#include \"pa_tree.h\"");
 			break;
 		}

@@ -244,10 +244,21 @@ double plan_seconds(const Plan *p, double n)
 }
 
 /* plan_trains: the kernel carries a backward (doc/training.md): every
- * exact tree plan does. */
+ * exact tree plan does, and every approximate or auto plan (its network's
+ * backward; its exact part's where plan_exact_trains holds, else that
+ * path refuses with PA_ERR_UNSUPPORTED). */
 bool plan_trains(const Plan *p)
 {
-	return p->kind == PLAN_TREE && p->use == USE_EXACT;
+	return (p->kind == PLAN_TREE && p->use == USE_EXACT) ||
+	       p->use != USE_EXACT;
+}
+
+/* plan_exact_trains: p's exact algorithm has a backward, so the exact
+ * part an approximate plan carries is emitted with its training pair:
+ * every tree plan. */
+bool plan_exact_trains(const Plan *p)
+{
+	return p->kind == PLAN_TREE;
 }
 
 /* plan_algorithm = what K_info.algorithm says: the exact plan's name,

@@ -350,6 +350,24 @@ pa_status strassen(int64_t batch, int64_t n, const float *const inputs[], float 
 	return pa_approx_run(&strassen_info, &strassen_aplan, batch, n, inputs, out);
 }
 
+/* training: saved records which algorithm the forward ran; the
+ * backward is the exact gradient of that one's function */
+int64_t strassen_saved_floats(int64_t batch, int64_t n)
+{
+	return pa_approx_saved_floats(&strassen_aplan, batch, n);
+}
+
+pa_status strassen_train(int64_t batch, int64_t n, const float *const inputs[], float *out,
+	float *saved) {
+	return pa_approx_train(&strassen_info, &strassen_aplan, batch, n, inputs, out, saved);
+}
+
+pa_status strassen_backward(int64_t batch, int64_t n, const float *const inputs[],
+	const float *out, const float *saved, const float *grad_out, float *const grad_inputs[]) {
+	return pa_approx_backward(&strassen_info, &strassen_aplan, batch, n, inputs, out, saved,
+	                          grad_out, grad_inputs);
+}
+
 static const pa_input_desc strassen_inputs[] = {
 	{"m0_x1", PA_INPUT_FACTOR, 0, 1, 4},
 	{"m0_x2", PA_INPUT_FACTOR, 0, 2, 4},
@@ -383,4 +401,7 @@ const pa_kernel_info strassen_info = {
 	.bound = 0.5,
 	.error = 2.247273636557523e-05,
 	.exact_fallback = 1,
+	.saved_floats = strassen_saved_floats,
+	.train = strassen_train,
+	.backward = strassen_backward,
 };

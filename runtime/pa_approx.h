@@ -102,6 +102,10 @@ typedef struct pa_approx_plan {
 	int64_t min_n;           /* below this n the exact kernel runs (auto) */
 	pa_kernel_fn exact;      /* the exact kernel, or NULL: over the bound
 	                            gives PA_ERR_BOUND */
+	/* the exact kernel's training pair, NULL when it has none */
+	int64_t (*exact_saved_floats)(int64_t batch, int64_t n);
+	pa_train_fn exact_train;
+	pa_backward_fn exact_backward;
 } pa_approx_plan;
 
 /*
@@ -114,6 +118,33 @@ typedef struct pa_approx_plan {
 pa_status pa_approx_run(const pa_kernel_info *k, const pa_approx_plan *p,
                         int64_t batch, int64_t n, const float *const inputs[],
                         float *out);
+
+/*
+ * Training (doc/training.md, "Approximate kernels"), pa_approx_grad.c.
+ * A call runs what pa_approx_run would: the network, or the exact kernel
+ * (below min_n, or over the bound with one), or returns PA_ERR_BOUND.
+ * saved[0] records which; the exact kernel's saved follows it, so
+ * pa_approx_saved_floats is 1 + exact_saved_floats(batch, n).
+ * pa_approx_train writes the output pa_approx_run writes, bit for bit.
+ * pa_approx_backward takes the rule again on its inputs (PA_ERR_BOUND
+ * over the bound without an exact kernel; PA_ERR_ARGUMENT when saved[0]
+ * records another choice) and gives the exact gradient of the function
+ * the forward computed: the network's, by reverse mode through its steps,
+ * or the exact kernel's backward (PA_ERR_UNSUPPORTED when it has none).
+ * Nothing is written unless the status is PA_OK.
+ */
+enum {
+	PA_APPROX_NETWORK = 1,   /* saved[0]: the forward contracted the network */
+	PA_APPROX_EXACT = 2,     /* saved[0]: it ran the exact kernel */
+};
+int64_t pa_approx_saved_floats(const pa_approx_plan *p, int64_t batch, int64_t n);
+pa_status pa_approx_train(const pa_kernel_info *k, const pa_approx_plan *p,
+                          int64_t batch, int64_t n, const float *const inputs[],
+                          float *out, float *saved);
+pa_status pa_approx_backward(const pa_kernel_info *k, const pa_approx_plan *p,
+                             int64_t batch, int64_t n, const float *const inputs[],
+                             const float *out, const float *saved,
+                             const float *grad_out, float *const grad_inputs[]);
 
 /* The largest |entry| of the factor inputs of k (a NaN-free call). */
 double pa_factor_max(const pa_kernel_info *k, int64_t batch, int64_t n,
