@@ -295,9 +295,10 @@ bench-large: $(B)/bench/bench_large
 # beside PyTorch autograd (when installed), gradients checked first, and
 # the peak RSS of a tree backward at n = 100,000.
 $(B)/bench/bench_backward: bench/bench_backward.c bench/peak.c $(B)/bench/backward.o \
-                           $(B)/bench/backward.h $(LIBPA)
+                           $(B)/bench/backward.h $(B)/bench/approx_backward.o \
+                           $(B)/bench/approx_backward.h $(LIBPA)
 	$(CC) $(CFLAGS) -O3 -fopenmp -Iruntime -Ibench -I$(B)/bench bench/bench_backward.c bench/peak.c \
-	    $(B)/bench/backward.o $(LIBPA) -lm -o $@
+	    $(B)/bench/backward.o $(B)/bench/approx_backward.o $(LIBPA) -lm -o $@
 bench-backward: $(B)/bench/bench_backward
 	sh bench/run_backward.sh $(B)/bench
 .PHONY: bench-backward

@@ -427,6 +427,13 @@ static void gemm_batch(int64_t nbat, int64_t M, int64_t N, int64_t K,
 	}
 }
 
+/* pa_approx_gemm: see pa_approx.h. */
+void pa_approx_gemm(int64_t nbat, int64_t M, int64_t N, int64_t K, const float *A,
+                    const float *B, float *O, int acc, int nt, int par)
+{
+	gemm_batch(nbat, M, N, K, A, false, B, O, acc, nt, par);
+}
+
 /* --------------------------------------------------------------- leaves */
 
 /* side_row: a[(i, l)] = Π of the factor inputs of monomial mono[i] of edge

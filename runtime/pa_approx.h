@@ -146,6 +146,12 @@ pa_status pa_approx_backward(const pa_kernel_info *k, const pa_approx_plan *p,
                              const float *out, const float *saved,
                              const float *grad_out, float *const grad_inputs[]);
 
+/* nbat products O (+= when acc) = A · B of contiguous [M][K], [K][N] and
+ * [M][N] blocks in the engine's register tiles (the widest this CPU runs),
+ * over nt threads when par and the work is worth it. */
+void pa_approx_gemm(int64_t nbat, int64_t M, int64_t N, int64_t K, const float *A,
+                    const float *B, float *O, int acc, int nt, int par);
+
 /* The largest |entry| of the factor inputs of k (a NaN-free call). */
 double pa_factor_max(const pa_kernel_info *k, int64_t batch, int64_t n,
                      const float *const inputs[]);

@@ -44,6 +44,7 @@
 #define MAX_COORDS 1024          /* D of one edge */
 #define CHUNK 256                /* rows of the position per task at most */
 #define BUDGET ((int64_t)1 << 18) /* floats of one task's chunk buffers */
+#define FB 16                    /* feature rows made side by side */
 
 
 /* A tensor of the network: a leaf or a step's result. */
@@ -91,6 +92,16 @@ typedef struct Con {
 	bool acc;                /* the result lacks p: per-thread sums */
 	int64_t chunk;           /* rows of p per task */
 	int64_t floats;          /* one thread's buffers */
+	/* The product form, when gemm: the operands but B and the posts make
+	 * A, and per chunk O[bat][x][y] = Σ_k X[bat][x][k] · Y[bat][k][y]
+	 * with (X, Y) = (A, B) or (B, A), the wider side as y; then
+	 * res += O · Π posts. */
+	bool gemm;
+	uint32_t post;           /* operands whose indices all lie in res */
+	int bop;                 /* the operand that alone makes B */
+	bool a_x;                /* A is X */
+	uint64_t ma, mb;         /* the indices of A and of B */
+	uint64_t gbat, gx, gy, gk; /* the index groups */
 } Con;
 
 static uint64_t bit(int id)
@@ -162,6 +173,23 @@ static void loop_row(const Loop *L, int64_t od, const int64_t *os)
 		*d += s;
 }
 
+/* loop_inner: the longest dimension of L made the innermost loop (every
+ * stride is explicit, so the order of the loops is free). */
+static void loop_inner(Loop *L)
+{
+	int best = L->nd - 1;
+	for (int d = 0; d < L->nd; d++)
+		if (L->len[d] > L->len[best])
+			best = d;
+	for (int d = best; d < L->nd - 1; d++) {
+		int64_t t = L->len[d];
+		L->len[d] = L->len[d + 1], L->len[d + 1] = t;
+		t = L->ds[d], L->ds[d] = L->ds[d + 1], L->ds[d + 1] = t;
+		for (int q = 0; q < L->ns; q++)
+			t = L->ss[q][d], L->ss[q][d] = L->ss[q][d + 1], L->ss[q][d + 1] = t;
+	}
+}
+
 /* loop_run: every row of L, the outer dimensions as an odometer. */
 static void loop_run(const Loop *L)
 {
@@ -213,30 +241,62 @@ static void side_row(const Net *N, const pa_approx_edge *ed, int v, int64_t r,
 	}
 }
 
-/* phi_row: ph[f] = φ_f(a), unweighted. */
-static void phi_row(const pa_approx_edge *ed, const float *a, float *ph)
+/* side_block: at[d][r] = A_{e,v}[r0 + r, d] for r < rows, 0 beyond (FB
+ * rows side by side, so the feature loops below run across rows). */
+static void side_block(const Net *N, const pa_approx_edge *ed, int v, int64_t r0,
+                       int rows, float (*at)[FB])
 {
-	ph[0] = 1.0f;
-	for (int f = 1; f < ed->nfeat; f++)
-		ph[f] = ph[ed->parent[f]] * a[ed->coord[f]];
+	float a[MAX_COORDS];
+	const int D = ed->nmono * N->k->head_dim;
+	for (int r = 0; r < FB; r++) {
+		if (r < rows)
+			side_row(N, ed, v, r0 + r, a);
+		for (int d = 0; d < D; d++)
+			at[d][r] = r < rows ? a[d] : 0.0f;
+	}
+}
+
+/* phi_block: ph[f][r] = φ_f of row r, unweighted. */
+static void phi_block(const pa_approx_edge *ed, float (*at)[FB], float (*ph)[FB])
+{
+	for (int r = 0; r < FB; r++)
+		ph[0][r] = 1.0f;
+	for (int f = 1; f < ed->nfeat; f++) {
+		const float *pp = ph[ed->parent[f]], *ac = at[ed->coord[f]];
+		float x[FB];
+		for (int r = 0; r < FB; r++)
+			x[r] = pp[r] * ac[r];
+		memcpy(ph[f], x, sizeof x);
+	}
 }
 
 /* feat_rows: rows r0 … r1-1 of feature leaf l, [row][feature], weighted
- * on the edge's weight_var as the forward's are. */
-static void feat_rows(const Net *N, int l, int64_t r0, int64_t r1, float *dst)
+ * on the edge's weight_var as the forward's are; scratch holds
+ * feat_scratch floats. */
+static void feat_rows(const Net *N, int l, int64_t r0, int64_t r1, float *dst,
+                      float *scratch)
 {
 	const pa_approx_leaf *lf = &N->p->leaves[l];
 	const pa_approx_edge *ed = &N->p->edges[lf->edge];
 	const int nf = ed->nfeat;
 	const float *w = lf->var == ed->weight_var ? ed->weight : NULL;
-	float a[MAX_COORDS];
-	for (int64_t r = r0; r < r1; r++) {
-		float *row = dst + (r - r0) * nf;
-		side_row(N, ed, lf->var, r, a);
-		phi_row(ed, a, row);
-		for (int f = 0; w && f < nf; f++)
-			row[f] *= w[f];
+	float (*ph)[FB] = (float (*)[FB])scratch, (*at)[FB] = ph + nf;
+	for (int64_t b = r0; b < r1; b += FB) {
+		const int rows = r1 - b < FB ? (int)(r1 - b) : FB;
+		side_block(N, ed, lf->var, b, rows, at);
+		phi_block(ed, at, ph);
+		for (int r = 0; r < rows; r++) {
+			float *row = dst + (b - r0 + r) * nf;
+			for (int f = 0; f < nf; f++)
+				row[f] = w ? ph[f][r] * w[f] : ph[f][r];
+		}
 	}
+}
+
+/* feat_scratch: the floats feat_rows and feat_push need for edge ed. */
+static int64_t feat_scratch(const Net *N, const pa_approx_edge *ed)
+{
+	return (int64_t)FB * (2 * ed->nfeat + 2 * ed->nmono * N->k->head_dim);
 }
 
 /* spread_mono: for every factor input q of monomial m on x_v at row r,
@@ -265,8 +325,9 @@ static void spread_mono(const Net *N, int m, int v, int64_t r, const float *g,
 }
 
 /* feat_push: the gradient of rows r0 … r1-1 of feature leaf l (dphi,
- * [row][feature]) through the feature recursion to the coordinates, and
- * to the factor inputs; scratch holds 2·nfeat + 2·D floats. */
+ * [row][feature]) back through the feature recursion, FB rows side by
+ * side, to the coordinates, and to the factor inputs; scratch holds
+ * feat_scratch floats. */
 static void feat_push(const Net *N, int l, int64_t r0, int64_t r1,
                       const float *dphi, float *scratch)
 {
@@ -274,21 +335,34 @@ static void feat_push(const Net *N, int l, int64_t r0, int64_t r1,
 	const pa_approx_edge *ed = &N->p->edges[lf->edge];
 	const int nf = ed->nfeat, hd = N->k->head_dim, D = ed->nmono * hd;
 	const float *w = lf->var == ed->weight_var ? ed->weight : NULL;
-	float *ph = scratch, *dp = ph + nf, *a = dp + nf, *da = a + D;
-	for (int64_t r = r0; r < r1; r++) {
-		const float *g = dphi + (r - r0) * nf;
-		side_row(N, ed, lf->var, r, a);
-		phi_row(ed, a, ph);
+	float (*ph)[FB] = (float (*)[FB])scratch, (*dp)[FB] = ph + nf;
+	float (*at)[FB] = dp + nf, (*da)[FB] = at + D;
+	for (int64_t b = r0; b < r1; b += FB) {
+		const int rows = r1 - b < FB ? (int)(r1 - b) : FB;
+		side_block(N, ed, lf->var, b, rows, at);
+		phi_block(ed, at, ph);
 		for (int f = 0; f < nf; f++)
-			dp[f] = w ? g[f] * w[f] : g[f];
-		for (int c = 0; c < D; c++)
-			da[c] = 0;
+			for (int r = 0; r < FB; r++)
+				dp[f][r] = r < rows ? dphi[(b - r0 + r) * nf + f] * (w ? w[f] : 1.0f) : 0.0f;
+		memset(da, 0, sizeof(float) * FB * (size_t)D);
 		for (int f = nf - 1; f >= 1; f--) {
-			dp[ed->parent[f]] += dp[f] * a[ed->coord[f]];
-			da[ed->coord[f]] += dp[f] * ph[ed->parent[f]];
+			float *dpp = dp[ed->parent[f]], *dac = da[ed->coord[f]];
+			const float *g = dp[f], *ac = at[ed->coord[f]], *pp = ph[ed->parent[f]];
+			float x[FB], y[FB];      /* apart from the rows, so no overlap to test */
+			for (int r = 0; r < FB; r++) {
+				x[r] = dpp[r] + g[r] * ac[r];
+				y[r] = dac[r] + g[r] * pp[r];
+			}
+			memcpy(dpp, x, sizeof x);
+			memcpy(dac, y, sizeof y);
 		}
-		for (int i = 0; i < ed->nmono; i++)
-			spread_mono(N, ed->mono[i], lf->var, r, da + i * hd, 1.0f);
+		for (int r = 0; r < rows; r++) {
+			float g[MAX_COORDS];
+			for (int d = 0; d < D; d++)
+				g[d] = da[d][r];
+			for (int i = 0; i < ed->nmono; i++)
+				spread_mono(N, ed->mono[i], lf->var, b + r, g + i * hd, 1.0f);
+		}
 	}
 }
 
@@ -412,6 +486,61 @@ static void weights_push(const Net *N, int l)
 
 /* --------------------------------------------------------- contractions */
 
+/* msize: Π of the sizes of the ids in m, p's being rows. */
+static int64_t msize(const Net *N, uint64_t m, int p, int64_t rows)
+{
+	int64_t s = 1;
+	for (int id = 0; id < N->nid; id++)
+		if (m & bit(id))
+			s *= id == p ? rows : N->dim[id];
+	return s;
+}
+
+/* con_geo: whether C runs as products for chunks of rows, and how: B is
+ * the operand that leaves the least to pack (A's indices and B's). */
+static void con_geo(const Net *N, Con *C, int64_t rows)
+{
+	const uint64_t mr = N->T[C->res.id].mask;
+	int left = 0;
+	C->post = 0, C->gemm = false, C->bop = -1;
+	for (int i = 0; i < C->nops; i++)
+		if (N->T[C->op[i].id].mask & ~mr)
+			left++;
+		else
+			C->post |= 1u << i;
+	if (left < 2)
+		return;
+	int64_t best = INT64_MAX;
+	for (int b = 0; b < C->nops; b++) {
+		if (C->post >> b & 1u)
+			continue;
+		uint64_t ma = 0, mb = N->T[C->op[b].id].mask;
+		for (int i = 0; i < C->nops; i++)
+			if (i != b && !(C->post >> i & 1u))
+				ma |= N->T[C->op[i].id].mask;
+		int64_t cost = msize(N, ma, C->p, rows) + msize(N, mb, C->p, rows);
+		if (cost < best)
+			best = cost, C->bop = b, C->ma = ma, C->mb = mb;
+	}
+	uint64_t ia = C->ma & mr & ~C->mb, ib = C->mb & mr & ~C->ma;
+	C->gbat = C->ma & C->mb & mr;
+	C->gk = C->ma & C->mb & ~mr;
+	C->a_x = msize(N, ib, C->p, rows) >= msize(N, ia, C->p, rows);
+	C->gx = C->a_x ? ia : ib;
+	C->gy = C->a_x ? ib : ia;
+	C->gemm = msize(N, C->gx | C->gy | C->gk, C->p, rows) >= 256;
+}
+
+/* gemm_floats: the packed X, Y and O of one chunk of rows. */
+static int64_t gemm_floats(const Net *N, const Con *C, int64_t rows)
+{
+	if (!C->gemm)
+		return 0;
+	int64_t b = msize(N, C->gbat, C->p, rows), x = msize(N, C->gx, C->p, rows);
+	int64_t y = msize(N, C->gy, C->p, rows), k = msize(N, C->gk, C->p, rows);
+	return pad16(b * x * k) + pad16(b * k * y) + pad16(b * x * y);
+}
+
 /* con_plan: the indices, position, chunk and buffers of contraction C. */
 static void con_plan(const Net *N, Con *C)
 {
@@ -429,11 +558,18 @@ static void con_plan(const Net *N, Con *C)
 	c = c < CHUNK ? c : CHUNK;
 	for (;;) {
 		int64_t f = 0;
+		int64_t fs = 0;
 		for (int i = 0; i < C->nops; i++)
-			if (N->T[C->op[i].id].feat)
+			if (N->T[C->op[i].id].feat) {
+				const pa_approx_edge *ed = &N->p->edges[N->p->leaves[C->op[i].id].edge];
 				f += pad16(c * N->T[C->op[i].id].size / N->n);
+				fs = feat_scratch(N, ed) > fs ? feat_scratch(N, ed) : fs;
+			}
+		f += pad16(fs);         /* the last leaf's scratch, after its rows */
 		if (R->feat)
 			f += pad16(c * R->size / N->n);
+		con_geo(N, C, c);
+		f += gemm_floats(N, C, c);
 		if (c == 1 || f <= BUDGET) {
 			C->chunk = c;
 			C->floats = f + (C->acc ? pad16(R->size) : 0);
@@ -443,7 +579,7 @@ static void con_plan(const Net *N, Con *C)
 	}
 	if (R->feat) {
 		const pa_approx_edge *ed = &N->p->edges[N->p->leaves[C->res.id].edge];
-		C->floats += pad16(2 * (int64_t)ed->nfeat + 2 * ed->nmono * N->k->head_dim);
+		C->floats += pad16(feat_scratch(N, ed));
 	}
 }
 
@@ -456,22 +592,167 @@ static const float *ptr_of(const Net *N, const Con *C, Opnd o, int64_t r0,
 	if (T->feat) {
 		float *rows = *buf;
 		*buf += pad16((r1 - r0) * (T->size / N->n));
-		feat_rows(N, o.id, r0, r1, rows);
+		feat_rows(N, o.id, r0, r1, rows, *buf);
 		return rows;
 	}
 	const float *d = o.grad ? T->grad : T->val;
 	return C->p >= 0 ? d + r0 * T->st[C->p] : d;
 }
 
+/* list_ids: the ids of m into ids from *nd on, in B's layout order, then
+ * the result's, then increasing (so B and the result may be used where
+ * they lie). */
+static void list_ids(const Net *N, const Con *C, uint64_t m, int *ids, int *nd)
+{
+	const Ten *B = &N->T[C->op[C->bop].id], *R = &N->T[C->res.id];
+	for (int i = 0; i < B->nidx; i++)
+		if (m & bit(B->idx[i]))
+			ids[(*nd)++] = B->idx[i], m &= ~bit(B->idx[i]);
+	for (int i = 0; i < R->nidx; i++)
+		if (m & bit(R->idx[i]))
+			ids[(*nd)++] = R->idx[i], m &= ~bit(R->idx[i]);
+	for (int id = 0; id < N->nid; id++)
+		if (m & bit(id))
+			ids[(*nd)++] = id;
+}
+
+/* fits: tensor T, at a chunk of rows of p, is laid out as [g1][g2][g3]
+ * (list_ids' orders) and holds nothing else. */
+static bool fits(const Net *N, const Con *C, const Ten *T, uint64_t g1, uint64_t g2,
+                 uint64_t g3, int64_t rows)
+{
+	int ids[MAXW], nd = 0;
+	if (T->mask != (g1 | g2 | g3))
+		return false;
+	list_ids(N, C, g1, ids, &nd);
+	list_ids(N, C, g2, ids, &nd);
+	list_ids(N, C, g3, ids, &nd);
+	int64_t s = 1;
+	for (int d = nd - 1; d >= 0; d--) {
+		if (T->st[ids[d]] != s)
+			return false;
+		s *= ids[d] == C->p ? rows : N->dim[ids[d]];
+	}
+	return true;
+}
+
+/* pack: dst = the product of the operands in `which` laid out [g1][g2][g3]
+ * (each group's ids increasing), summed over the ids of `extra`. */
+static void pack(const Net *N, const Con *C, const float *const *ptr, uint32_t which,
+                 uint64_t g1, uint64_t g2, uint64_t g3, uint64_t extra, int64_t rows,
+                 float *dst)
+{
+	Loop L = {.dst = dst};
+	int ids[MAXW], nd = 0, nlay;
+	list_ids(N, C, g1, ids, &nd);
+	list_ids(N, C, g2, ids, &nd);
+	list_ids(N, C, g3, ids, &nd);
+	nlay = nd;
+	list_ids(N, C, extra, ids, &nd);
+	int64_t s = 1;
+	for (int d = nd - 1; d >= 0; d--) {
+		L.len[d] = ids[d] == C->p ? rows : N->dim[ids[d]];
+		L.ds[d] = d < nlay ? s : 0;
+		if (d < nlay)
+			s *= L.len[d];
+	}
+	memset(dst, 0, (size_t)s * sizeof *dst);
+	for (int i = 0; i < C->nops; i++)
+		if (which >> i & 1u) {
+			L.src[L.ns] = ptr[i];
+			for (int d = 0; d < nd; d++)
+				L.ss[L.ns][d] = N->T[C->op[i].id].st[ids[d]];
+			L.ns++;
+		}
+	L.nd = nd ? nd : 1;
+	if (!nd)
+		L.len[0] = 1;
+	loop_inner(&L);
+	loop_run(&L);
+}
+
+/* scatter: dst (the result at the chunk) += O · Π posts over the result's
+ * indices, O laid out [bat][x][y]. */
+static void scatter(const Net *N, const Con *C, const float *const *ptr,
+                    const float *O, int64_t rows, float *dst)
+{
+	const Ten *R = &N->T[C->res.id];
+	Loop L = {.dst = dst, .ns = 1, .src = {O}};
+	int lay[MAXW], nl = 0;
+	list_ids(N, C, C->gbat, lay, &nl);
+	list_ids(N, C, C->gx, lay, &nl);
+	list_ids(N, C, C->gy, lay, &nl);
+	int64_t ost[MAX_ID] = {0}, s = 1;
+	for (int d = nl - 1; d >= 0; d--) {
+		ost[lay[d]] = s;
+		s *= lay[d] == C->p ? rows : N->dim[lay[d]];
+	}
+	for (int i = 0; i < C->nops; i++)
+		if (C->post >> i & 1u)
+			L.src[L.ns++] = ptr[i];
+	L.nd = R->nidx;
+	for (int d = 0; d < R->nidx; d++) {
+		int id = R->idx[d];
+		L.len[d] = id == C->p ? rows : N->dim[id];
+		L.ds[d] = R->st[id];
+		L.ss[0][d] = ost[id];
+		for (int i = 0, q = 1; i < C->nops; i++)
+			if (C->post >> i & 1u)
+				L.ss[q++][d] = N->T[C->op[i].id].st[id];
+	}
+	if (!R->nidx)
+		L.nd = 1, L.len[0] = 1;
+	loop_inner(&L);
+	loop_run(&L);
+}
+
+/* con_gemm: a chunk as products (see Con); buf has gemm_floats. */
+static void con_gemm(const Net *N, const Con *C, const float *const *ptr, int64_t rows,
+                     float *buf, float *dst, bool par)
+{
+	const uint64_t mr = N->T[C->res.id].mask;
+	const uint32_t bw = 1u << C->bop;
+	const uint32_t aw = ~C->post & ~bw & (uint32_t)((1ull << C->nops) - 1);
+	int64_t b = msize(N, C->gbat, C->p, rows), x = msize(N, C->gx, C->p, rows);
+	int64_t y = msize(N, C->gy, C->p, rows), k = msize(N, C->gk, C->p, rows);
+	float *X = buf, *Y = X + pad16(b * x * k), *O = Y + pad16(b * k * y);
+	uint64_t ea = C->ma & ~C->mb & ~mr, eb = C->mb & ~C->ma & ~mr;
+	const uint32_t xw = C->a_x ? aw : bw, yw = C->a_x ? bw : aw;
+	const uint64_t xe = C->a_x ? ea : eb, ye = C->a_x ? eb : ea;
+	/* one operand already laid out as its side is used where it lies */
+	const int xi = __builtin_ctz(xw), yi = __builtin_ctz(yw);
+	if (!xe && !(xw & (xw - 1)) &&
+	    fits(N, C, &N->T[C->op[xi].id], C->gbat, C->gx, C->gk, rows))
+		X = (float *)ptr[xi];
+	else
+		pack(N, C, ptr, xw, C->gbat, C->gx, C->gk, xe, rows, X);
+	if (!ye && !(yw & (yw - 1)) &&
+	    fits(N, C, &N->T[C->op[yi].id], C->gbat, C->gk, C->gy, rows))
+		Y = (float *)ptr[yi];
+	else
+		pack(N, C, ptr, yw, C->gbat, C->gk, C->gy, ye, rows, Y);
+	/* and the result, when nothing multiplies it */
+	if (!C->post && fits(N, C, &N->T[C->res.id], C->gbat, C->gx, C->gy, rows)) {
+		pa_approx_gemm(b, x, y, k, X, Y, dst, 1, N->nt, par);
+		return;
+	}
+	pa_approx_gemm(b, x, y, k, X, Y, O, 0, N->nt, par);
+	scatter(N, C, ptr, O, rows, dst);
+}
+
 /* con_task: rows r0 … r1-1 of p; dst is the result at row r0 (or the
  * thread's accumulator, or its chunk of a feature leaf's gradient). */
 static void con_task(const Net *N, const Con *C, int64_t r0, int64_t r1,
-                     float *buf, float *dst)
+                     float *buf, float *dst, bool par)
 {
 	const Ten *R = &N->T[C->res.id];
 	Loop L = {.dst = dst, .ns = C->nops};
 	for (int i = 0; i < C->nops; i++)
 		L.src[i] = ptr_of(N, C, C->op[i], r0, r1, &buf);
+	if (C->gemm) {
+		con_gemm(N, C, L.src, r1 - r0, buf, dst, par);
+		return;
+	}
 	/* p outermost, then the other indices by size, the longest inside */
 	int ids[MAXW], nd = 0;
 	if (C->p >= 0)
@@ -518,12 +799,13 @@ static void con_run(const Net *N, const Con *C)
 			const pa_approx_edge *ed = &N->p->edges[N->p->leaves[C->res.id].edge];
 			const int64_t row = R->size / N->n;
 			float *g = buf, *scratch = g + pad16(c * row);
-			float *rest = scratch + pad16(2 * (int64_t)ed->nfeat + 2 * ed->nmono * N->k->head_dim);
+			float *rest = scratch + pad16(feat_scratch(N, ed));
 			memset(g, 0, (size_t)((r1 - r0) * row) * sizeof *g);
-			con_task(N, C, r0, r1, rest, g);
+			con_task(N, C, r0, r1, rest, g, ntask == 1);
 			feat_push(N, C->res.id, r0, r1, g, scratch);
 		} else
-			con_task(N, C, r0, r1, buf, C->acc ? mine : res + r0 * R->st[C->p]);
+			con_task(N, C, r0, r1, buf, C->acc ? mine : res + r0 * R->st[C->p],
+			         ntask == 1);
 	}
 	if (C->acc) {
 		#pragma omp parallel for schedule(static) num_threads(nt) if (R->size > 4096)

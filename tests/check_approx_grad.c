@@ -63,7 +63,7 @@ extern const char *const e2e_origins[];
 #define AUTO_N 240           /* past every auto kernel's crossover */
 #define SENTINEL 12345.0f
 
-static const int64_t sizes[] = {1, 2, 7, 33, 100};
+static const int64_t sizes[] = {1, 2, 7, 33, 100, 257, 600};
 static const int64_t batches[] = {1, 2};
 
 #define COUNT(a) ((int)(sizeof(a) / sizeof(a)[0]))
