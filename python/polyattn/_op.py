@@ -129,7 +129,7 @@ def backward_impl(info, inputs, out, saved, grad_out, wanted):
         raise NotImplementedError(
             f"kernel '{info.name}' ({info.polynomial}) has no backward: polyc "
             f"does not yet emit gradients for {info.graph_class} kernels "
-            f"(algorithm {info.algorithm}); only tree kernels have them")
+            f"(algorithm {info.algorithm}); tree and approximate kernels have them")
     b, n = _check(info, inputs)
     if (tuple(grad_out.shape) != (b, n, info.value_dim)
             or grad_out.dtype != torch.float32 or not grad_out.is_contiguous()):
