@@ -496,11 +496,66 @@ static int64_t msize(const Net *N, uint64_t m, int p, int64_t rows)
 	return s;
 }
 
-/* con_geo: whether C runs as products for chunks of rows, and how: B is
- * the operand that leaves the least to pack (A's indices and B's). */
+/* list_ids: the ids of m into ids from *nd on, in B's layout order, then
+ * the result's, then increasing (so B and the result may be used where
+ * they lie). */
+static void list_ids(const Net *N, const Con *C, uint64_t m, int *ids, int *nd)
+{
+	const Ten *B = &N->T[C->op[C->bop].id], *R = &N->T[C->res.id];
+	for (int i = 0; i < B->nidx; i++)
+		if (m & bit(B->idx[i]))
+			ids[(*nd)++] = B->idx[i], m &= ~bit(B->idx[i]);
+	for (int i = 0; i < R->nidx; i++)
+		if (m & bit(R->idx[i]))
+			ids[(*nd)++] = R->idx[i], m &= ~bit(R->idx[i]);
+	for (int id = 0; id < N->nid; id++)
+		if (m & bit(id))
+			ids[(*nd)++] = id;
+}
+
+/* fits: tensor T, at a chunk of rows of p, is laid out as [g1][g2][g3]
+ * (list_ids' orders) and holds nothing else. */
+static bool fits(const Net *N, const Con *C, const Ten *T, uint64_t g1, uint64_t g2,
+                 uint64_t g3, int64_t rows)
+{
+	int ids[MAXW], nd = 0;
+	if (T->mask != (g1 | g2 | g3))
+		return false;
+	list_ids(N, C, g1, ids, &nd);
+	list_ids(N, C, g2, ids, &nd);
+	list_ids(N, C, g3, ids, &nd);
+	int64_t s = 1;
+	for (int d = nd - 1; d >= 0; d--) {
+		if (T->st[ids[d]] != s)
+			return false;
+		s *= ids[d] == C->p ? rows : N->dim[ids[d]];
+	}
+	return true;
+}
+
+/* side_cost: floats a side costs to pack (0 when one operand of it
+ * already lies that way), the union of its operands' indices. */
+static int64_t side_cost(const Net *N, const Con *C, uint32_t which, uint64_t extra,
+                         uint64_t g1, uint64_t g2, uint64_t g3, int64_t rows)
+{
+	uint64_t m = 0;
+	for (int i = 0; i < C->nops; i++)
+		if (which >> i & 1u)
+			m |= N->T[C->op[i].id].mask;
+	if (!extra && !(which & (which - 1)) &&
+	    fits(N, C, &N->T[C->op[__builtin_ctz(which)].id], g1, g2, g3, rows))
+		return 0;
+	return msize(N, m, C->p, rows);
+}
+
+/* con_geo: whether C runs as products for chunks of rows, and how: of
+ * every choice of B and of which side is X, the one whose packing (about
+ * 50 flops a float, scalar and strided) and tiles (16 columns wide) cost
+ * least. */
 static void con_geo(const Net *N, Con *C, int64_t rows)
 {
-	const uint64_t mr = N->T[C->res.id].mask;
+	const Ten *R = &N->T[C->res.id];
+	const uint64_t mr = R->mask;
 	int left = 0;
 	C->post = 0, C->gemm = false, C->bop = -1;
 	for (int i = 0; i < C->nops; i++)
@@ -510,24 +565,37 @@ static void con_geo(const Net *N, Con *C, int64_t rows)
 			C->post |= 1u << i;
 	if (left < 2)
 		return;
-	int64_t best = INT64_MAX;
+	const uint32_t all = (uint32_t)((1ull << C->nops) - 1) & ~C->post;
+	double best = INFINITY;
+	Con t = *C;
 	for (int b = 0; b < C->nops; b++) {
-		if (C->post >> b & 1u)
+		if (!(all >> b & 1u))
 			continue;
-		uint64_t ma = 0, mb = N->T[C->op[b].id].mask;
+		t.bop = b;
+		t.mb = N->T[C->op[b].id].mask;
+		t.ma = 0;
 		for (int i = 0; i < C->nops; i++)
-			if (i != b && !(C->post >> i & 1u))
-				ma |= N->T[C->op[i].id].mask;
-		int64_t cost = msize(N, ma, C->p, rows) + msize(N, mb, C->p, rows);
-		if (cost < best)
-			best = cost, C->bop = b, C->ma = ma, C->mb = mb;
+			if (all >> i & 1u && i != b)
+				t.ma |= N->T[C->op[i].id].mask;
+		uint64_t ia = t.ma & mr & ~t.mb, ib = t.mb & mr & ~t.ma;
+		uint64_t ea = t.ma & ~t.mb & ~mr, eb = t.mb & ~t.ma & ~mr;
+		t.gbat = t.ma & t.mb & mr;
+		t.gk = t.ma & t.mb & ~mr;
+		for (int ax = 0; ax < 2; ax++) {
+			t.a_x = ax;
+			t.gx = ax ? ia : ib, t.gy = ax ? ib : ia;
+			uint32_t xw = ax ? all & ~(1u << b) : 1u << b, yw = all & ~xw;
+			double pk = side_cost(N, &t, xw, ax ? ea : eb, t.gbat, t.gx, t.gk, rows) +
+			            side_cost(N, &t, yw, ax ? eb : ea, t.gbat, t.gk, t.gy, rows);
+			if (C->post || !fits(N, &t, R, t.gbat, t.gx, t.gy, rows))
+				pk += 2.0 * msize(N, mr, C->p, rows);
+			double y = (double)msize(N, t.gy, C->p, rows);
+			double cost = 50 * pk + 2.0 * msize(N, t.gbat | t.gx | t.gk, C->p, rows) *
+			              (16 * ceil(y / 16));
+			if (cost < best)
+				best = cost, *C = t;
+		}
 	}
-	uint64_t ia = C->ma & mr & ~C->mb, ib = C->mb & mr & ~C->ma;
-	C->gbat = C->ma & C->mb & mr;
-	C->gk = C->ma & C->mb & ~mr;
-	C->a_x = msize(N, ib, C->p, rows) >= msize(N, ia, C->p, rows);
-	C->gx = C->a_x ? ia : ib;
-	C->gy = C->a_x ? ib : ia;
 	C->gemm = msize(N, C->gx | C->gy | C->gk, C->p, rows) >= 256;
 }
 
@@ -597,43 +665,6 @@ static const float *ptr_of(const Net *N, const Con *C, Opnd o, int64_t r0,
 	}
 	const float *d = o.grad ? T->grad : T->val;
 	return C->p >= 0 ? d + r0 * T->st[C->p] : d;
-}
-
-/* list_ids: the ids of m into ids from *nd on, in B's layout order, then
- * the result's, then increasing (so B and the result may be used where
- * they lie). */
-static void list_ids(const Net *N, const Con *C, uint64_t m, int *ids, int *nd)
-{
-	const Ten *B = &N->T[C->op[C->bop].id], *R = &N->T[C->res.id];
-	for (int i = 0; i < B->nidx; i++)
-		if (m & bit(B->idx[i]))
-			ids[(*nd)++] = B->idx[i], m &= ~bit(B->idx[i]);
-	for (int i = 0; i < R->nidx; i++)
-		if (m & bit(R->idx[i]))
-			ids[(*nd)++] = R->idx[i], m &= ~bit(R->idx[i]);
-	for (int id = 0; id < N->nid; id++)
-		if (m & bit(id))
-			ids[(*nd)++] = id;
-}
-
-/* fits: tensor T, at a chunk of rows of p, is laid out as [g1][g2][g3]
- * (list_ids' orders) and holds nothing else. */
-static bool fits(const Net *N, const Con *C, const Ten *T, uint64_t g1, uint64_t g2,
-                 uint64_t g3, int64_t rows)
-{
-	int ids[MAXW], nd = 0;
-	if (T->mask != (g1 | g2 | g3))
-		return false;
-	list_ids(N, C, g1, ids, &nd);
-	list_ids(N, C, g2, ids, &nd);
-	list_ids(N, C, g3, ids, &nd);
-	int64_t s = 1;
-	for (int d = nd - 1; d >= 0; d--) {
-		if (T->st[ids[d]] != s)
-			return false;
-		s *= ids[d] == C->p ? rows : N->dim[ids[d]];
-	}
-	return true;
 }
 
 /* pack: dst = the product of the operands in `which` laid out [g1][g2][g3]
