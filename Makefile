@@ -368,7 +368,7 @@ sanitize:
 	    POLYC_FLAGS='$(SAN_POLYC_FLAGS)' sanitize-run
 
 sanitize-run: all $(B)/check_unit $(E2E)/check_tree_h3 $(E2E)/check_general $(E2E)/check_approx \
-              $(E2E)/check_approx_engine $(E2E)/grad_tree_h3
+              $(E2E)/check_approx_engine $(E2E)/grad_tree_h3 $(E2E)/check_approx_grad
 	$(B)/check_unit
 	sh tests/diag/run.sh $(POLYC) tests/diag
 	sh tests/cli/run.sh $(POLYC)
@@ -377,6 +377,7 @@ sanitize-run: all $(B)/check_unit $(E2E)/check_tree_h3 $(E2E)/check_general $(E2
 	CK_FORK=no $(E2E)/check_general
 	CK_FORK=no $(E2E)/check_approx
 	$(E2E)/check_approx_engine
+	CK_FORK=no $(E2E)/check_approx_grad
 
 # --- install: a compiler's layout; polyc finds its headers through
 # <prefix>/include/polyc next to <prefix>/bin.

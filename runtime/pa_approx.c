@@ -1232,7 +1232,9 @@ static void run_gemm_step(const Engine *E, int s)
 	for (int t = 0; summed && t < E->nt; t++)
 		memset(thread_buf(E, t), 0, (size_t)accf * sizeof(float));
 	if (ntask >= E->nt && E->nt > 1) {
-		#pragma omp parallel for schedule(dynamic, 1) num_threads(E->nt)
+		/* round robin: a thread sums the same chunks every call, so a
+		 * summed result (and K_train's output) does not depend on timing */
+		#pragma omp parallel for schedule(static, 1) num_threads(E->nt)
 		for (int64_t i = 0; i < ntask; i++) {
 			int id = omp_get_thread_num();
 			float *buf = thread_buf(E, id);
