@@ -45,7 +45,7 @@
 #define MAXIN 32                 /* inputs of one step */
 #define MAX_FLOATS ((int64_t)1 << 40) /* floats one tensor may hold */
 #define MAX_COORDS 1024          /* D = nmono · head_dim of one edge */
-#define FR 64                    /* rows of features made side by side: a
+#define FR PA_APPROX_FR           /* rows of features made side by side: a
                                     multiple of 16 (the AVX-512 transpose) */
 #define CHUNK 256                /* rows of p per task at most */
 #define BUDGET ((int64_t)1 << 17) /* floats of one task's buffers */
@@ -551,6 +551,22 @@ feature_avx512(int nf, const int *parent, const int *coord, const float *weight,
 	}
 }
 #endif
+
+/* pa_approx_feature_block: see pa_approx.h. */
+void pa_approx_feature_block(int nf, const int *parent, const int *coord,
+                             const float *weight, float *ph, float *at, int rows,
+                             float *out)
+{
+	void (*block)(int, const int *, const int *, const float *, float (*)[FR],
+	              float (*)[FR], int, float *) = feature_generic;
+#if defined(__x86_64__)
+	if (pa_isa() == PA_ISA_AVX512)
+		block = feature_avx512;
+	else if (pa_isa() == PA_ISA_AVX2)
+		block = feature_avx2;
+#endif
+	block(nf, parent, coord, weight, (float (*)[FR])ph, (float (*)[FR])at, rows, out);
+}
 
 /* leaf_features: rows r0 … r1-1 of Φ_{e,v}: φ_0 = 1, φ_f = φ_parent[f] ·
  * A[coord[f]], times weight[f] on weight_var.  FR rows are made side by

@@ -146,6 +146,18 @@ pa_status pa_approx_backward(const pa_kernel_info *k, const pa_approx_plan *p,
                              const float *out, const float *saved,
                              const float *grad_out, float *const grad_inputs[]);
 
+/* Rows of features made side by side. */
+#define PA_APPROX_FR 64
+
+/* From at[d][r] (coordinate d of row r, PA_APPROX_FR rows side by side),
+ * ph[f][r] = φ_f of row r (nf × PA_APPROX_FR floats), and rows 0 … rows-1
+ * of the features into out (nf floats each), times weight[f] when weight
+ * is not NULL: the forward's feature maps, in the widest vectors this CPU
+ * runs. */
+void pa_approx_feature_block(int nf, const int *parent, const int *coord,
+                             const float *weight, float *ph, float *at, int rows,
+                             float *out);
+
 /* nbat products O (+= when acc) = A · B of contiguous [M][K], [K][N] and
  * [M][N] blocks in the engine's register tiles (the widest this CPU runs),
  * over nt threads when par and the work is worth it. */

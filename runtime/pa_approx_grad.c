@@ -44,7 +44,7 @@
 #define MAX_COORDS 1024          /* D of one edge */
 #define CHUNK 256                /* rows of the position per task at most */
 #define BUDGET ((int64_t)1 << 18) /* floats of one task's chunk buffers */
-#define FB 16                    /* feature rows made side by side */
+#define FB PA_APPROX_FR           /* feature rows made side by side */
 
 
 /* A tensor of the network: a leaf or a step's result. */
@@ -90,6 +90,9 @@ typedef struct Con {
 	uint64_t all;            /* every index it touches */
 	int p;                   /* its position index, or -1 */
 	bool acc;                /* the result lacks p: per-thread sums */
+	int64_t rst[MAX_ID];     /* the result's strides as a task writes it: a
+	                            feature leaf's gradient chunk lies
+	                            [feature][row], the rows of a chunk apart */
 	int64_t chunk;           /* rows of p per task */
 	int64_t floats;          /* one thread's buffers */
 	/* The product form, when gemm: the operands but B and the posts make
@@ -271,8 +274,8 @@ static void phi_block(const pa_approx_edge *ed, float (*at)[FB], float (*ph)[FB]
 }
 
 /* feat_rows: rows r0 … r1-1 of feature leaf l, [row][feature], weighted
- * on the edge's weight_var as the forward's are; scratch holds
- * feat_scratch floats. */
+ * on the edge's weight_var, made as the forward makes them (the same
+ * products, so the same floats); scratch holds feat_scratch floats. */
 static void feat_rows(const Net *N, int l, int64_t r0, int64_t r1, float *dst,
                       float *scratch)
 {
@@ -284,12 +287,8 @@ static void feat_rows(const Net *N, int l, int64_t r0, int64_t r1, float *dst,
 	for (int64_t b = r0; b < r1; b += FB) {
 		const int rows = r1 - b < FB ? (int)(r1 - b) : FB;
 		side_block(N, ed, lf->var, b, rows, at);
-		phi_block(ed, at, ph);
-		for (int r = 0; r < rows; r++) {
-			float *row = dst + (b - r0 + r) * nf;
-			for (int f = 0; f < nf; f++)
-				row[f] = w ? ph[f][r] * w[f] : ph[f][r];
-		}
+		pa_approx_feature_block(nf, ed->parent, ed->coord, w, ph[0], at[0], rows,
+		                        dst + (b - r0) * nf);
 	}
 }
 
@@ -324,12 +323,25 @@ static void spread_mono(const Net *N, int m, int v, int64_t r, const float *g,
 	}
 }
 
+/* back_one: one feature's step of the reverse recursion, FB rows:
+ * dpp += g · ac (to its parent), dac += g · pp (to its coordinate); the
+ * five rows are distinct (parent < f, and dp, da, at, ph apart). */
+static inline void back_one(float *restrict dpp, float *restrict dac,
+                            const float *restrict g, const float *restrict ac,
+                            const float *restrict pp)
+{
+	for (int r = 0; r < FB; r++) {
+		dpp[r] += g[r] * ac[r];
+		dac[r] += g[r] * pp[r];
+	}
+}
+
 /* feat_push: the gradient of rows r0 … r1-1 of feature leaf l (dphi,
- * [row][feature]) back through the feature recursion, FB rows side by
+ * [feature][row], ld floats a feature) back through the feature recursion, FB rows side by
  * side, to the coordinates, and to the factor inputs; scratch holds
  * feat_scratch floats. */
 static void feat_push(const Net *N, int l, int64_t r0, int64_t r1,
-                      const float *dphi, float *scratch)
+                      const float *dphi, int64_t ld, float *scratch)
 {
 	const pa_approx_leaf *lf = &N->p->leaves[l];
 	const pa_approx_edge *ed = &N->p->edges[lf->edge];
@@ -341,21 +353,17 @@ static void feat_push(const Net *N, int l, int64_t r0, int64_t r1,
 		const int rows = r1 - b < FB ? (int)(r1 - b) : FB;
 		side_block(N, ed, lf->var, b, rows, at);
 		phi_block(ed, at, ph);
-		for (int f = 0; f < nf; f++)
-			for (int r = 0; r < FB; r++)
-				dp[f][r] = r < rows ? dphi[(b - r0 + r) * nf + f] * (w ? w[f] : 1.0f) : 0.0f;
-		memset(da, 0, sizeof(float) * FB * (size_t)D);
-		for (int f = nf - 1; f >= 1; f--) {
-			float *dpp = dp[ed->parent[f]], *dac = da[ed->coord[f]];
-			const float *g = dp[f], *ac = at[ed->coord[f]], *pp = ph[ed->parent[f]];
-			float x[FB], y[FB];      /* apart from the rows, so no overlap to test */
-			for (int r = 0; r < FB; r++) {
-				x[r] = dpp[r] + g[r] * ac[r];
-				y[r] = dac[r] + g[r] * pp[r];
-			}
-			memcpy(dpp, x, sizeof x);
-			memcpy(dac, y, sizeof y);
+		for (int f = 0; f < nf; f++) {
+			const float *g = dphi + f * ld + (b - r0), wf = w ? w[f] : 1.0f;
+			for (int r = 0; r < rows; r++)
+				dp[f][r] = g[r] * wf;
+			for (int r = rows; r < FB; r++)
+				dp[f][r] = 0.0f;
 		}
+		memset(da, 0, sizeof(float) * FB * (size_t)D);
+		for (int f = nf - 1; f >= 1; f--)
+			back_one(dp[ed->parent[f]], da[ed->coord[f]], dp[f], at[ed->coord[f]],
+			         ph[ed->parent[f]]);
 		for (int r = 0; r < rows; r++) {
 			float g[MAX_COORDS];
 			for (int d = 0; d < D; d++)
@@ -513,20 +521,21 @@ static void list_ids(const Net *N, const Con *C, uint64_t m, int *ids, int *nd)
 			ids[(*nd)++] = id;
 }
 
-/* fits: tensor T, at a chunk of rows of p, is laid out as [g1][g2][g3]
- * (list_ids' orders) and holds nothing else. */
-static bool fits(const Net *N, const Con *C, const Ten *T, uint64_t g1, uint64_t g2,
-                 uint64_t g3, int64_t rows)
+/* fits: a tensor of indices mask and strides st, at a chunk of rows of
+ * p, is laid out as [g1][g2][g3] (list_ids' orders) and holds nothing
+ * else. */
+static bool fits(const Net *N, const Con *C, uint64_t mask, const int64_t *st,
+                 uint64_t g1, uint64_t g2, uint64_t g3, int64_t rows)
 {
 	int ids[MAXW], nd = 0;
-	if (T->mask != (g1 | g2 | g3))
+	if (mask != (g1 | g2 | g3))
 		return false;
 	list_ids(N, C, g1, ids, &nd);
 	list_ids(N, C, g2, ids, &nd);
 	list_ids(N, C, g3, ids, &nd);
 	int64_t s = 1;
 	for (int d = nd - 1; d >= 0; d--) {
-		if (T->st[ids[d]] != s)
+		if (st[ids[d]] != s)
 			return false;
 		s *= ids[d] == C->p ? rows : N->dim[ids[d]];
 	}
@@ -543,7 +552,8 @@ static int64_t side_cost(const Net *N, const Con *C, uint32_t which, uint64_t ex
 		if (which >> i & 1u)
 			m |= N->T[C->op[i].id].mask;
 	if (!extra && !(which & (which - 1)) &&
-	    fits(N, C, &N->T[C->op[__builtin_ctz(which)].id], g1, g2, g3, rows))
+	    fits(N, C, N->T[C->op[__builtin_ctz(which)].id].mask,
+	         N->T[C->op[__builtin_ctz(which)].id].st, g1, g2, g3, rows))
 		return 0;
 	return msize(N, m, C->p, rows);
 }
@@ -587,7 +597,7 @@ static void con_geo(const Net *N, Con *C, int64_t rows)
 			uint32_t xw = ax ? all & ~(1u << b) : 1u << b, yw = all & ~xw;
 			double pk = side_cost(N, &t, xw, ax ? ea : eb, t.gbat, t.gx, t.gk, rows) +
 			            side_cost(N, &t, yw, ax ? eb : ea, t.gbat, t.gk, t.gy, rows);
-			if (C->post || !fits(N, &t, R, t.gbat, t.gx, t.gy, rows))
+			if (C->post || !fits(N, &t, mr, C->rst, t.gbat, t.gx, t.gy, rows))
 				pk += 2.0 * msize(N, mr, C->p, rows);
 			double y = (double)msize(N, t.gy, C->p, rows);
 			double cost = 50 * pk + 2.0 * msize(N, t.gbat | t.gx | t.gk, C->p, rows) *
@@ -636,6 +646,9 @@ static void con_plan(const Net *N, Con *C)
 		f += pad16(fs);         /* the last leaf's scratch, after its rows */
 		if (R->feat)
 			f += pad16(c * R->size / N->n);
+		memcpy(C->rst, R->st, sizeof C->rst);
+		if (R->feat)
+			C->rst[N->t + 1 + N->p->leaves[C->res.id].edge] = c, C->rst[C->p] = 1;
 		con_geo(N, C, c);
 		f += gemm_floats(N, C, c);
 		if (c == 1 || f <= BUDGET) {
@@ -725,7 +738,7 @@ static void scatter(const Net *N, const Con *C, const float *const *ptr,
 	for (int d = 0; d < R->nidx; d++) {
 		int id = R->idx[d];
 		L.len[d] = id == C->p ? rows : N->dim[id];
-		L.ds[d] = R->st[id];
+		L.ds[d] = C->rst[id];
 		L.ss[0][d] = ost[id];
 		for (int i = 0, q = 1; i < C->nops; i++)
 			if (C->post >> i & 1u)
@@ -753,17 +766,19 @@ static void con_gemm(const Net *N, const Con *C, const float *const *ptr, int64_
 	/* one operand already laid out as its side is used where it lies */
 	const int xi = __builtin_ctz(xw), yi = __builtin_ctz(yw);
 	if (!xe && !(xw & (xw - 1)) &&
-	    fits(N, C, &N->T[C->op[xi].id], C->gbat, C->gx, C->gk, rows))
+	    fits(N, C, N->T[C->op[xi].id].mask, N->T[C->op[xi].id].st, C->gbat, C->gx, C->gk,
+	         rows))
 		X = (float *)ptr[xi];
 	else
 		pack(N, C, ptr, xw, C->gbat, C->gx, C->gk, xe, rows, X);
 	if (!ye && !(yw & (yw - 1)) &&
-	    fits(N, C, &N->T[C->op[yi].id], C->gbat, C->gk, C->gy, rows))
+	    fits(N, C, N->T[C->op[yi].id].mask, N->T[C->op[yi].id].st, C->gbat, C->gk, C->gy,
+	         rows))
 		Y = (float *)ptr[yi];
 	else
 		pack(N, C, ptr, yw, C->gbat, C->gk, C->gy, ye, rows, Y);
 	/* and the result, when nothing multiplies it */
-	if (!C->post && fits(N, C, &N->T[C->res.id], C->gbat, C->gx, C->gy, rows)) {
+	if (!C->post && fits(N, C, mr, C->rst, C->gbat, C->gx, C->gy, rows)) {
 		pa_approx_gemm(b, x, y, k, X, Y, dst, 1, N->nt, par);
 		return;
 	}
@@ -776,7 +791,6 @@ static void con_gemm(const Net *N, const Con *C, const float *const *ptr, int64_
 static void con_task(const Net *N, const Con *C, int64_t r0, int64_t r1,
                      float *buf, float *dst, bool par)
 {
-	const Ten *R = &N->T[C->res.id];
 	Loop L = {.dst = dst, .ns = C->nops};
 	for (int i = 0; i < C->nops; i++)
 		L.src[i] = ptr_of(N, C, C->op[i], r0, r1, &buf);
@@ -798,7 +812,7 @@ static void con_task(const Net *N, const Con *C, int64_t r0, int64_t r1,
 	L.nd = nd;
 	for (int d = 0; d < nd; d++) {
 		L.len[d] = ids[d] == C->p ? r1 - r0 : N->dim[ids[d]];
-		L.ds[d] = R->st[ids[d]];
+		L.ds[d] = C->rst[ids[d]];
 		for (int i = 0; i < C->nops; i++)
 			L.ss[i][d] = N->T[C->op[i].id].st[ids[d]];
 	}
@@ -831,9 +845,9 @@ static void con_run(const Net *N, const Con *C)
 			const int64_t row = R->size / N->n;
 			float *g = buf, *scratch = g + pad16(c * row);
 			float *rest = scratch + pad16(feat_scratch(N, ed));
-			memset(g, 0, (size_t)((r1 - r0) * row) * sizeof *g);
+			memset(g, 0, (size_t)(c * row) * sizeof *g);
 			con_task(N, C, r0, r1, rest, g, ntask == 1);
-			feat_push(N, C->res.id, r0, r1, g, scratch);
+			feat_push(N, C->res.id, r0, r1, g, c, scratch);
 		} else
 			con_task(N, C, r0, r1, buf, C->acc ? mine : res + r0 * R->st[C->p],
 			         ntask == 1);
