@@ -16,13 +16,20 @@
  * k the contraction dT_k = Σ dT · Π_{k' ≠ k} T_k' over the same indices,
  * which costs what the step costs and so stays linear in n (one position
  * index per step).  Every contraction runs by chunks of rows of that
- * position, over the threads, as one loop nest whose innermost loop is
- * its longest index; a result without the position is summed in an
- * accumulator per thread.  Feature leaves are never stored: a chunk of
- * their rows is made where a contraction reads it, and a chunk of their
- * gradient goes at once back through the recursion φ_f = φ_parent ·
- * a[coord] to the coordinates a, and by the product rule to the factor
- * inputs.  Weight leaves pass their gradient to the values and, through
+ * position, over the threads (a result without the position summed in an
+ * accumulator per thread, chunks dealt statically so sums do not depend
+ * on timing).  A chunk is a batched matrix product when it is worth one:
+ * operands whose indices all lie in the result multiply it at the end;
+ * of the others, one is B and the product of the rest is A, and
+ * O[bat][x][y] = Σ_k X[bat][x][k] · Y[bat][k][y] with (X, Y) = (A, B)
+ * or (B, A), the choice that packs least (a side or result already laid
+ * out as the product wants is used in place) in the forward engine's
+ * register tiles (pa_approx_gemm).  Otherwise it is one loop nest whose
+ * innermost loop is its longest index.  Feature leaves are never stored:
+ * a chunk of their rows is made where a contraction reads it, by the
+ * forward's own feature block, and a chunk of their gradient goes at once
+ * back through the recursion φ_f = φ_parent · a[coord] to the coordinates
+ * a, and by the product rule to the factor inputs.  Weight leaves pass their gradient to the values and, through
  * exp(b_v), to x_v's bias monomials.
  */
 #include "pa_approx.h"
