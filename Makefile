@@ -34,8 +34,8 @@ COMPILER_SRC = compiler/ast.c compiler/diag.c compiler/parse.c \
                compiler/names.c compiler/driver.c
 GRAMMAR_SRC  = $(B)/grammar/parser.c $(B)/grammar/lexer.c
 RUNTIME_SRC  = runtime/pa_status.c runtime/pa_reference.c runtime/pa_kernel.c \
-               runtime/pa_elim.c runtime/pa_elim_grad.c runtime/pa_approx.c runtime/pa_edge.c \
-               runtime/pa_tree_grad.c runtime/pa_threads.c runtime/pa_tensor3.c \
+               runtime/pa_elim.c runtime/pa_elim_grad.c runtime/pa_approx.c runtime/pa_approx_grad.c \
+               runtime/pa_edge.c runtime/pa_tree_grad.c runtime/pa_threads.c runtime/pa_tensor3.c \
                runtime/pa_call.c runtime/pa_reference_call.c
 TEST_SRC     = tests/check_main.c tests/check_parse.c tests/check_runtime.c \
                tests/check_graph.c tests/check_reference_grad.c tests/check_workspace.c \
@@ -79,9 +79,9 @@ $(B)/%.o: %.c
 # The elimination engine spreads its loops over threads.
 $(B)/runtime/pa_elim.o $(B)/runtime/pa_elim_grad.o $(B)/runtime/pa_approx.o $(B)/runtime/pa_edge.o \
 $(B)/runtime/pa_tree_grad.o $(B)/runtime/pa_threads.o $(B)/runtime/pa_call.o \
-$(B)/runtime/pa_tensor3.o: override CFLAGS += -fopenmp
+$(B)/runtime/pa_tensor3.o $(B)/runtime/pa_approx_grad.o: override CFLAGS += -fopenmp
 # The backward's micro-kernels want their small loops unrolled.
-$(B)/runtime/pa_edge.o: override CFLAGS += -O3
+$(B)/runtime/pa_edge.o $(B)/runtime/pa_approx_grad.o: override CFLAGS += -O3
 
 $(B)/compiler/main.o: CPPFLAGS += -DPOLYC_INCLUDE_DIR='"$(CURDIR)/runtime"'
 
@@ -162,6 +162,14 @@ $(E2E)/check_approx.o: tests/check_approx.c
 $(E2E)/check_approx: $(E2E)/check_approx.o $(E2E)/approx/cases.o $(E2E)/approx/cases_table.o $(LIBPA)
 	$(CC) $(CFLAGS) $^ $(CHECK_LIBS) -fopenmp -lm -o $@
 
+# The approximate kernels' gradients: within the promise of the exact
+# ones, and close to the exact gradient of the function they compute.
+$(E2E)/check_approx_grad.o: tests/check_approx_grad.c tests/e2e_inputs.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -fopenmp -Iruntime $(CHECK_CFLAGS) -c $< -o $@
+$(E2E)/check_approx_grad: $(E2E)/check_approx_grad.o $(E2E)/approx/cases.o $(E2E)/approx/cases_table.o $(LIBPA)
+	$(CC) $(CFLAGS) $^ $(CHECK_LIBS) -fopenmp -lm -o $@
+
 # Gradients of every kernel with a backward against pa_reference_backward.
 $(E2E)/check_grad.o: tests/check_grad.c tests/e2e_inputs.h
 	@mkdir -p $(@D)
@@ -191,7 +199,7 @@ $(E2E)/check_approx_engine: tests/check_approx_engine.c $(LIBPA)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -fopenmp -Iruntime $< $(LIBPA) -lm -o $@
 
-e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine \
+e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine $(E2E)/check_approx_grad \
      $(TREE_HEAD_DIMS:%=$(E2E)/grad_tree_h%) $(E2E)/check_wide $(E2E)/grad_wide \
      $(E2E)/grad_general $(E2E)/check_call $(E2E)/check_masked $(E2E)/grad_masked \
      $(E2E)/check_masked_general
@@ -217,6 +225,9 @@ e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine
 	for i in $(ISAS); do for t in $(GRAD_THREADS); do \
 	  echo "call, PA_ISA=$$i, $$t thread(s)"; \
 	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/check_call || exit 1; done; done
+	for i in $(ISAS); do for t in $(GRAD_THREADS); do \
+	  echo "grad approx, PA_ISA=$$i, $$t thread(s)"; \
+	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/check_approx_grad || exit 1; done; done
 
 # --- golden diagnostics: tests/diag/NAME.poly must fail as NAME.err says
 diag: $(POLYC)
@@ -318,9 +329,10 @@ bench-large: $(B)/bench/bench_large
 # beside PyTorch autograd (when installed), gradients checked first, and
 # the peak RSS of a tree backward at n = 100,000.
 $(B)/bench/bench_backward: bench/bench_backward.c bench/peak.c $(B)/bench/backward.o \
-                           $(B)/bench/backward.h $(LIBPA)
+                           $(B)/bench/backward.h $(B)/bench/approx_backward.o \
+                           $(B)/bench/approx_backward.h $(LIBPA)
 	$(CC) $(CFLAGS) -O3 -fopenmp -Iruntime -Ibench -I$(B)/bench bench/bench_backward.c bench/peak.c \
-	    $(B)/bench/backward.o $(LIBPA) -lm -o $@
+	    $(B)/bench/backward.o $(B)/bench/approx_backward.o $(LIBPA) -lm -o $@
 bench-backward: $(B)/bench/bench_backward
 	sh bench/run_backward.sh $(B)/bench
 .PHONY: bench-backward
@@ -390,7 +402,8 @@ sanitize:
 	    POLYC_FLAGS='$(SAN_POLYC_FLAGS)' sanitize-run
 
 sanitize-run: all $(B)/check_unit $(E2E)/check_tree_h3 $(E2E)/check_general $(E2E)/check_approx \
-              $(E2E)/check_approx_engine $(E2E)/grad_tree_h3 $(E2E)/grad_general $(E2E)/check_call
+              $(E2E)/check_approx_engine $(E2E)/grad_tree_h3 $(E2E)/grad_general $(E2E)/check_call \
+              $(E2E)/check_approx_grad
 	$(B)/check_unit
 	sh tests/diag/run.sh $(POLYC) tests/diag
 	sh tests/cli/run.sh $(POLYC)
@@ -401,6 +414,7 @@ sanitize-run: all $(B)/check_unit $(E2E)/check_tree_h3 $(E2E)/check_general $(E2
 	CK_FORK=no $(E2E)/check_approx
 	CK_FORK=no $(E2E)/check_call
 	$(E2E)/check_approx_engine
+	CK_FORK=no $(E2E)/check_approx_grad
 
 # --- install: a compiler's layout; polyc finds its headers through
 # <prefix>/include/polyc next to <prefix>/bin.

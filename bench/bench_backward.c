@@ -29,6 +29,11 @@
  *                 DIR/KERNEL_N_NAME.f32 (NAME: an input's name, "gout",
  *                 "out", "d" + an input's name), for torch_backward.py
  *                 --check to compare with PyTorch's autograd.
+ *   --approx      the approximate kernels of bench/approx_backward.poly
+ *                 (batch 1, factor entries uniform within the bound): the
+ *                 median seconds of K, K_train, K_backward and K_train +
+ *                 K_backward at n = 4096 … 65536, and each one's growth
+ *                 from n = 4096 (16× n: linear is 16×).
  *   --memory N    K_train then K_backward of `big` (head_dim = value_dim =
  *                 16, batch 1) at n = N: seconds, saved_floats, the
  *                 buffers the caller holds, and the peak resident set
@@ -44,6 +49,7 @@
  *        bench_backward -g [TSV]
  *        bench_backward --dump DIR
  *        bench_backward --memory N [TSV]
+ *        bench_backward --approx
  *   -k, -n  time only these kernels / lengths (default: all of them)
  *   TSV     also write "kernel n fwd train bwd train+bwd" seconds there
  */
@@ -55,6 +61,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "approx_backward.h"
 #include "backward.h"
 #include "pa_simd.h"
 #include "peak.h"
@@ -403,8 +410,71 @@ static int memory(int64_t n, const char *tsv_path)
 	return 0;
 }
 
+/* ------------------------------------------------- approximate kernels */
+
+static const pa_kernel_info *const approx_kernels[] = {&tree_approx_info,
+                                                       &strassen_approx_info};
+static const int approx_sizes[] = {4096, 8192, 16384, 32768, 65536};
+enum { NA = sizeof approx_kernels / sizeof *approx_kernels,
+       NAS = sizeof approx_sizes / sizeof *approx_sizes, AREPS = 5 };
+
+/* approx_case: case_init at batch 1 with every factor entry uniform in
+ * [-bound, bound], so the network runs. */
+static void approx_case(Case *c, const pa_kernel_info *k, int64_t n)
+{
+	unsigned seed = 777;
+	case_init(c, k, 1, n);
+	for (int i = 0; i < k->num_inputs; i++)
+		if (k->inputs[i].kind == PA_INPUT_FACTOR)
+			for (int64_t e = 0; e < n * k->inputs[i].cols; e++)
+				c->in[i][e] = (float)(k->bound * (2.0 * rand_r(&seed) / RAND_MAX - 1));
+}
+
+/* approx_shape: secs[t] = median seconds of each timing of k at n. */
+static void approx_shape(const pa_kernel_info *k, int n, double *secs)
+{
+	Case c;
+	double t[NT][AREPS];
+	approx_case(&c, k, n);
+	call_fwd(&c), call_train(&c), call_bwd(&c);
+	for (int r = 0; r < AREPS; r++) {
+		t[T_FWD][r] = call_fwd(&c);
+		t[T_TRAIN][r] = call_train(&c);
+		t[T_BWD][r] = call_bwd(&c);
+		t[T_BOTH][r] = t[T_TRAIN][r] + t[T_BWD][r];
+	}
+	for (int i = 0; i < NT; i++) {
+		qsort(t[i], AREPS, sizeof *t[i], cmp_double);
+		secs[i] = t[i][AREPS / 2];
+	}
+	case_free(&c);
+}
+
+/* approx_scaling: the --approx mode (see the top of the file). */
+static int approx_scaling(void)
+{
+	double secs[NA][NAS][NT];
+	printf("approximate kernels (bench/approx_backward.poly): batch 1, %d threads, ISA %s, "
+	       "median of %d rounds\n", omp_get_max_threads(), pa_isa_name(pa_isa()), AREPS);
+	printf("%-16s %6s  %10s %10s %10s %10s  %7s  %s\n", "kernel", "n", "forward", "train",
+	       "backward", "train+bwd", "bwd/fwd", "train+bwd growth from 4096 (linear: n/4096)");
+	for (int k = 0; k < NA; k++)
+		for (int s = 0; s < NAS; s++) {
+			approx_shape(approx_kernels[k], approx_sizes[s], secs[k][s]);
+			const double *x = secs[k][s];
+			printf("%-16s %6d  %10.4f %10.4f %10.4f %10.4f  %6.2fx  %6.2fx (n %2dx)\n",
+			       approx_kernels[k]->name, approx_sizes[s], x[T_FWD], x[T_TRAIN], x[T_BWD],
+			       x[T_BOTH], x[T_BWD] / x[T_FWD], x[T_BOTH] / secs[k][0][T_BOTH],
+			       approx_sizes[s] / approx_sizes[0]);
+			fflush(stdout);
+		}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc >= 2 && strcmp(argv[1], "--approx") == 0)
+		return approx_scaling();
 	const char *tsv_path = NULL;
 	if (argc >= 3 && strcmp(argv[1], "--dump") == 0)
 		return dump(argv[2]);

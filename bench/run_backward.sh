@@ -5,7 +5,8 @@
 # PyTorch's at every shape timed (Strassen and 3-tensor at their smallest
 # n), then both tables and their ratios for the trees, then for Strassen
 # and 3-tensor, then the peak RSS of a tree backward at n = 25,000 and
-# 100,000.
+# 100,000, then the approximate tree and Strassen trained at n = 4096 …
+# 65536.
 # usage: run_backward.sh [BUILD/bench]; exit status 1 if a gradient is off.
 set -e
 out=${1:-build/bench}
@@ -81,4 +82,7 @@ awk -F'\t' 'NR == 1 { n = $1; s = $2; r = $3; w = $4 }
             NR == 2 { printf "n %d / %d = %.1fx: saved_floats %.2fx, peak RSS %.2fx, the calls'"'"' own" \
                              " memory (peak after backward - before) %.2fx; linear: %.1fx, n^2: %.1fx\n",
                       $1, n, $1 / n, $2 / s, $3 / r, $4 / w, $1 / n, ($1 / n) ^ 2 }' "$out/backward_mem.tsv"
+echo
+echo "approximate kernels: training forward and backward, linear in n (bench/approx_backward.poly)"
+"$bin" --approx
 exit $status

@@ -195,6 +195,31 @@ static void emit_network(Emitter *E, const Plan *p)
 	emit_line(E, "};");
 }
 
+/* emit_approx_train: K_saved_floats, K_train and K_backward over the
+ * runtime's (pa_approx_grad.c): the exact gradient of what the forward
+ * ran, the network's or the exact part's. */
+static void emit_approx_train(Emitter *E, const char *kn)
+{
+	emit_line(E, "/* training: saved records which algorithm the forward ran; the");
+	emit_line(E, " * backward is the exact gradient of that one's function */");
+	emit_line(E, "int64_t %s_saved_floats(int64_t batch, int64_t n)", kn);
+	emit_open(E, "");
+	emit_line(E, "return pa_approx_saved_floats(&%s_aplan, batch, n);", kn);
+	emit_close(E);
+	emit_line(E, "");
+	emit_line(E, "pa_status %s_train(int64_t batch, int64_t n, const float *const inputs[], float *out,", kn);
+	emit_open(E, "\tfloat *saved)");
+	emit_line(E, "return pa_approx_train(&%s_info, &%s_aplan, batch, n, inputs, out, saved);", kn, kn);
+	emit_close(E);
+	emit_line(E, "");
+	emit_line(E, "pa_status %s_backward(int64_t batch, int64_t n, const float *const inputs[],", kn);
+	emit_open(E, "\tconst float *out, const float *saved, const float *grad_out, float *const grad_inputs[])");
+	emit_line(E, "return pa_approx_backward(&%s_info, &%s_aplan, batch, n, inputs, out, saved,", kn, kn);
+	emit_line(E, "                          grad_out, grad_inputs);");
+	emit_close(E);
+	emit_line(E, "");
+}
+
 /* emit_approx_kernel: the exact part if carried, the tables, the plan and
  * the entry point. */
 void emit_approx_kernel(Emitter *E, const Plan *p)
@@ -238,6 +263,9 @@ void emit_approx_kernel(Emitter *E, const Plan *p)
 	emit_line(E, ".bound = %.9g, .min_n = %.0f, .exact = %s,", approx_bound(k),
 	          p->use == USE_AUTO ? A->min_n : 0.0,
 	          p->carry_exact ? exact : "0");
+	if (p->carry_exact && plan_exact_trains(p))
+		emit_line(E, ".exact_saved_floats = %s_saved_floats, .exact_train = %s_train, "
+		          ".exact_backward = %s_backward,", exact, exact, exact);
 	E->indent--;
 	emit_line(E, "};");
 	emit_line(E, "");
@@ -247,5 +275,7 @@ void emit_approx_kernel(Emitter *E, const Plan *p)
 	          k->name, k->name);
 	emit_close(E);
 	emit_line(E, "");
+	if (plan_trains(p))
+		emit_approx_train(E, k->name);
 	emit_info(E, p);
 }

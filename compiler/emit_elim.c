@@ -97,23 +97,26 @@ static void emit_steps(Emitter *E, const Plan *p)
 }
 
 /* emit_training: K_saved_floats, K_train and K_backward, each a call of
- * the engine's training entry (runtime/pa_elim_grad.c) with the plan. */
-static void emit_training(Emitter *E, const Plan *p)
+ * the engine's training entry (runtime/pa_elim_grad.c) with the plan;
+ * with entry, static ones named after it (the exact part of an
+ * approximate kernel). */
+static void emit_training(Emitter *E, const Plan *p, const char *entry)
 {
-	const char *kn = p->g->k->name;
+	const char *kn = p->g->k->name, *fn = entry ? entry : kn;
+	const char *qual = entry ? "static " : "";
 	emit_line(E, "/* training: saved keeps the messages of the steps without x1; the");
 	emit_line(E, " * backward runs the steps in reverse order */");
-	emit_line(E, "int64_t %s_saved_floats(int64_t batch, int64_t n)", kn);
+	emit_line(E, "%sint64_t %s_saved_floats(int64_t batch, int64_t n)", qual, fn);
 	emit_open(E, "");
 	emit_line(E, "return pa_elim_saved_floats(&%s_info, &%s_plan, batch, n);", kn, kn);
 	emit_close(E);
 	emit_line(E, "");
-	emit_line(E, "pa_status %s_train(int64_t batch, int64_t n, const float *const inputs[], float *out,", kn);
+	emit_line(E, "%spa_status %s_train(int64_t batch, int64_t n, const float *const inputs[], float *out,", qual, fn);
 	emit_open(E, "\tfloat *saved)");
 	emit_line(E, "return pa_elim_train(&%s_info, &%s_plan, batch, n, inputs, out, saved);", kn, kn);
 	emit_close(E);
 	emit_line(E, "");
-	emit_line(E, "pa_status %s_backward(int64_t batch, int64_t n, const float *const inputs[],", kn);
+	emit_line(E, "%spa_status %s_backward(int64_t batch, int64_t n, const float *const inputs[],", qual, fn);
 	emit_open(E, "\tconst float *out, const float *saved, const float *grad_out, float *const grad_inputs[])");
 	emit_line(E, "return pa_elim_backward(&%s_info, &%s_plan, batch, n, inputs, out, saved,", kn, kn);
 	emit_line(E, "                        grad_out, grad_inputs);");
@@ -158,8 +161,8 @@ void emit_elim_kernel(Emitter *E, const Plan *p, const char *entry)
 	          k->name, k->name);
 	emit_close(E);
 	emit_line(E, "");
-	if (!entry && plan_trains(p))
-		emit_training(E, p);
+	if (plan_trains(p) && plan_exact_trains(p))
+		emit_training(E, p, entry);
 	if (!entry)
 		emit_info(E, p);
 }

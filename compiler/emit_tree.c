@@ -539,24 +539,26 @@ static void emit_entry(Emitter *E, const Plan *p, const char *entry)
 	emit_line(E, "");
 }
 
-/* emit_train: K_saved_floats and K_train (doc/training.md). */
-static void emit_train(Emitter *E, const Plan *p, const Buf *b, int nb)
+/* emit_train: K_saved_floats and K_train (doc/training.md); with entry,
+ * static ones named after it (the exact part of an approximate kernel). */
+static void emit_train(Emitter *E, const Plan *p, const Buf *b, int nb,
+                       const char *entry)
 {
-	const Kernel *k = p->g->k;
+	const char *name = entry ? entry : p->g->k->name, *qual = entry ? "static " : "";
 	emit_line(E, "/* training: the forward keeps each message's log-normalizer and");
 	emit_line(E, " * normalized message in saved, this many floats */");
-	emit_line(E, "int64_t %s_saved_floats(int64_t batch, int64_t n)", k->name);
+	emit_line(E, "%sint64_t %s_saved_floats(int64_t batch, int64_t n)", qual, name);
 	emit_open(E, "");
 	emit_line(E, "size_t kept = 0;");
 	emit_carves(E, p, b, nb, true);
 	emit_line(E, "return kept == SIZE_MAX || kept > INT64_MAX ? -1 : (int64_t)kept;");
 	emit_close(E);
 	emit_line(E, "");
-	emit_line(E, "pa_status %s_train(int64_t batch, int64_t n, const float *const inputs[], float *out,", k->name);
+	emit_line(E, "%spa_status %s_train(int64_t batch, int64_t n, const float *const inputs[], float *out,", qual, name);
 	emit_open(E, "\tfloat *saved)");
 	emit_line(E, "if (!saved)");
 	emit_line(E, "\treturn PA_ERR_NULL;");
-	emit_line(E, "return %s_run(batch, n, inputs, out, saved);", k->name);
+	emit_line(E, "return %s_run(batch, n, inputs, out, saved);", name);
 	emit_close(E);
 	emit_line(E, "");
 }
@@ -601,12 +603,15 @@ static void emit_tree_plan(Emitter *E, const Plan *p)
 
 /* emit_backward: K_backward rebuilds every message's queries, keys, key
  * bias and payload with the forward's prepare stages, from the inputs and
- * saved, and runs the reverse pass of the runtime (pa_tree.h). */
-static void emit_backward(Emitter *E, const Plan *p, const Buf *b, int nb)
+ * saved, and runs the reverse pass of the runtime (pa_tree.h); with
+ * entry, a static one named after it. */
+static void emit_backward(Emitter *E, const Plan *p, const Buf *b, int nb,
+                          const char *entry)
 {
 	const Kernel *k = p->g->k;
 	emit_line(E, "/* the backward: the reverse message pass, root first */");
-	emit_line(E, "pa_status %s_backward(int64_t batch, int64_t n, const float *const inputs[],", k->name);
+	emit_line(E, "%spa_status %s_backward(int64_t batch, int64_t n, const float *const inputs[],",
+	          entry ? "static " : "", entry ? entry : k->name);
 	emit_open(E, "\tconst float *out, const float *saved, const float *grad_out, float *const grad_inputs[])");
 	emit_line(E, "pa_status st = pa_check_args(&%s_info, batch, n, inputs, out);", k->name);
 	emit_line(E, "if (st == PA_OK)");
@@ -668,9 +673,9 @@ void emit_tree_kernel(Emitter *E, const Plan *p, const char *entry)
 	emit_finish(E, p);
 	emit_run(E, p, b, nb, entry ? entry : k->name);
 	emit_entry(E, p, entry);
-	if (!entry && plan_trains(p)) {
-		emit_train(E, p, b, nb);
-		emit_backward(E, p, b, nb);
+	if (plan_trains(p) && plan_exact_trains(p)) {
+		emit_train(E, p, b, nb, entry);
+		emit_backward(E, p, b, nb, entry);
 	}
 	if (!entry)
 		emit_info(E, p);

@@ -342,10 +342,19 @@ double plan_seconds(const Plan *p, double n)
 }
 
 /* plan_trains: the kernel carries a backward (doc/training.md): every
- * exact plan, tree or elimination, does. */
+ * plan does, exact (tree or elimination), approximate or auto (its
+ * network's backward, and its exact part's over the bound). */
 bool plan_trains(const Plan *p)
 {
-	return p->use == USE_EXACT;
+	return p->kind == PLAN_TREE || p->kind == PLAN_ELIM;
+}
+
+/* plan_exact_trains: p's exact algorithm has a backward, so the exact
+ * part an approximate plan carries is emitted with its training pair:
+ * every tree and elimination plan. */
+bool plan_exact_trains(const Plan *p)
+{
+	return p->kind == PLAN_TREE || p->kind == PLAN_ELIM;
 }
 
 /* plan_algorithm = what K_info.algorithm says: the exact plan's name,

@@ -396,6 +396,7 @@ void mask_range(const Kernel *k, int parent, int child, int64_t *lo,
 const char *plan_kind_name(PlanKind k);
 const char *plan_algorithm(const Plan *p);
 bool plan_trains(const Plan *p);
+bool plan_exact_trains(const Plan *p);
 double plan_flops(const Plan *p, double n);
 double plan_seconds(const Plan *p, double n);
 

@@ -50,6 +50,24 @@ static pa_status strassen_exact(int64_t batch, int64_t n, const float *const inp
 	return pa_elim_run(&strassen_info, &strassen_plan, batch, n, inputs, out);
 }
 
+/* training: saved keeps the messages of the steps without x1; the
+ * backward runs the steps in reverse order */
+static int64_t strassen_exact_saved_floats(int64_t batch, int64_t n)
+{
+	return pa_elim_saved_floats(&strassen_info, &strassen_plan, batch, n);
+}
+
+static pa_status strassen_exact_train(int64_t batch, int64_t n, const float *const inputs[], float *out,
+	float *saved) {
+	return pa_elim_train(&strassen_info, &strassen_plan, batch, n, inputs, out, saved);
+}
+
+static pa_status strassen_exact_backward(int64_t batch, int64_t n, const float *const inputs[],
+	const float *out, const float *saved, const float *grad_out, float *const grad_inputs[]) {
+	return pa_elim_backward(&strassen_info, &strassen_plan, batch, n, inputs, out, saved,
+	                        grad_out, grad_inputs);
+}
+
 /* edge 0: score bound 1, Taylor degree 8 over 4 coordinates, 495 features; weights on x1 */
 static const int strassen_mono_0[1] = {
 	0,
@@ -343,11 +361,30 @@ static const pa_approx_plan strassen_aplan = {
 	.nleaves = 9, .leaves = strassen_aleaves,
 	.nsteps = 6, .steps = strassen_asteps,
 	.bound = 0.5, .min_n = 0, .exact = strassen_exact,
+	.exact_saved_floats = strassen_exact_saved_floats, .exact_train = strassen_exact_train, .exact_backward = strassen_exact_backward,
 };
 
 pa_status strassen(int64_t batch, int64_t n, const float *const inputs[], float *out)
 {
 	return pa_approx_run(&strassen_info, &strassen_aplan, batch, n, inputs, out);
+}
+
+/* training: saved records which algorithm the forward ran; the
+ * backward is the exact gradient of that one's function */
+int64_t strassen_saved_floats(int64_t batch, int64_t n)
+{
+	return pa_approx_saved_floats(&strassen_aplan, batch, n);
+}
+
+pa_status strassen_train(int64_t batch, int64_t n, const float *const inputs[], float *out,
+	float *saved) {
+	return pa_approx_train(&strassen_info, &strassen_aplan, batch, n, inputs, out, saved);
+}
+
+pa_status strassen_backward(int64_t batch, int64_t n, const float *const inputs[],
+	const float *out, const float *saved, const float *grad_out, float *const grad_inputs[]) {
+	return pa_approx_backward(&strassen_info, &strassen_aplan, batch, n, inputs, out, saved,
+	                          grad_out, grad_inputs);
 }
 
 /* the extended call: lengths, strides, heads, fewer queries than keys,
@@ -395,6 +432,9 @@ const pa_kernel_info strassen_info = {
 	.bound = 0.5,
 	.error = 2.247273636557523e-05,
 	.exact_fallback = 1,
+	.saved_floats = strassen_saved_floats,
+	.train = strassen_train,
+	.backward = strassen_backward,
 	.call = strassen_call,
 	.call_saved_floats = strassen_call_saved_floats,
 };

@@ -45,7 +45,7 @@
 #define MAXIN 32                 /* inputs of one step */
 #define MAX_FLOATS ((int64_t)1 << 40) /* floats one tensor may hold */
 #define MAX_COORDS 1024          /* D = nmono · head_dim of one edge */
-#define FR 64                    /* rows of features made side by side: a
+#define FR PA_APPROX_FR           /* rows of features made side by side: a
                                     multiple of 16 (the AVX-512 transpose) */
 #define CHUNK 256                /* rows of p per task at most */
 #define BUDGET ((int64_t)1 << 17) /* floats of one task's buffers */
@@ -427,6 +427,13 @@ static void gemm_batch(int64_t nbat, int64_t M, int64_t N, int64_t K,
 	}
 }
 
+/* pa_approx_gemm: see pa_approx.h. */
+void pa_approx_gemm(int64_t nbat, int64_t M, int64_t N, int64_t K, const float *A,
+                    const float *B, float *O, int acc, int nt, int par)
+{
+	gemm_batch(nbat, M, N, K, A, false, B, O, acc, nt, par);
+}
+
 /* --------------------------------------------------------------- leaves */
 
 /* side_row: a[(i, l)] = Π of the factor inputs of monomial mono[i] of edge
@@ -544,6 +551,22 @@ feature_avx512(int nf, const int *parent, const int *coord, const float *weight,
 	}
 }
 #endif
+
+/* pa_approx_feature_block: see pa_approx.h. */
+void pa_approx_feature_block(int nf, const int *parent, const int *coord,
+                             const float *weight, float *ph, float *at, int rows,
+                             float *out)
+{
+	void (*block)(int, const int *, const int *, const float *, float (*)[FR],
+	              float (*)[FR], int, float *) = feature_generic;
+#if defined(__x86_64__)
+	if (pa_isa() == PA_ISA_AVX512)
+		block = feature_avx512;
+	else if (pa_isa() == PA_ISA_AVX2)
+		block = feature_avx2;
+#endif
+	block(nf, parent, coord, weight, (float (*)[FR])ph, (float (*)[FR])at, rows, out);
+}
 
 /* leaf_features: rows r0 … r1-1 of Φ_{e,v}: φ_0 = 1, φ_f = φ_parent[f] ·
  * A[coord[f]], times weight[f] on weight_var.  FR rows are made side by
@@ -1225,7 +1248,9 @@ static void run_gemm_step(const Engine *E, int s)
 	for (int t = 0; summed && t < E->nt; t++)
 		memset(thread_buf(E, t), 0, (size_t)accf * sizeof(float));
 	if (ntask >= E->nt && E->nt > 1) {
-		#pragma omp parallel for schedule(dynamic, 1) num_threads(E->nt)
+		/* round robin: a thread sums the same chunks every call, so a
+		 * summed result (and K_train's output) does not depend on timing */
+		#pragma omp parallel for schedule(static, 1) num_threads(E->nt)
 		for (int64_t i = 0; i < ntask; i++) {
 			int id = omp_get_thread_num();
 			float *buf = thread_buf(E, id);

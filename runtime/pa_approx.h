@@ -102,6 +102,10 @@ typedef struct pa_approx_plan {
 	int64_t min_n;           /* below this n the exact kernel runs (auto) */
 	pa_kernel_fn exact;      /* the exact kernel, or NULL: over the bound
 	                            gives PA_ERR_BOUND */
+	/* the exact kernel's training pair, NULL when it has none */
+	int64_t (*exact_saved_floats)(int64_t batch, int64_t n);
+	pa_train_fn exact_train;
+	pa_backward_fn exact_backward;
 } pa_approx_plan;
 
 /*
@@ -114,6 +118,51 @@ typedef struct pa_approx_plan {
 pa_status pa_approx_run(const pa_kernel_info *k, const pa_approx_plan *p,
                         int64_t batch, int64_t n, const float *const inputs[],
                         float *out);
+
+/*
+ * Training (doc/training.md, "Approximate kernels"), pa_approx_grad.c.
+ * A call runs what pa_approx_run would: the network, or the exact kernel
+ * (below min_n, or over the bound with one), or returns PA_ERR_BOUND.
+ * saved[0] records which; the exact kernel's saved follows it, so
+ * pa_approx_saved_floats is 1 + exact_saved_floats(batch, n).
+ * pa_approx_train writes the output pa_approx_run writes, bit for bit.
+ * pa_approx_backward takes the rule again on its inputs (PA_ERR_BOUND
+ * over the bound without an exact kernel; PA_ERR_ARGUMENT when saved[0]
+ * records another choice) and gives the exact gradient of the function
+ * the forward computed: the network's, by reverse mode through its steps,
+ * or the exact kernel's backward (PA_ERR_UNSUPPORTED when it has none).
+ * Nothing is written unless the status is PA_OK.
+ */
+enum {
+	PA_APPROX_NETWORK = 1,   /* saved[0]: the forward contracted the network */
+	PA_APPROX_EXACT = 2,     /* saved[0]: it ran the exact kernel */
+};
+int64_t pa_approx_saved_floats(const pa_approx_plan *p, int64_t batch, int64_t n);
+pa_status pa_approx_train(const pa_kernel_info *k, const pa_approx_plan *p,
+                          int64_t batch, int64_t n, const float *const inputs[],
+                          float *out, float *saved);
+pa_status pa_approx_backward(const pa_kernel_info *k, const pa_approx_plan *p,
+                             int64_t batch, int64_t n, const float *const inputs[],
+                             const float *out, const float *saved,
+                             const float *grad_out, float *const grad_inputs[]);
+
+/* Rows of features made side by side. */
+#define PA_APPROX_FR 64
+
+/* From at[d][r] (coordinate d of row r, PA_APPROX_FR rows side by side),
+ * ph[f][r] = φ_f of row r (nf × PA_APPROX_FR floats), and rows 0 … rows-1
+ * of the features into out (nf floats each), times weight[f] when weight
+ * is not NULL: the forward's feature maps, in the widest vectors this CPU
+ * runs. */
+void pa_approx_feature_block(int nf, const int *parent, const int *coord,
+                             const float *weight, float *ph, float *at, int rows,
+                             float *out);
+
+/* nbat products O (+= when acc) = A · B of contiguous [M][K], [K][N] and
+ * [M][N] blocks in the engine's register tiles (the widest this CPU runs),
+ * over nt threads when par and the work is worth it. */
+void pa_approx_gemm(int64_t nbat, int64_t M, int64_t N, int64_t K, const float *A,
+                    const float *B, float *O, int acc, int nt, int par);
 
 /* The largest |entry| of the factor inputs of k (a NaN-free call). */
 double pa_factor_max(const pa_kernel_info *k, int64_t batch, int64_t n,

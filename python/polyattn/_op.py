@@ -129,9 +129,8 @@ def backward_impl(info, inputs, out, saved, grad_out, wanted):
     """polyattn::backward's computation: checks, then K_info.backward."""
     if not info.has_backward:
         raise NotImplementedError(
-            f"kernel '{info.name}' ({info.polynomial}) has no backward: polyc "
-            f"emits gradients for exact kernels (tree and elimination plans), "
-            f"not yet for algorithm {info.algorithm}")
+            f"kernel '{info.name}' ({info.polynomial}) has no backward: its "
+            f"K_info.backward is NULL (a library built by an older polyc)")
     b, n = _check(info, inputs)
     if (tuple(grad_out.shape) != (b, n, info.value_dim)
             or grad_out.dtype != torch.float32 or not grad_out.is_contiguous()):

@@ -1,6 +1,8 @@
 """Gradients of the kernels (K_info.backward through autograd) against
 the float64 brute force's, and the brute force against finite
 differences."""
+import math
+
 import pytest
 import torch
 
@@ -146,3 +148,140 @@ def test_no_silent_double_backward(gen):
     g = torch.autograd.grad(k(*xs).square().sum(), xs[0], create_graph=True)[0]
     with pytest.raises(RuntimeError):
         g.sum().backward()
+
+
+def taylor(u, p):
+    """Σ_{i ≤ p} u^i / i!, the Taylor polynomial that replaces exp(u)."""
+    s, t = torch.ones_like(u), torch.ones_like(u)
+    for i in range(1, p + 1):
+        t = t * u / i
+        s = s + t
+    return s
+
+
+def edges_of(k):
+    """Each edge's variables, monomials, score bound X and Taylor degree P,
+    read from the kernel's --explain text (polyc's plan)."""
+    import re
+    edges = re.findall(r"edge \d+ \{([^}]*)\}: \|score\| <= ([0-9.e+-]+), Taylor degree (\d+)",
+                       k.explain)
+    out = []
+    for vs, x, p in edges:
+        vars_ = frozenset(int(v.strip()[1:]) for v in vs.split(","))
+        monos = [m for m in range(len(k.coefficients))
+                 if {d.variable for d in k.inputs if d.kind == "factor" and d.monomial == m} == vars_]
+        out.append((vars_, monos, float(x), int(p)))
+    return out
+
+
+def weights(k, xs, taylor_edges=None, absolute=False):
+    """Every tuple's weight exp(s(ℓ)) (or, with taylor_edges, Π_e T_Pe(u_e) ·
+    exp(biases)) as a tensor (b, n, …, n), and the value product (b, n, …,
+    n, vd).  absolute: the scores' terms with |scale·c| and |F| (the size of
+    ∂u/∂F), no exp."""
+    n, t = xs[0].shape[-2], k.num_vars
+    b = xs[0].shape[0]
+
+    def on_axis(x, j):
+        shape = [b] + [1] * t + [x.shape[-1]]
+        shape[j] = n
+        return x.reshape(shape)
+
+    mono = []
+    for m, c in enumerate(k.coefficients):
+        prod = None
+        for x, d in zip(xs, k.inputs):
+            if d.kind == "factor" and d.monomial == m:
+                v = on_axis(x.abs() if absolute else x, d.variable)
+                prod = v if prod is None else prod * v
+        c = abs(k.scale * c) if absolute else k.scale * c
+        mono.append((c * prod.sum(-1)).expand([b] + [n] * t))
+    u = torch.ones(k.value_dim, dtype=xs[0].dtype)
+    for x, d in zip(xs, k.inputs):
+        if d.kind == "value":
+            u = u * on_axis(x.abs() if absolute else x, d.variable)
+    if absolute:
+        return sum(mono), u
+    if taylor_edges is None:
+        s = sum(mono)
+        return (s - s.amax()).exp(), u
+    w, in_edge = 1.0, set()
+    for _, monos, _, p in taylor_edges:
+        w = w * taylor(sum(mono[m] for m in monos), p)
+        in_edge |= set(monos)
+    bias = sum((mono[m] for m in range(len(mono)) if m not in in_edge), torch.zeros(()))
+    return w * bias.exp(), u
+
+
+def attend(w, u, t):
+    """out[ℓ1] = Σ w u / Σ w over ℓ2 … ℓt."""
+    dims = tuple(range(2, t + 1))
+    return (w.unsqueeze(-1) * u).sum(dims) / w.sum(dims).unsqueeze(-1)
+
+
+def promise_bounds(k, xs, g, out_approx_err):
+    """doc/training.md's per-entry bound on |approximate − exact gradient|:
+    for a factor Σ_ℓ p |∂u/∂F| (κ(|⟨g,u⟩| + |⟨g,out⟩|) + (1+κ) η Σ_c |g_c| A_c),
+    for a value η Σ_ℓ p |g_c| Π_{j'≠j} |V_j'|; as gradients of the absolute
+    terms weighted by the (constant) rest."""
+    t, eps = k.num_vars, k.error
+    eta = 2 * eps / (1 - eps)
+    dmax = max(math.exp(x) * x ** p / math.factorial(p) for _, _, x, p in edges_of(k)) / (1 - eps)
+    kappa = (1 + eta) * (1 + dmax) - 1
+    w, u = weights(k, xs)
+    dims = tuple(range(2, t + 1))
+    p = w / w.sum(dims, keepdim=True)
+    view = [p.shape[0], p.shape[1]] + [1] * (t - 1) + [k.value_dim]
+    gv = g.reshape(view)
+    out = (p.unsqueeze(-1) * u).sum(dims)
+    gu = (gv * u).sum(-1)
+    go = (g * out).sum(-1).reshape(view[:-1])
+    A = (p.unsqueeze(-1) * u.abs()).sum(dims)
+    G = (g.abs() * A).sum(-1).reshape(view[:-1])
+    room = (kappa * (gu.abs() + go.abs()) + (1 + kappa) * eta * G).detach()
+    leaves = [x.abs().detach().requires_grad_() for x in xs]
+    sa, ua = weights(k, leaves, absolute=True)
+    total = (p.detach() * room * sa).sum() + eta * (p.detach().unsqueeze(-1) * gv.abs() * ua).sum()
+    return torch.autograd.grad(total, leaves, allow_unused=True)
+
+
+APPROX = [("x1*x2 + x2*x3 + x3*x1", dict(head_dim=2, value_dim=2, bound=0.5)),
+          ("x1*x2 + x2*x3", dict(head_dim=2, value_dim=3, bound=0.5, values="x2, x3"))]
+
+
+@pytest.mark.parametrize("poly,settings", APPROX)
+@pytest.mark.parametrize("n", [1, 5])
+def test_approximate_gradients_within_promise(poly, settings, n, gen):
+    """An approximate kernel's autograd gradients: within doc/training.md's
+    promise of the exact gradients (float64 brute force), and within 1e-3 of
+    the float64 gradients of the function it computes (each edge's exp(u)
+    replaced by its Taylor polynomial of the degree --explain gives)."""
+    k = polyattn.compile(poly, kernel="approx_grad", algorithm="approx", **settings)
+    assert k.has_backward
+    B = k.bound
+    xs = [(2 * torch.rand(2, n, d.cols, generator=gen) - 1) * (B if d.kind == "factor" else 1)
+          for d in k.inputs]
+    g = torch.randn(2, n, k.value_dim, generator=gen)
+    out, got = grads(k, xs, g, kernel_call)
+    _, want = grads(k, [x.double() for x in xs], g, reference)
+    bounds = promise_bounds(k, [x.double() for x in xs], g.double(), k.error)
+    for a, w, bd, d in zip(got, want, bounds, k.inputs):
+        slack = 1e-4 * max(w.abs().max().item(), 1e-6)
+        excess = ((a.double() - w).abs() - bd - slack).max().item()
+        assert excess <= 0, (d.name, excess)
+    edges = edges_of(k)
+    _, taylor_want = grads(k, [x.double() for x in xs], g,
+                           lambda k, ys: attend(*weights(k, ys, edges), k.num_vars))
+    errs = grad_errs(got, taylor_want)
+    assert max(errs) < 1e-3, dict(zip([d.name for d in k.inputs], errs))
+
+
+def test_approximate_gradient_over_the_bound(gen):
+    """Over the bound the forward refuses (PA_ERR_BOUND): no gradient either."""
+    k = polyattn.compile("x1*x2 + x2*x3 + x3*x1", kernel="approx_bound", head_dim=2,
+                         value_dim=2, algorithm="approx", bound=0.5)
+    xs = [(torch.rand(1, 4, d.cols, generator=gen) - 0.5).requires_grad_() for d in k.inputs]
+    with torch.no_grad():
+        xs[0][0, 1, 0] = 0.75
+    with pytest.raises(polyattn.KernelError, match="PA_ERR_BOUND"):
+        k(*xs).sum().backward()
