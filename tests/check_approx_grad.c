@@ -27,10 +27,10 @@
  * smallest even degree within a share of the tolerance, doc/design.md)
  * gives for some share, the one whose combined error is K_info.error.
  * Also: train writes what the plain forward writes; an auto kernel's call
- * that ran exact (saved[0], pa_approx.h) gives the exact gradient or, for
- * an exact part without a backward, PA_ERR_UNSUPPORTED and nothing written;
+ * that ran exact (saved[0], pa_approx.h) gives the exact gradient (every
+ * exact part, tree or elimination, has a backward);
  * over the bound: PA_ERR_BOUND and nothing written, or with fallback =
- * exact the exact plan's gradient (PA_ERR_UNSUPPORTED where it has none);
+ * exact the exact plan's gradient;
  * a saved that records another choice PA_ERR_ARGUMENT; NULL arguments,
  * NaN gradients and NULL gradient entries as check_grad.c checks them.
  *
@@ -561,16 +561,10 @@ static pa_status train_backward(Call *C, int *ran, const char *ctx)
 	return k->backward(C->in.batch, C->in.n, ptrs, C->out, C->saved, C->g, C->grad);
 }
 
-/* check_exact_path: a call that ran the exact part: its gradient, or
- * PA_ERR_UNSUPPORTED (nothing written) when it has no backward (only an
- * exact part that is not a tree may lack one). */
+/* check_exact_path: a call that ran the exact part: its gradient. */
 static void check_exact_path(Call *C, pa_status st, const char *ctx)
 {
 	const pa_kernel_info *k = C->in.k;
-	if (st == PA_ERR_UNSUPPORTED && !is_tree(k)) {
-		ck_assert_msg(untouched(C), "%s: a refused backward wrote a gradient", ctx);
-		return;
-	}
 	ck_assert_msg(st == PA_OK, "%s: exact path's backward: %s", ctx, pa_strerror(st));
 	for (int64_t b = 0; b < C->in.batch; b++) {
 		const float *ptrs[256];
@@ -773,10 +767,6 @@ START_TEST(statuses)
 	C.saved[0] = path;
 	ck_assert_msg(untouched(&C), "%s: a refused backward wrote a gradient", k->name);
 	pa_status st = k->backward(batch, n, ptrs, C.out, C.saved, C.g, C.grad);
-	if (st == PA_ERR_UNSUPPORTED && path == PA_APPROX_EXACT && !is_tree(k)) {
-		call_free(&C);
-		return;                     /* the exact part has no backward */
-	}
 	ck_assert_int_eq(st, PA_OK);
 	float *part[256] = {0};
 	for (int i = 0; i < k->num_inputs; i += 2)
