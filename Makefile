@@ -202,7 +202,7 @@ $(E2E)/check_approx_engine: tests/check_approx_engine.c $(LIBPA)
 e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine $(E2E)/check_approx_grad \
      $(TREE_HEAD_DIMS:%=$(E2E)/grad_tree_h%) $(E2E)/check_wide $(E2E)/grad_wide \
      $(E2E)/grad_general $(E2E)/check_call $(E2E)/check_masked $(E2E)/grad_masked \
-     $(E2E)/check_masked_general
+     $(E2E)/check_masked_general $(E2E)/grad_masked_general
 	echo "e2e wide"; $(E2E)/check_wide && $(E2E)/grad_wide
 	for i in $(ISAS); do for s in $(TREE_HEAD_DIMS:%=tree_h%); do \
 	  echo "e2e $$s, PA_ISA=$$i"; PA_ISA=$$i $(E2E)/check_$$s || exit 1; done; done
@@ -217,8 +217,9 @@ e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine
 	  PA_ISA=$$i $(E2E)/check_general || exit 1; \
 	  PA_ISA=$$i $(E2E)/check_masked_general || exit 1; done
 	for i in $(ISAS); do for t in $(GRAD_THREADS); do \
-	  echo "grad general, PA_ISA=$$i, $$t thread(s)"; \
-	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/grad_general || exit 1; done; done
+	  echo "grad general and masked general, PA_ISA=$$i, $$t thread(s)"; \
+	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/grad_general || exit 1; \
+	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/grad_masked_general || exit 1; done; done
 	for i in $(ISAS); do echo "e2e approx, PA_ISA=$$i"; \
 	  PA_ISA=$$i $(E2E)/check_approx_engine || exit 1; \
 	  PA_ISA=$$i $(E2E)/check_approx || exit 1; done
@@ -391,7 +392,7 @@ fuzz:
 
 # make sanitize: polyc, the runtime, the unit suites and the kernels under
 # ASan and UBSan (kernels through polyc -Xcc); any report fails the run.
-# The e2e part runs one tree set and the general set, in one process each
+# The e2e part runs one tree set and the general sets, in one process each
 # (LeakSanitizer checks once, at exit, not in 300 forked children that
 # still run OpenMP threads); kernels build at -O0
 # (at -O3 UBSan's checks make clang take 10 s or more per kernel).
@@ -403,7 +404,7 @@ sanitize:
 
 sanitize-run: all $(B)/check_unit $(E2E)/check_tree_h3 $(E2E)/check_general $(E2E)/check_approx \
               $(E2E)/check_approx_engine $(E2E)/grad_tree_h3 $(E2E)/grad_general $(E2E)/check_call \
-              $(E2E)/check_approx_grad
+              $(E2E)/check_approx_grad $(E2E)/grad_masked_general
 	$(B)/check_unit
 	sh tests/diag/run.sh $(POLYC) tests/diag
 	sh tests/cli/run.sh $(POLYC)
@@ -411,6 +412,7 @@ sanitize-run: all $(B)/check_unit $(E2E)/check_tree_h3 $(E2E)/check_general $(E2
 	CK_FORK=no GRAD_BUDGET=4e6 $(E2E)/grad_tree_h3
 	CK_FORK=no $(E2E)/check_general
 	CK_FORK=no GRAD_BUDGET=4e6 $(E2E)/grad_general
+	CK_FORK=no GRAD_BUDGET=4e6 $(E2E)/grad_masked_general
 	CK_FORK=no $(E2E)/check_approx
 	CK_FORK=no $(E2E)/check_call
 	$(E2E)/check_approx_engine

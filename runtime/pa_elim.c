@@ -226,18 +226,10 @@ static void edge_bias(Elim *E, int e)
 	}
 }
 
-/* A pair of positions a mask rules out (doc/design.md, "Masks") scores
- * -PA_MASKED in its edge's table: beside any allowed tuple its weight is
- * exactly 0, and a row or message whose every tuple is ruled out keeps a
- * log-normalizer near -PA_MASKED, which output_row turns into output 0. */
-#define PA_MASKED 1e30f
-
-/* edge_mask: t[ℓa·n + ℓj] = -PA_MASKED where a constraint of K_info's
- * mask between x_a and x_j, or its window, rules the pair out. */
-static void edge_mask(const Elim *E, int a, int j, float *t)
+/* pa_elim_mask: see pa_elim.h. */
+void pa_elim_mask(const pa_kernel_info *k, int64_t n, int64_t ld, int a, int j,
+                  float *t)
 {
-	const pa_kernel_info *k = E->k;
-	const int64_t n = E->n;
 	for (int i = 0; i < k->num_masks; i++) {
 		const pa_mask c = k->masks[i];
 		if (!((c.a == a && c.b == j) || (c.a == j && c.b == a)))
@@ -248,7 +240,7 @@ static void edge_mask(const Elim *E, int a, int j, float *t)
 				const int64_t la = c.a == a ? ra : rj, lb = c.a == a ? rj : ra;
 				if ((c.strict ? la >= lb : la > lb) ||
 				    (k->window && lb - la >= k->window))
-					t[ra * n + rj] = -PA_MASKED;
+					t[ra * ld + rj] = -PA_MASKED;
 			}
 	}
 }
@@ -285,7 +277,7 @@ static void table_rows(const Elim *E, const float *as, const float *bs,
 
 /* edge_table: etab[ℓa·n + ℓj] = the edge's score for x_a at ℓa and the
  * eliminated x_j at ℓj; computed from both sides of every monomial (none
- * for an edge of the mask alone), then masked (edge_mask). */
+ * for an edge of the mask alone), then masked (pa_elim_mask). */
 static void edge_table(Elim *E, int e, int a)
 {
 	const pa_elim_edge *ed = &E->p->edges[e];
@@ -307,7 +299,7 @@ static void edge_table(Elim *E, int e, int a)
 		table_rows(E, as, bs, bt, t);
 	}
 	free(bt);
-	edge_mask(E, a, j, t);
+	pa_elim_mask(E->k, n, n, a, j, t);
 }
 
 /* edge_keys: etab[(i·hd + l)·np16 + ℓj] = x_j's side of the edge's i-th

@@ -46,6 +46,19 @@ typedef struct pa_elim_plan {
 	const pa_elim_step *steps; /* in elimination order */
 } pa_elim_plan;
 
+/* A pair of positions a mask rules out (doc/design.md, "Masks") scores
+ * -PA_MASKED in its edge's table: beside any allowed tuple its weight is
+ * exactly 0, and a row or message whose every tuple is ruled out keeps a
+ * log-normalizer near -PA_MASKED: its query's output is 0 and, in the
+ * backward, its gradient too. */
+#define PA_MASKED 1e30f
+
+/* pa_elim_mask: t[ℓa·ld + ℓj] = -PA_MASKED, for ℓa, ℓj < n, where a
+ * constraint of k's mask between x_a and x_j, or its window, rules the
+ * pair out (the table of a two-variable edge, rows for x_a). */
+void pa_elim_mask(const pa_kernel_info *k, int64_t n, int64_t ld, int a, int j,
+                  float *t);
+
 /* Run the plan p of kernel k: the kernel's whole computation. */
 pa_status pa_elim_run(const pa_kernel_info *k, const pa_elim_plan *p,
                       int64_t batch, int64_t n, const float *const inputs[],

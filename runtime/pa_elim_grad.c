@@ -27,6 +27,11 @@
  * copy per thread, summed in thread order: the result does not depend on
  * timing.  Edge tables' gradients become factor gradients at the end, by
  * the product rule over each monomial's occurrences.
+ *
+ * Masks: the tables score a masked pair -PA_MASKED as the forward's do,
+ * so its weight p, and with it its dw, is exactly 0 and nothing reaches
+ * the factors through it; a query the mask leaves no tuple (output 0)
+ * takes no gradient.
  */
 #include "pa_elim.h"
 
@@ -351,7 +356,8 @@ static void sides(Grad *G, int m, int a, int j)
 		}
 }
 
-/* prepare_edge: edge e's bias, table or keys for this batch entry. */
+/* prepare_edge: edge e's bias, table (masked as the forward's) or keys
+ * for this batch entry. */
 static void prepare_edge(Grad *G, int e)
 {
 	const pa_elim_edge *pe = &G->p->edges[e];
@@ -368,6 +374,7 @@ static void prepare_edge(Grad *G, int e)
 				mm(n - r0 < 16 ? n - r0 : 16, np, hd, G->sa + r0 * G->hdp, G->hdp, 1,
 				   G->sbt, np, t + r0 * np, np);
 		}
+		pa_elim_mask(G->k, n, np, ed->other, ed->var, t);
 		return;
 	}
 	#pragma omp parallel for schedule(static) num_threads(G->threads)
@@ -923,6 +930,16 @@ static void seed(const Grad *G, Sink *S, int64_t l1, const float *g)
 	split(&F, g, vd);
 }
 
+/* dead: a mask leaves the query no tuple (a final message near
+ * -PA_MASKED): its output is 0 whatever the inputs, so no gradient. */
+static bool dead(const Grad *G, const Sink *S)
+{
+	for (int s = 0; G->k->num_masks && s < G->p->nsteps; s++)
+		if ((G->p->steps[s].scope & ~2u) == 0 && msg_lse(G, S, s)[0] < -PA_MASKED / 2)
+			return true;
+	return false;
+}
+
 /* query: every step holding x1 at ℓ1, forward then backward. */
 static void query(const Grad *G, Sink *S, int64_t l1, const float *g)
 {
@@ -937,6 +954,8 @@ static void query(const Grad *G, Sink *S, int64_t l1, const float *g)
 		memset(S->dlse[s], 0, (size_t)st->rows * sizeof(float));
 		memset(S->dom[s], 0, (size_t)(st->rows * vd) * sizeof(float));
 	}
+	if (dead(G, S))
+		return;
 	seed(G, S, l1, g);
 	for (int s = G->p->nsteps - 1; s >= 0; s--)
 		if (G->step[s].per_query)

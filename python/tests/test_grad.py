@@ -127,6 +127,58 @@ def test_general_kernels_gradients_match_definition(case, lead, n, gen):
     assert max(errs) < 1e-4, dict(zip([d.name for d in k.inputs], errs))
 
 
+def masked_reference(kernel, xs, allowed):
+    """The brute force of a kernel over x1, x2, x3 in float64, over the
+    tuples allowed(l1, l2, l3) keeps; a row with none outputs 0 (its
+    gradients are 0); differentiable."""
+    xs = [x.double() for x in xs]
+    n, lead = xs[0].shape[-2], xs[0].shape[:-2]
+
+    def on_axis(x, j):               # row l_j of x, broadcast over the others
+        shape = list(lead) + [1, 1, 1, x.shape[-1]]
+        shape[len(lead) + j - 1] = n
+        return x.reshape(shape)
+
+    s, u = 0, torch.ones(kernel.value_dim, dtype=torch.float64)
+    for m, c in enumerate(kernel.coefficients):
+        prod = 1
+        for x, d in zip(xs, kernel.inputs):
+            if d.kind == "factor" and d.monomial == m:
+                prod = prod * on_axis(x, d.variable)
+        s = s + c * prod.sum(-1)
+    for x, d in zip(xs, kernel.inputs):
+        if d.kind == "value":
+            u = u * on_axis(x, d.variable)
+    pos = torch.arange(n)
+    ok = allowed(pos[:, None, None], pos[None, :, None], pos[None, None, :])
+    s = (kernel.scale * s).masked_fill(~ok, -1e30)
+    p = (s - torch.logsumexp(s, (-2, -1), keepdim=True)).exp()
+    out = (p.unsqueeze(-1) * u).sum((-3, -2))
+    return out * ok.any(-1).any(-1).unsqueeze(-1)
+
+
+@pytest.mark.parametrize("mask,allowed", [
+    ("causal", lambda l1, l2, l3: (l2 <= l1) & (l3 <= l1)),
+    ("x2 < x1", lambda l1, l2, l3: (l2 < l1) & (l3 >= 0))])   # l1 = 0: no tuple
+def test_masked_cyclic_kernel_gradients_match_definition(mask, allowed, gen):
+    """A masked cyclic kernel (the elimination plan) trains: its autograd
+    gradients are the brute force's over the tuples the mask keeps, and 0
+    for a query the mask leaves no tuple."""
+    k = polyattn.compile("x1*x2 + x2*x3 + x3*x1", kernel="masked_cycle", head_dim=3,
+                         value_dim=5, scale=0.5, mask=mask)
+    plain = polyattn.compile("x1*x2 + x2*x3 + x3*x1", kernel="plain_cycle", head_dim=3,
+                             value_dim=5, scale=0.5)
+    assert k.has_backward and k.algorithm == "exact-elimination"
+    xs = random_inputs(k, (2,), 7, gen)
+    g = torch.randn(2, 7, k.value_dim, generator=gen)
+    out, got = grads(k, xs, g, kernel_call)
+    want_out, want = grads(k, xs, g, lambda k, xs: masked_reference(k, xs, allowed))
+    assert rel_err(out, want_out) < 1e-5
+    assert rel_err(plain(*xs), want_out) > 1e-2   # the mask changes the output
+    errs = grad_errs(got, want)
+    assert max(errs) < 1e-4, dict(zip([d.name for d in k.inputs], errs))
+
+
 def test_operator_autograd_matches_eager_path(gen):
     """polyattn::train's registered autograd formula (what torch.compile and
     dispatch modes see) gives the gradients of the eager path."""
