@@ -76,7 +76,8 @@ typedef struct Sink {
 	float *lse[GV], *o[GV];  /* per-query messages */
 	float *dlse[GV], *dom[GV]; /* their gradients */
 	float *glse[GV], *gom[GV]; /* gradients of messages that run once */
-	float *dedge[GE];        /* bias: n; table (not shared): n × np; high: n × dimp */
+	float *dedge[GE];        /* bias: n; table: n × np (shared: the query's row,
+	                            np); high: n × dimp */
 	float **df;              /* per input: n × cols */
 	float *w, *p, *pay, *q, *dq; /* one tuple's scratch */
 	float *wb, *gb;          /* BR × np: a block's weights and dw */
@@ -104,7 +105,8 @@ typedef struct Grad {
 	const float **in;        /* this batch entry's inputs */
 	float *etab[GE];         /* bias (n), table (n × np), or keys: K (n × dimp)
 	                            then Kᵀ (dim × np) */
-	float *dshared[GE];      /* shared tables' gradients */
+	float *shside[GE];       /* shared tables: per monomial both sides, n × hdp
+	                            each (x1's times the weight, then x_j's) */
 	const float *lse[GV], *o[GV]; /* messages that run once (in saved) */
 	float *tlse[GV], *tom[GV]; /* their gradients, summed over threads */
 	float *sa, *sb, *sd;     /* n × hdp: sides of a table's monomial, and its gradient */
@@ -369,6 +371,11 @@ static void prepare_edge(Grad *G, int e)
 		memset(t, 0, (size_t)(n * np) * sizeof *t);
 		for (int i = 0; i < pe->nmono; i++) {
 			sides(G, pe->mono[i], ed->other, ed->var);
+			if (G->shside[e]) {
+				size_t len = (size_t)(n * G->hdp);
+				memcpy(G->shside[e] + 2 * i * len, G->sa, len * sizeof(float));
+				memcpy(G->shside[e] + (2 * i + 1) * len, G->sb, len * sizeof(float));
+			}
 			#pragma omp parallel for schedule(static) num_threads(G->threads)
 			for (int64_t r0 = 0; r0 < n; r0 += 16)
 				mm(n - r0 < 16 ? n - r0 : 16, np, hd, G->sa + r0 * G->hdp, G->hdp, 1,
@@ -611,8 +618,8 @@ static void low_grads(const Grad *G, Sink *S, int s, const int64_t *pos,
 		const Edge *ed = &G->edge[e];
 		if (ed->kind == EK_HIGH)
 			continue;
-		float *row = ed->shared ? G->dshared[e] : S->dedge[e];
-		vadd(row + (ed->kind == EK_TABLE ? pos[ed->other] * np : 0), dw, n);
+		vadd(S->dedge[e] + (ed->kind == EK_TABLE && !ed->shared ? pos[ed->other] * np : 0),
+		     dw, n);
 	}
 	for (int i = 0; i < ps->nmsgs; i++) {
 		int g = ps->msgs[i];
@@ -940,6 +947,39 @@ static bool dead(const Grad *G, const Sink *S)
 	return false;
 }
 
+/* shared_grads: row ℓ1 of shared table e's gradient d (the query's) to
+ * the factors of each monomial: dA[ℓ1] = d · B, dB[ℓj] += d[ℓj] · A[ℓ1]. */
+static void shared_grads(const Grad *G, Sink *S, int e, int64_t l1)
+{
+	const pa_elim_edge *pe = &G->p->edges[e];
+	const int64_t n = G->n;
+	const int hd = G->hd, hdp = G->hdp;
+	const float *d = S->dedge[e];
+	float *g = S->dq;
+	for (int i = 0; i < pe->nmono; i++) {
+		const float *a = G->shside[e] + 2 * i * n * hdp, *b = a + n * hdp;
+		int m = pe->mono[i];
+		for (int l = 0; l < hd; l++)
+			g[l] = 0.0f;
+		for (int64_t r = 0; r < n; r++)
+			for (int l = 0; l < hd; l++)
+				g[l] += d[r] * b[r * hdp + l];
+		spread(G, S->df, m, 1, true, NULL, l1, g, G->weight[m]);
+		int q = G->first[m] + (G->k->inputs[G->first[m]].variable == 1);
+		if (G->degree[m] == 2) {         /* x1·x_j: x_j's factor gets d ⊗ A[ℓ1] */
+			for (int64_t r = 0; r < n; r++)
+				for (int l = 0; l < hd; l++)
+					S->df[q][r * hd + l] += d[r] * a[l1 * hdp + l];
+			continue;
+		}
+		for (int64_t r = 0; r < n; r++) {
+			for (int l = 0; l < hd; l++)
+				g[l] = d[r] * a[l1 * hdp + l];
+			spread(G, S->df, m, G->edge[e].var, true, NULL, r, g, 1.0f);
+		}
+	}
+}
+
 /* query: every step holding x1 at ℓ1, forward then backward. */
 static void query(const Grad *G, Sink *S, int64_t l1, const float *g)
 {
@@ -954,6 +994,9 @@ static void query(const Grad *G, Sink *S, int64_t l1, const float *g)
 		memset(S->dlse[s], 0, (size_t)st->rows * sizeof(float));
 		memset(S->dom[s], 0, (size_t)(st->rows * vd) * sizeof(float));
 	}
+	for (int e = 0; e < G->p->nedges; e++)
+		if (G->edge[e].shared)
+			memset(S->dedge[e], 0, (size_t)G->np * sizeof(float));
 	if (dead(G, S))
 		return;
 	seed(G, S, l1, g);
@@ -961,6 +1004,9 @@ static void query(const Grad *G, Sink *S, int64_t l1, const float *g)
 		if (G->step[s].per_query)
 			range_reverse(G, S, s, pos, 0, G->step[s].rows, S->lse[s], S->o[s],
 			              S->dlse[s], S->dom[s]);
+	for (int e = 0; e < G->p->nedges; e++)
+		if (G->edge[e].shared)
+			shared_grads(G, S, e, l1);
 }
 
 /* share: thread t's part [*t0, *t1) of rows, a static partition. */
@@ -979,7 +1025,7 @@ static int64_t grad_len(const Grad *G, int e)
 {
 	const Edge *ed = &G->edge[e];
 	return ed->kind == EK_BIAS ? G->n : ed->kind == EK_HIGH ? G->n * ed->dimp :
-	       ed->shared ? 0 : G->n * G->np;
+	       ed->shared ? G->np : G->n * G->np;
 }
 
 /* piece: the next len floats of a block carved from base (counting only
@@ -1000,7 +1046,8 @@ static size_t sink_layout(const Grad *G, Sink *S, float *base, bool grads)
 	size_t total = 0;
 	S->w = piece(base, &total, np), S->p = piece(base, &total, np);
 	S->pay = piece(base, &total, vdp);
-	S->q = piece(base, &total, G->qtotp), S->dq = piece(base, &total, G->qtotp);
+	S->q = piece(base, &total, G->qtotp);
+	S->dq = piece(base, &total, G->qtotp > G->hdp ? G->qtotp : G->hdp);
 	S->wb = piece(base, &total, BR * np), S->gb = piece(base, &total, BR * np);
 	S->ob = piece(base, &total, BR * vdp), S->dob = piece(base, &total, BR * vdp);
 	S->qb = piece(base, &total, BR * G->qtotp), S->dqb = piece(base, &total, BR * G->dimw);
@@ -1054,7 +1101,8 @@ static bool grad_alloc(Grad *G, bool grads)
 	for (int e = 0; e < G->p->nedges; e++) {
 		if (!(G->etab[e] = malloc(table_len(G, e) * sizeof(float))))
 			return false;
-		if (grads && G->edge[e].shared && !(G->dshared[e] = malloc(nn * sizeof(float))))
+		size_t sl = (size_t)(2 * G->p->edges[e].nmono * n * G->hdp);
+		if (grads && G->edge[e].shared && !(G->shside[e] = malloc(sl * sizeof(float))))
 			return false;
 	}
 	for (int s = 0; grads && s < G->p->nsteps; s++)
@@ -1084,7 +1132,7 @@ static void grad_free(Grad *G)
 		free(G->sink[t].df), free(G->sink[t].block);
 	free(G->sink);
 	for (int e = 0; e < G->p->nedges; e++)
-		free(G->etab[e]), free(G->dshared[e]);
+		free(G->etab[e]), free(G->shside[e]);
 	for (int s = 0; s < G->p->nsteps; s++)
 		free(G->tlse[s]);
 	free(G->in), free(G->sa);
@@ -1253,8 +1301,7 @@ static void zero_sinks(Grad *G)
 			memset(S->df[i], 0, (size_t)(n * G->k->inputs[i].cols) * sizeof(float));
 	}
 	for (int e = 0; e < G->p->nedges; e++)
-		if (G->dshared[e])
-			memset(G->dshared[e], 0, (size_t)(n * G->np) * sizeof(float));
+		(void)e;
 }
 
 /* run_reverse: the per-query steps for every ℓ1, then the steps that run
@@ -1279,7 +1326,7 @@ static void run_reverse(Grad *G, const float *grad_out)
 			#pragma omp barrier
 		}
 		for (int e = 0; e < G->p->nedges; e++)
-			if (grad_len(G, e))
+			if (!G->edge[e].shared)
 				sum_threads(G, G->sink[0].dedge[e], false, e, grad_len(G, e));
 		for (int i = 0; i < G->nin; i++)
 			sum_threads(G, G->sink[0].df[i], true, i, n * G->k->inputs[i].cols);
@@ -1324,7 +1371,9 @@ static void edge_grads(Grad *G)
 	for (int e = 0; e < G->p->nedges; e++) {
 		const pa_elim_edge *pe = &G->p->edges[e];
 		const Edge *ed = &G->edge[e];
-		const float *d = ed->shared ? G->dshared[e] : G->sink[0].dedge[e];
+		const float *d = G->sink[0].dedge[e];
+		if (ed->shared)
+			continue;            /* gone to the factors query by query */
 		if (ed->kind == EK_TABLE) {
 			table_grads(G, e, d, df);
 			continue;
