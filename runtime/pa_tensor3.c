@@ -367,9 +367,10 @@ static void pairs_run(const T3 *T, const T3Isa *isa, Pairs *P, int64_t i,
 {
 	int hd = T->hd;
 	const float *q = T->f[1] + i * hd, *a = T->f[2] + j0 * hd;
-	for (int r = 0; r < T3_ROWS; r++)
+	for (int r = 0; r < rows; r++)
 		for (int l = 0; l < hd; l++)
-			P->r[r * hd + l] = r < rows ? T->w * q[l] * a[r * hd + l] : 0.0f;
+			P->r[r * hd + l] = T->w * q[l] * a[r * hd + l];
+	memset(P->r + rows * hd, 0, (size_t)((T3_ROWS - rows) * hd) * sizeof *P->r);
 	memset(P->o, 0, (size_t)(T3_ROWS * T->vdp) * sizeof *P->o);
 	for (int r = 0; r < T3_ROWS; r++)
 		P->m[r] = -INFINITY, P->l[r] = 0.0f;
@@ -397,10 +398,16 @@ static void fold(const T3 *T, Pairs *P, int64_t j0, int rows, float *M, float *L
 			*M = m;
 		}
 		float e = pa_expf(m - *M);
-		const float *v2 = T->v[2] ? T->v[2] + (j0 + r) * vd : NULL, *o = P->o + r * T->vdp;
+		const float *o = P->o + r * T->vdp;
 		*L += e * P->l[r];
-		for (int c = 0; c < vd; c++)
-			P->acc[c] += e * (v2 ? v2[c] : 1.0f) * o[c];
+		if (T->v[2]) {
+			const float *v2 = T->v[2] + (j0 + r) * vd;
+			for (int c = 0; c < vd; c++)
+				P->acc[c] += e * v2[c] * o[c];
+		} else {
+			for (int c = 0; c < vd; c++)
+				P->acc[c] += e * o[c];
+		}
 	}
 }
 
