@@ -26,7 +26,13 @@
  * edge tables whose rows are not x1's, of messages that run once) has a
  * copy per thread, summed in thread order: the result does not depend on
  * timing.  Edge tables' gradients become factor gradients at the end, by
- * the product rule over each monomial's occurrences.
+ * the product rule over each monomial's occurrences; a table whose rows
+ * are x1's has none: each query's row goes to the factors at once.
+ *
+ * A step whose payload depends on x_j's position alone (key_only) runs in
+ * blocks of BR tuples, each product of its forward and reverse one call
+ * of the register-tiled kernel of pa_elim_grad_body.h; other steps run
+ * one tuple at a time with the same formulas.
  */
 #include "pa_elim.h"
 
