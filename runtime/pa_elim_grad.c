@@ -43,6 +43,10 @@
 
 #include "pa_kernel.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #define GV 16                   /* variables x1 … x16 */
 #define GE 64                   /* edges */
 #define MAX_ROWS ((int64_t)1 << 34) /* rows one message may hold, as the forward */
@@ -996,12 +1000,18 @@ static void query(const Grad *G, Sink *S, int64_t l1, const float *g)
 			shared_grads(G, S, e, l1);
 }
 
-/* share: thread t's part [*t0, *t1) of rows, a static partition. */
+/* share: this thread's part [*t0, *t1) of rows, a static partition over
+ * the team that runs (fewer threads than G->threads inside a caller's
+ * parallel region). */
 static void share(const Grad *G, int64_t rows, int64_t *t0, int64_t *t1)
 {
-	int t = pa_thread_num();
-	*t0 = rows * t / G->threads;
-	*t1 = rows * (t + 1) / G->threads;
+	int t = pa_thread_num(), team = 1;
+#ifdef _OPENMP
+	team = omp_get_num_threads();
+#endif
+	(void)G;
+	*t0 = rows * t / team;
+	*t1 = rows * (t + 1) / team;
 }
 
 /* ------------------------------------------------------- allocation */
