@@ -64,7 +64,7 @@ if [ $torch = 1 ]; then
 	    "polyc fwd" "train+bwd" "fwd x" "fwd+bwd x"
 	awk -F'\t' 'NR == FNR { t[$1 " " $2] = $3; tb[$1 " " $2] = $4; next }
 	            { k = $1 " " $2
-	              if (!(k in t)) { printf "%-8s %6d  %9s %9s  %9.4f %9.4f  (PyTorch cannot hold n^3 floats and their copies)\n",
+	              if (!(k in t)) { printf "%-8s %6d  %9s %9s  %9.4f %9.4f  (PyTorch not run: autograd holds several n^3 tensors)\n",
 	                               $1, $2, "-", "-", $3, $6; next }
 	              printf "%-8s %6d  %9.4f %9.4f  %9.4f %9.4f  %7.2fx %9.2fx\n",
 	                     $1, $2, t[k], tb[k], $3, $6, t[k] / $3, tb[k] / $6 }' \

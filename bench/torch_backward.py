@@ -18,8 +18,9 @@ usage: torch_backward.py            time: "kernel n fwd fwd+bwd" lines
                                     (median seconds, batch 4, float32)
        torch_backward.py --general  the same for Strassen and 3-tensor
                                     (batch 1; 3 rounds; n = 1024 of
-                                    Strassen left out: its score tensor
-                                    and autograd's copies pass 23 GB)
+                                    Strassen left out: one n^3 tensor is
+                                    4.3 GB, autograd keeps several and
+                                    their gradients, on a 23 GB machine)
        torch_backward.py --check DIR
            compare polyc's out and gradients (bench_backward --dump DIR)
            with autograd's; prints the relative max error of each,

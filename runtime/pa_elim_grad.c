@@ -26,7 +26,13 @@
  * edge tables whose rows are not x1's, of messages that run once) has a
  * copy per thread, summed in thread order: the result does not depend on
  * timing.  Edge tables' gradients become factor gradients at the end, by
- * the product rule over each monomial's occurrences.
+ * the product rule over each monomial's occurrences; a table whose rows
+ * are x1's has none: each query's row goes to the factors at once.
+ *
+ * A step whose payload depends on x_j's position alone (key_only) runs in
+ * blocks of BR tuples, each product of its forward and reverse one call
+ * of the register-tiled kernel of pa_elim_grad_body.h; other steps run
+ * one tuple at a time with the same formulas.
  *
  * Masks: the tables score a masked pair -PA_MASKED as the forward's do,
  * so its weight p, and with it its dw, is exactly 0 and nothing reaches
@@ -41,6 +47,10 @@
 #include <string.h>
 
 #include "pa_kernel.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #define GV 16                   /* variables x1 … x16 */
 #define GE 64                   /* edges */
@@ -1009,12 +1019,18 @@ static void query(const Grad *G, Sink *S, int64_t l1, const float *g)
 			shared_grads(G, S, e, l1);
 }
 
-/* share: thread t's part [*t0, *t1) of rows, a static partition. */
+/* share: this thread's part [*t0, *t1) of rows, a static partition over
+ * the team that runs (fewer threads than G->threads inside a caller's
+ * parallel region). */
 static void share(const Grad *G, int64_t rows, int64_t *t0, int64_t *t1)
 {
-	int t = pa_thread_num();
-	*t0 = rows * t / G->threads;
-	*t1 = rows * (t + 1) / G->threads;
+	int t = pa_thread_num(), team = 1;
+#ifdef _OPENMP
+	team = omp_get_num_threads();
+#endif
+	(void)G;
+	*t0 = rows * t / team;
+	*t1 = rows * (t + 1) / team;
 }
 
 /* ------------------------------------------------------- allocation */
