@@ -35,9 +35,10 @@
  * one tuple at a time with the same formulas.
  *
  * Masks: the tables score a masked pair -PA_MASKED as the forward's do,
- * and a high edge's tuples add it (pa_elim_mask_high), so its weight p, and with it its dw, is exactly 0 and nothing reaches
- * the factors through it; a query the mask leaves no tuple (output 0)
- * takes no gradient.
+ * and a high edge's tuples add it (pa_elim_mask_high), so its weight p,
+ * and with it its dw, is exactly 0 and nothing reaches the factors
+ * through it; a query the mask leaves no tuple (output 0) takes no
+ * gradient.
  */
 #include "pa_elim.h"
 
