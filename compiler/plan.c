@@ -10,9 +10,8 @@
  * variables it touched.  The plan also carries the cost model that
  * --explain prints.  A mask (doc/design.md, "Masks") becomes, per tree
  * message, the range its key positions may lie in relative to its query
- * positions; the elimination engine masks its two-variable edge tables,
- * so a constraint inside a monomial of three or more variables is
- * refused, as is any mask with an approximate plan.
+ * positions; the elimination engine masks its two-variable edge tables
+ * and the tuples of its wider edges.  Approximate plans refuse masks.
  */
 #include "polyc.h"
 
@@ -248,23 +247,6 @@ static void warn_mask_edges(const Graph *g, Diag *d)
 	}
 }
 
-/* wide_constraint = a mask constraint of g's kernel whose pair is no
- * edge of two variables (only an edge of three or more holds both), or
- * -1: the elimination engine masks the tables of two-variable edges. */
-static int wide_constraint(const Graph *g)
-{
-	const Kernel *k = g->k;
-	for (int i = 0; i < k->nmasks; i++) {
-		uint32_t pair = 1u << k->mask[i].a | 1u << k->mask[i].b;
-		int e = 0;
-		while (e < g->nedges && g->edge[e].vars != pair)
-			e++;
-		if (e == g->nedges)
-			return i;
-	}
-	return -1;
-}
-
 /* refuse_mask: report that kernel k's mask cannot be honoured by the
  * plan named what, for the reason why; = false. */
 static bool refuse_mask(const Kernel *k, const char *what, const char *why,
@@ -295,15 +277,6 @@ bool plan_build(Plan *p, const Graph *g, Diag *d)
 	p->carry_exact = true;
 	if (k->nmasks) {
 		warn_mask_edges(g, d);
-		int c = wide_constraint(g);
-		if (p->kind == PLAN_ELIM && c >= 0) {
-			diag_error(d, k->mask[c].loc, "mask of kernel '%s' is refused: "
-			           "the exact-elimination plan cannot honour a constraint "
-			           "between x%d and x%d yet, which only a monomial over "
-			           "three or more variables joins", k->name, k->mask[c].a,
-			           k->mask[c].b);
-			return false;
-		}
 		if (k->algorithm == PC_ALGO_APPROX)
 			return refuse_mask(k, "approx", "algorithm = approx", d);
 	}

@@ -226,6 +226,13 @@ static void edge_bias(Elim *E, int e)
 	}
 }
 
+/* ruled_out = constraint c of k's mask, or the window, rules out x_a at
+ * la with x_b at lb (c over x_a, x_b). */
+static bool ruled_out(const pa_kernel_info *k, pa_mask c, int64_t la, int64_t lb)
+{
+	return (c.strict ? la >= lb : la > lb) || (k->window && lb - la >= k->window);
+}
+
 /* pa_elim_mask: see pa_elim.h. */
 void pa_elim_mask(const pa_kernel_info *k, int64_t n, int64_t ld, int a, int j,
                   float *t)
@@ -237,11 +244,39 @@ void pa_elim_mask(const pa_kernel_info *k, int64_t n, int64_t ld, int a, int j,
 		#pragma omp parallel for schedule(static)
 		for (int64_t ra = 0; ra < n; ra++)
 			for (int64_t rj = 0; rj < n; rj++) {
-				const int64_t la = c.a == a ? ra : rj, lb = c.a == a ? rj : ra;
-				if ((c.strict ? la >= lb : la > lb) ||
-				    (k->window && lb - la >= k->window))
+				if (ruled_out(k, c, c.a == a ? ra : rj, c.a == a ? rj : ra))
 					t[ra * ld + rj] = -PA_MASKED;
 			}
+	}
+}
+
+/* enforces: edge e of p enforces the constraint between x_a and x_b (see
+ * pa_elim_mask_high). */
+static bool enforces(const pa_elim_plan *p, int e, int a, int b)
+{
+	uint32_t pair = 1u << a | 1u << b;
+	if ((p->edges[e].vars & pair) != pair)
+		return false;
+	for (int f = 0; f < p->nedges; f++)
+		if (p->edges[f].vars == pair || (f < e && (p->edges[f].vars & pair) == pair))
+			return false;
+	return true;
+}
+
+/* pa_elim_mask_high: see pa_elim.h. */
+void pa_elim_mask_high(const pa_kernel_info *k, const pa_elim_plan *p, int e,
+                       int j, const int64_t *pos, int64_t n, float *w)
+{
+	for (int i = 0; i < k->num_masks; i++) {
+		const pa_mask c = k->masks[i];
+		if (!enforces(p, e, c.a, c.b))
+			continue;
+		bool fixed = c.a != j && c.b != j;
+		if (fixed && !ruled_out(k, c, pos[c.a], pos[c.b]))
+			continue;
+		for (int64_t r = 0; r < n; r++)
+			if (fixed || ruled_out(k, c, c.a == j ? r : pos[c.a], c.b == j ? r : pos[c.b]))
+				w[r] -= PA_MASKED;
 	}
 }
 
@@ -863,8 +898,9 @@ static void high_scores(const Elim *E, Thread *T, int s, int64_t t0, int rows,
 }
 
 /* run_block: tuples t0 … t0+rows-1 (rows ≤ ROWS) of step s: their
- * log-normalizers and value vectors into lse and o.  pos holds the fixed
- * positions (x1 for a per-query step). */
+ * log-normalizers and value vectors into lse and o, the high edges'
+ * scores masked (pa_elim_mask_high).  pos holds the fixed positions (x1
+ * for a per-query step). */
 static void run_block(const Elim *E, Thread *T, int s, int64_t t0, int rows,
                       int64_t *pos, float *lse, float *o)
 {
@@ -875,6 +911,10 @@ static void run_block(const Elim *E, Thread *T, int s, int64_t t0, int rows,
 	high_scores(E, T, s, t0, rows, pos);
 	for (int i = 0; i < rows; i++) {
 		decode(&E->step[s], n, t0 + i, pos);
+		for (int a = 0; E->k->num_masks && a < ps->nedges; a++)
+			if (is_high(E, ps->edges[a]))
+				pa_elim_mask_high(E->k, E->p, ps->edges[a], ps->var, pos, n,
+				                  T->w + i * n);
 		den[i] = weigh(E, T, s, pos, T->w + i * n, &lse[t0 + i]);
 		if (ps->values && !E->step[s].key_payload) {
 			build_payload(E, T, s, pos, T->pay);

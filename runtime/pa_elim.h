@@ -59,6 +59,14 @@ typedef struct pa_elim_plan {
 void pa_elim_mask(const pa_kernel_info *k, int64_t n, int64_t ld, int a, int j,
                   float *t);
 
+/* pa_elim_mask_high: w[ℓj] += -PA_MASKED, for ℓj < n, where a constraint
+ * of k's mask or its window rules out the tuple pos with x_j at ℓj, for
+ * the constraints edge e of p (three or more variables, x_j among them)
+ * enforces: those whose pair is no two-variable edge of p (its table is
+ * masked) and lies in no edge before e. */
+void pa_elim_mask_high(const pa_kernel_info *k, const pa_elim_plan *p, int e,
+                       int j, const int64_t *pos, int64_t n, float *w);
+
 /* Run the plan p of kernel k: the kernel's whole computation. */
 pa_status pa_elim_run(const pa_kernel_info *k, const pa_elim_plan *p,
                       int64_t batch, int64_t n, const float *const inputs[],

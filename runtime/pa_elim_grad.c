@@ -35,9 +35,10 @@
  * one tuple at a time with the same formulas.
  *
  * Masks: the tables score a masked pair -PA_MASKED as the forward's do,
- * so its weight p, and with it its dw, is exactly 0 and nothing reaches
- * the factors through it; a query the mask leaves no tuple (output 0)
- * takes no gradient.
+ * and a high edge's tuples add it (pa_elim_mask_high), so its weight p,
+ * and with it its dw, is exactly 0 and nothing reaches the factors
+ * through it; a query the mask leaves no tuple (output 0) takes no
+ * gradient.
  */
 #include "pa_elim.h"
 
@@ -467,7 +468,8 @@ static void query_side(const Grad *G, int m, int j, const int64_t *pos, float *q
 }
 
 /* scores: w[ℓj] = step s's weight exponent at pos for every ℓj < n: its
- * edges' scores and the log-normalizers of the messages it reads; the
+ * edges' scores (the high edges' masked as the forward's) and the
+ * log-normalizers of the messages it reads; the
  * query sides of its high edges (times their weights, zeros up to dimp)
  * in q, one after the other.  high: add the high edges' scores too (else
  * the caller does, a block at a time). */
@@ -496,6 +498,8 @@ static void scores(const Grad *G, const Sink *S, int s, const int64_t *pos,
 				dot += q[d] * t[r * ed->dimp + d];
 			w[r] += dot;
 		}
+		if (G->k->num_masks)
+			pa_elim_mask_high(G->k, G->p, e, ps->var, pos, n, w);
 		q += ed->dimp;
 	}
 	for (int i = 0; i < ps->nmsgs; i++) {
