@@ -673,6 +673,7 @@ static Suite *grad_suite(void)
 		suite_add_tcase(s, tc);
 	}
 	TCase *tc = tcase_create("nomem");
+	tcase_set_timeout(tc, 120);      /* a fork and a large setup: slow when the cores are shared */
 	tcase_add_test(tc, nomem);
 	suite_add_tcase(s, tc);
 	return s;
