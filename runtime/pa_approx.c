@@ -652,34 +652,33 @@ static bool bias_only(const pa_kernel_info *k, int m, int v)
 	return any;
 }
 
-/* bias_exp: ew[r] = exp(b_v(r) - max b_v), b_v the scaled sum of x_v's
- * one-variable monomials (0 for x1, whose bias cancels). */
-static void bias_exp(const Engine *E, int v, float *ew)
+/* pa_approx_bias_exp: see pa_approx.h. */
+void pa_approx_bias_exp(const pa_kernel_info *k, const float *const in[], int64_t n,
+                        int v, float *ew)
 {
-	const pa_kernel_info *k = E->k;
 	int hd = k->head_dim;
-	for (int64_t r = 0; r < E->n; r++)
+	for (int64_t r = 0; r < n; r++)
 		ew[r] = 0.0f;
 	for (int m = 0; m < k->num_monomials && v != 1; m++) {
 		if (!bias_only(k, m, v))
 			continue;
 		float c = (float)(k->scale * k->coefficients[m]);
-		for (int64_t r = 0; r < E->n; r++) {
+		for (int64_t r = 0; r < n; r++) {
 			float dot = 0.0f;
 			for (int l = 0; l < hd; l++) {
 				float x = 1.0f;
 				for (int i = 0; i < k->num_inputs; i++)
 					if (k->inputs[i].kind == PA_INPUT_FACTOR && k->inputs[i].monomial == m)
-						x *= E->in[i][r * hd + l];
+						x *= in[i][r * hd + l];
 				dot += x;
 			}
 			ew[r] += c * dot;
 		}
 	}
 	float mx = -INFINITY;
-	for (int64_t r = 0; r < E->n; r++)
+	for (int64_t r = 0; r < n; r++)
 		mx = ew[r] > mx ? ew[r] : mx;
-	for (int64_t r = 0; r < E->n; r++)
+	for (int64_t r = 0; r < n; r++)
 		ew[r] = expf(ew[r] - mx);
 }
 
@@ -1305,7 +1304,7 @@ static void store_leaves(Engine *E)
 	for (int l = 0; l < p->nleaves; l++) {
 		int v = p->leaves[l].var;
 		if (p->leaves[l].kind == PA_LEAF_WEIGHTS && !done[v])
-			bias_exp(E, v, E->ew[v]), done[v] = true;
+			pa_approx_bias_exp(E->k, E->in, E->n, v, E->ew[v]), done[v] = true;
 	}
 	for (int l = 0; l < p->nleaves; l++) {
 		const Tensor *T = &E->T[l];

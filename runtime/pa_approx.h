@@ -164,6 +164,12 @@ void pa_approx_feature_block(int nf, const int *parent, const int *coord,
 void pa_approx_gemm(int64_t nbat, int64_t M, int64_t N, int64_t K, const float *A,
                     const float *B, float *O, int acc, int nt, int par);
 
+/* ew[r] = exp(b_v(r) − max_r b_v) for r < n, b_v the scaled sum of x_v's
+ * one-variable monomials over the batch entry's inputs in (all 1 for x1,
+ * whose bias cancels): the weight leaf of x_v, forward and backward. */
+void pa_approx_bias_exp(const pa_kernel_info *k, const float *const in[], int64_t n,
+                        int v, float *ew);
+
 /* The largest |entry| of the factor inputs of k (a NaN-free call). */
 double pa_factor_max(const pa_kernel_info *k, int64_t batch, int64_t n,
                      const float *const inputs[]);

@@ -403,36 +403,6 @@ static bool has_bias(const pa_kernel_info *k, int v)
 	return false;
 }
 
-/* bias_exp: ew[r] = exp(b_v(r) - max b_v), as pa_approx.c makes it. */
-static void bias_exp(const Net *N, int v, float *ew)
-{
-	const pa_kernel_info *k = N->k;
-	const int hd = k->head_dim;
-	for (int64_t r = 0; r < N->n; r++)
-		ew[r] = 0.0f;
-	for (int m = 0; m < k->num_monomials && v != 1; m++) {
-		if (!bias_only(k, m, v))
-			continue;
-		float c = (float)(k->scale * k->coefficients[m]);
-		for (int64_t r = 0; r < N->n; r++) {
-			float dot = 0.0f;
-			for (int l = 0; l < hd; l++) {
-				float x = 1.0f;
-				for (int i = 0; i < k->num_inputs; i++)
-					if (k->inputs[i].kind == PA_INPUT_FACTOR && k->inputs[i].monomial == m)
-						x *= N->in[i][r * hd + l];
-				dot += x;
-			}
-			ew[r] += c * dot;
-		}
-	}
-	float mx = -INFINITY;
-	for (int64_t r = 0; r < N->n; r++)
-		mx = ew[r] > mx ? ew[r] : mx;
-	for (int64_t r = 0; r < N->n; r++)
-		ew[r] = expf(ew[r] - mx);
-}
-
 /* value_input: the input holding x_v's values, or -1. */
 static int value_input(const pa_kernel_info *k, int v)
 {
@@ -1041,7 +1011,7 @@ static void entry(Net *N, const float *g)
 	const pa_approx_plan *p = N->p;
 	memset(N->mem, 0, N->mem_floats * sizeof(float));
 	for (int v = 1; v <= N->t; v++)
-		bias_exp(N, v, N->ew[v]);
+		pa_approx_bias_exp(N->k, N->in, N->n, v, N->ew[v]);
 	for (int l = 0; l < p->nleaves; l++)
 		if (!N->T[l].feat)
 			weights_fill(N, l);
