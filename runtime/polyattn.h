@@ -81,6 +81,19 @@ typedef pa_status (*pa_backward_fn)(int64_t batch, int64_t n,
                                     const float *grad_out,
                                     float *const grad_inputs[]);
 
+/* The same with nq query rows (x1's inputs, out, grad_out, x1's
+ * gradients) and nk key rows (every other input): pa_kernel_info.run_qk. */
+typedef pa_status (*pa_kernel_qk_fn)(int64_t batch, int64_t nq, int64_t nk,
+                                     const float *const inputs[], float *out);
+typedef pa_status (*pa_train_qk_fn)(int64_t batch, int64_t nq, int64_t nk,
+                                    const float *const inputs[], float *out,
+                                    float *saved);
+typedef pa_status (*pa_backward_qk_fn)(int64_t batch, int64_t nq, int64_t nk,
+                                       const float *const inputs[],
+                                       const float *out, const float *saved,
+                                       const float *grad_out,
+                                       float *const grad_inputs[]);
+
 /*
  * Extended calls (doc/design.md, "Extended calls"): ragged lengths, row
  * strides, heads, and fewer queries than keys, through one entry point
@@ -221,6 +234,17 @@ typedef struct {
 	                                for this PA_TRAIN call; -1 for a call
 	                                it cannot size (bad sizes or lengths,
 	                                no backward) */
+	/* Dense calls with fewer query rows than key rows, for the plans that
+	 * run them natively (a query costs O(nk) work per message it
+	 * receives, not O(nk²)): x1's inputs and out have nq rows, every
+	 * other input nk ≥ nq rows, and query row i sits at position
+	 * i + nk − nq (as pa_call aligns it).  f_qk(batch, n, n, …) is
+	 * f(batch, n, …).  NULL when the plan has none: the call layer then
+	 * pads x1's inputs to nk rows.  K_call uses them; callers need not. */
+	pa_kernel_qk_fn run_qk;
+	int64_t (*saved_floats_qk)(int64_t batch, int64_t nq, int64_t nk);
+	pa_train_qk_fn train_qk;
+	pa_backward_qk_fn backward_qk;
 } pa_kernel_info;
 
 /*
