@@ -223,6 +223,12 @@ void emit_info(Emitter *E, const Plan *p)
 		emit_line(E, ".window = %lld,", (long long)k->window);
 	emit_line(E, ".call = %s_call,", k->name);
 	emit_line(E, ".call_saved_floats = %s_call_saved_floats,", k->name);
+	if (plan_runs_qk(p)) {
+		emit_line(E, ".run_qk = %s_run_qk,", k->name);
+		emit_line(E, ".saved_floats_qk = %s_saved_floats_qk,", k->name);
+		emit_line(E, ".train_qk = %s_train_qk,", k->name);
+		emit_line(E, ".backward_qk = %s_backward_qk,", k->name);
+	}
 	E->indent--;
 	emit_line(E, "};");
 }

@@ -330,6 +330,20 @@ bool plan_exact_trains(const Plan *p)
 	return p->kind == PLAN_TREE || p->kind == PLAN_ELIM;
 }
 
+/* plan_runs_qk: the kernel's entry points take nq query rows besides nk
+ * key rows (K_info.run_qk, .saved_floats_qk, .train_qk, .backward_qk,
+ * named K_run_qk … in the generated C); else the call layer pads x1. */
+bool plan_runs_qk(const Plan *p)
+{
+	if (p->use != USE_EXACT)
+		return false;
+	switch (p->kind) {
+	case PLAN_TREE: return false;
+	case PLAN_ELIM: return false;
+	}
+	return false;
+}
+
 /* plan_algorithm = what K_info.algorithm says: the exact plan's name,
  * "approx", or "auto" when the entry point picks per call. */
 const char *plan_algorithm(const Plan *p)

@@ -397,6 +397,7 @@ const char *plan_kind_name(PlanKind k);
 const char *plan_algorithm(const Plan *p);
 bool plan_trains(const Plan *p);
 bool plan_exact_trains(const Plan *p);
+bool plan_runs_qk(const Plan *p);
 double plan_flops(const Plan *p, double n);
 double plan_seconds(const Plan *p, double n);
 
