@@ -95,7 +95,9 @@ def train_impl(info, b, n, inputs):
     if not info.has_backward:       # backward raises; the forward still runs
         info.run(b, n, _ptrs(inputs), out.data_ptr())
         return out, out.new_empty((0,))
-    saved = torch.empty((info.saved_floats(b, n),), dtype=torch.float32)
+    # zeros: a kernel leaves the alignment gaps between its saved buffers
+    # unwritten, and saved is an output (AOT dispatch compares it)
+    saved = torch.zeros((info.saved_floats(b, n),), dtype=torch.float32)
     info.train(b, n, _ptrs(inputs), out.data_ptr(), saved.data_ptr())
     return out, saved
 
@@ -312,7 +314,7 @@ def call_forward_impl(info, inputs, lengths, q_lengths, train=False):
     if size < 0:                    # a call K_call refuses: its status says why
         info.call(PA_FORWARD, shape, ptrs, (out.data_ptr(), (0, 0, 0)))
         raise ValueError(f"kernel '{info.name}': saved would not fit in memory")
-    saved = torch.empty((size,), dtype=torch.float32)
+    saved = torch.zeros((size,), dtype=torch.float32)   # as in train_impl
     info.call(PA_TRAIN, shape, ptrs, (out.data_ptr(), (0, 0, 0)), saved.data_ptr())
     return out, saved
 

@@ -194,6 +194,20 @@ def test_operator_autograd_matches_eager_path(gen):
         assert torch.equal(x.grad, y.grad)
 
 
+@pytest.mark.parametrize("case", ["tree", "strassen"])
+def test_operators_opcheck(case, gen):
+    """torch.library.opcheck of polyattn::forward and polyattn::train:
+    schema, fake implementation, autograd registration and AOT dispatch
+    (outputs compared, saved included), for a tree and an elimination
+    kernel."""
+    k = compile_case(case)
+    xs = random_inputs(k, (2,), 5, gen)
+    k(*xs)                                   # registers the kernel
+    torch.library.opcheck(torch.ops.polyattn.forward.default, (k._key, xs))
+    ys = [x.detach().requires_grad_() for x in xs]
+    torch.library.opcheck(torch.ops.polyattn.train.default, (k._key, ys))
+
+
 def test_no_silent_double_backward(gen):
     k = compile_case("softmax")
     xs = [x.requires_grad_() for x in random_inputs(k, (1,), 4, gen)]
