@@ -6,6 +6,8 @@
  */
 #include "polyc.h"
 
+#include <math.h>
+
 /* var_set: "{x1, x2}" for a bit set of variables. */
 static void print_vars(FILE *f, uint32_t vs)
 {
@@ -165,6 +167,10 @@ static void print_cost(FILE *f, const Plan *p)
 {
 	const Approx *A = &p->approx;
 	fprintf(f, "cost: %.4g * n^%d flops", p->cost_coef, p->cost_exp);
+	double full = p->cost_coef * pow(4096, p->cost_exp);
+	if (plan_flops(p, 4096) != full)
+		fprintf(f, " unmasked, the mask keeps %.3g%% at n=4096",
+		        100 * plan_flops(p, 4096) / full);
 	fprintf(f, " (n=1024: %.3g, n=4096: %.3g)\n", plan_flops(p, 1024),
 	        plan_flops(p, 4096));
 	if (!p->approx_tried)

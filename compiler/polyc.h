@@ -399,6 +399,7 @@ bool plan_trains(const Plan *p);
 bool plan_exact_trains(const Plan *p);
 bool plan_runs_qk(const Plan *p);
 double plan_flops(const Plan *p, double n);
+double mask_pairs(double n, int64_t lo, int64_t hi);
 double plan_seconds(const Plan *p, double n);
 
 /* Rates the cost model assumes (flops per second, both cores), as make

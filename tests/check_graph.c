@@ -228,6 +228,36 @@ START_TEST(test_mask_warnings)
 }
 END_TEST
 
+/* mask_pairs counts the allowed pairs of a range as a double loop does,
+ * and plan_flops of a masked tree is each message's flops times them. */
+START_TEST(test_mask_cost)
+{
+	static const int64_t U = PC_UNBOUNDED;
+	static const int64_t ranges[][2] = {
+		{-U, U}, {-U, 0}, {-U, -1}, {0, U}, {1, U}, {-3, 0}, {-3, 2},
+		{2, 5}, {-6, -4}, {0, 0}, {5, 2}, {-U, -40}, {40, U},
+	};
+	for (size_t r = 0; r < sizeof ranges / sizeof *ranges; r++)
+		for (int n = 1; n <= 9; n++) {
+			double want = 0;
+			for (int i = 0; i < n; i++)
+				for (int j = 0; j < n; j++)
+					want += ranges[r][0] <= j - i && j - i <= ranges[r][1];
+			ck_assert_msg(mask_pairs(n, ranges[r][0], ranges[r][1]) == want,
+			              "range %zu, n = %d: %g pairs, not %g", r, n,
+			              mask_pairs(n, ranges[r][0], ranges[r][1]), want);
+		}
+	Fixture f;
+	setup_poly(&f, "x1*x2 + x2*x3", "head_dim = 8; value_dim = 4; values = x3; "
+	           "mask = x2 < x1, x3 <= x2; window = 3;");
+	/* x3 -> x2: 2·8 + 2·4 flops over -2 <= l3 - l2 <= 0; x2 -> x1: the
+	 * same over -2 <= l2 - l1 <= -1 */
+	ck_assert_double_eq(plan_flops(&f.p, 10), 24 * (10 + 9 + 8) + 24 * (9 + 8));
+	ck_assert_double_eq(f.p.cost_coef, 48);
+	teardown(&f);
+}
+END_TEST
+
 START_TEST(test_elim_plan)
 {
 	Fixture f;
@@ -281,7 +311,7 @@ static char *slurp(const char *path)
 /* .poly files whose --explain text tests/golden/explain/NAME.txt holds. */
 static const char *const explained[] = {
 	"examples/self_attention", "examples/compose2", "examples/compose3",
-	"examples/star", "tests/golden/explain/approx",
+	"examples/star", "tests/golden/explain/approx", "tests/golden/explain/masked",
 };
 
 START_TEST(test_explain_golden)
@@ -472,6 +502,7 @@ Suite *graph_suite(void)
 	tcase_add_test(tc, test_elim_plan);
 	tcase_add_test(tc, test_masks);
 	tcase_add_test(tc, test_mask_warnings);
+	tcase_add_test(tc, test_mask_cost);
 	tcase_add_test(tc, test_approx_degree);
 	tcase_add_test(tc, test_approx_features);
 	tcase_add_test(tc, test_approx_choice);
