@@ -186,6 +186,11 @@ $(E2E)/check_call.o: tests/check_call.c tests/rnd.h
 	$(CC) $(CFLAGS) -Iruntime $(CHECK_CFLAGS) -c $< -o $@
 $(E2E)/check_call: $(E2E)/check_call.o $(E2E)/call/cases.o $(E2E)/call/cases_table.o $(LIBPA)
 	$(CC) $(CFLAGS) $^ $(CHECK_LIBS) -fopenmp -lm -o $@
+# The same suite on masked kernels of every exact plan.
+$(E2E)/call_masked/cases.poly $(E2E)/call_masked/cases_table.c: tests/e2e/polys_call_masked.txt tests/e2e/mkcases.sh
+	sh tests/e2e/mkcases.sh tests/e2e/polys_call_masked.txt "3" "5" $(E2E)/call_masked
+$(E2E)/check_call_masked: $(E2E)/check_call.o $(E2E)/call_masked/cases.o $(E2E)/call_masked/cases_table.o $(LIBPA)
+	$(CC) $(CFLAGS) $^ $(CHECK_LIBS) -fopenmp -lm -o $@
 
 # Every tree set runs once per code path (PA_ISA forces it; a path this CPU
 # lacks falls back to the widest it has).
@@ -201,7 +206,7 @@ $(E2E)/check_approx_engine: tests/check_approx_engine.c $(LIBPA)
 
 e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine $(E2E)/check_approx_grad \
      $(TREE_HEAD_DIMS:%=$(E2E)/grad_tree_h%) $(E2E)/check_wide $(E2E)/grad_wide \
-     $(E2E)/grad_general $(E2E)/check_call $(E2E)/check_masked $(E2E)/grad_masked \
+     $(E2E)/grad_general $(E2E)/check_call $(E2E)/check_call_masked $(E2E)/check_masked $(E2E)/grad_masked \
      $(E2E)/check_masked_general $(E2E)/grad_masked_general
 	echo "e2e wide"; $(E2E)/check_wide && $(E2E)/grad_wide
 	for i in $(ISAS); do for s in $(TREE_HEAD_DIMS:%=tree_h%); do \
@@ -225,7 +230,8 @@ e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine
 	  PA_ISA=$$i $(E2E)/check_approx || exit 1; done
 	for i in $(ISAS); do for t in $(GRAD_THREADS); do \
 	  echo "call, PA_ISA=$$i, $$t thread(s)"; \
-	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/check_call || exit 1; done; done
+	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/check_call || exit 1; \
+	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/check_call_masked || exit 1; done; done
 	for i in $(ISAS); do for t in $(GRAD_THREADS); do \
 	  echo "grad approx, PA_ISA=$$i, $$t thread(s)"; \
 	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/check_approx_grad || exit 1; done; done
@@ -404,7 +410,7 @@ sanitize:
 
 sanitize-run: all $(B)/check_unit $(E2E)/check_tree_h3 $(E2E)/check_general $(E2E)/check_approx \
               $(E2E)/check_approx_engine $(E2E)/grad_tree_h3 $(E2E)/grad_general $(E2E)/check_call \
-              $(E2E)/check_approx_grad $(E2E)/grad_masked_general
+              $(E2E)/check_call_masked $(E2E)/check_approx_grad $(E2E)/grad_masked_general
 	$(B)/check_unit
 	sh tests/diag/run.sh $(POLYC) tests/diag
 	sh tests/cli/run.sh $(POLYC)
@@ -415,6 +421,7 @@ sanitize-run: all $(B)/check_unit $(E2E)/check_tree_h3 $(E2E)/check_general $(E2
 	CK_FORK=no GRAD_BUDGET=4e6 $(E2E)/grad_masked_general
 	CK_FORK=no $(E2E)/check_approx
 	CK_FORK=no $(E2E)/check_call
+	CK_FORK=no $(E2E)/check_call_masked
 	$(E2E)/check_approx_engine
 	CK_FORK=no $(E2E)/check_approx_grad
 

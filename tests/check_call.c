@@ -1,7 +1,9 @@
 /*
  * check_call.c - the extended entry point K_call (polyattn.h, pa_call) of
  * every kernel of tests/e2e/polys_call.txt (trees, elimination,
- * approximate, auto), against pa_reference_call and
+ * approximate, auto; built as check_call) or of
+ * tests/e2e/polys_call_masked.txt (masked trees and elimination; built as
+ * check_call_masked), against pa_reference_call and
  * pa_reference_call_backward (the definition per batch entry, in double)
  * and against the plain entry points.  Each kernel is one test of these
  * loop test cases:
