@@ -36,3 +36,27 @@ def test_causal_output_and_gradients(gen):
     ref = torch.autograd.grad((want * g.double()).sum(), xs)
     for a, b in zip(got, ref):
         assert rel_err(a, b) < 1e-4
+
+
+def test_causal_decoding_with_lengths(gen):
+    """Fewer queries than keys under a causal mask: query row i of an entry
+    of key length L sits at position L − nq + i (bottom-right, as
+    FlashAttention aligns decoding), so it sees the keys up to there."""
+    k = polyattn.compile("x1*x2 + x2*x3", kernel="causal_dec", head_dim=4, value_dim=3,
+                         values="x3", scale=0.5, mask="causal")
+    nq, nk, lengths = 3, 9, [9, 5]
+    full = random_inputs(k, (2,), nk, gen)           # x1's rows at every position
+    q1 = torch.stack([full[0][b, L - nq:L] for b, L in enumerate(lengths)])
+    xs = [q1.requires_grad_()] + [x.clone().requires_grad_() for x in full[1:]]
+    out = k(*xs, lengths=lengths)
+    g = torch.randn(out.shape, generator=gen)
+    got = torch.autograd.grad((out * g).sum(), xs)
+    for b, L in enumerate(lengths):
+        ref_in = [x[b, :L].detach().requires_grad_() for x in full]
+        want = causal_reference(k, ref_in)[L - nq:L]
+        assert rel_err(out[b], want) < 1e-5
+        ref = torch.autograd.grad((want * g[b].double()).sum(), ref_in)
+        assert rel_err(got[0][b], ref[0][L - nq:L]) < 1e-4
+        for a, r in zip(got[1:], ref[1:]):
+            assert rel_err(a[b, :L], r) < 1e-4
+            assert torch.all(a[b, L:] == 0)
