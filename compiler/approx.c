@@ -415,6 +415,25 @@ void approx_plan(Plan *p)
 		A->usable = true;
 }
 
+/* approx_mask: p's approximation becomes the masked tree's (plan.c
+ * checked that it can): the same edges and feature maps, contracted as
+ * p's messages, each by chunks of PC_APPROX_CHUNK rows whose own masked
+ * part costs 2 · chunk · (features + channels) flops a row more than the
+ * network's product, and n · (value_dim + 1) floats per variable (the
+ * messages' products). */
+void approx_mask(Plan *p)
+{
+	const Kernel *k = p->g->k;
+	Approx *A = &p->approx;
+	A->masked = true;
+	for (int i = 0; i < p->nmsg; i++) {
+		double f = A->edge[p->msg[i].edge].nfeat;
+		if (p->msg[i].lo > -PC_UNBOUNDED || p->msg[i].hi < PC_UNBOUNDED)
+			A->flops_lin += 2.0 * PC_APPROX_CHUNK * (f + k->value_dim + 1);
+	}
+	A->mem_lin += (double)p->g->nvars * (k->value_dim + 1);
+}
+
 /* approx_feature_weights: the feature map of edge e, graded by degree,
  * each feature its parent times one coordinate (coordinates never
  * decreasing along a chain, so run counts give α_i!): parent, coord and

@@ -1392,6 +1392,8 @@ pa_status pa_approx_run(const pa_kernel_info *k, const pa_approx_plan *p,
 		return p->exact(batch, n, inputs, out);
 	if (pa_factor_max(k, batch, n, inputs) > p->bound)
 		return p->exact ? p->exact(batch, n, inputs, out) : PA_ERR_BOUND;
+	if (p->tree)
+		return pa_approx_tree_run(k, p, batch, n, inputs, out);
 	Engine *E = calloc(1, sizeof *E);
 	if (!E)
 		return PA_ERR_NOMEM;

@@ -2,7 +2,8 @@
  * check_approx_grad.c - the gradients of the approximate kernels
  * (doc/training.md, "Approximate kernels").
  *
- * Every kernel of tests/e2e/polys_approx.txt is trained on factor inputs
+ * Every kernel of tests/e2e/polys_approx.txt (or of polys_approx_masked.txt:
+ * the brute forces below honour K_info's masks as pa_reference does) is trained on factor inputs
  * drawn AT the declared bound (uniform, all ±B, and the split draw of
  * check_approx.c) and its gradients are checked twice:
  *   promise  against pa_reference_backward (the exact softmax, in double)
@@ -235,7 +236,22 @@ static double vprod(const Brute *B, const int64_t *pos, int c, int skip, bool ab
 	return u;
 }
 
-/* brute_row: query ℓ1's output, and its share of every gradient. */
+/* allowed: tuple pos keeps every mask constraint of k and its window
+ * (pa_reference's rule: the others weigh 0). */
+static bool allowed(const pa_kernel_info *k, const int64_t *pos)
+{
+	for (int i = 0; i < k->num_masks; i++) {
+		int64_t a = pos[k->masks[i].a], b = pos[k->masks[i].b];
+		if (k->masks[i].strict ? a >= b : a > b)
+			return false;
+		if (k->window && b - a >= k->window)
+			return false;
+	}
+	return true;
+}
+
+/* brute_row: query ℓ1's output, and its share of every gradient (none,
+ * and output 0, for a row the mask leaves no tuple). */
 static void brute_row(const Brute *B, int64_t l1)
 {
 	const pa_kernel_info *k = B->k;
@@ -247,6 +263,8 @@ static void brute_row(const Brute *B, int64_t l1)
 	for (int c = 0; c < vd; c++)
 		out[c] = A[c] = 0;
 	do {
+		if (!allowed(k, pos))
+			continue;
 		double w = weight(B, pos, u);
 		Z += w;
 		for (int c = 0; c < vd; c++) {
@@ -255,6 +273,11 @@ static void brute_row(const Brute *B, int64_t l1)
 		}
 	} while (next_tuple(pos, k->num_vars, B->n));
 	double go = 0, G = 0;
+	if (Z == 0) {
+		for (int c = 0; c < vd; c++)
+			B->out[l1 * vd + c] = 0;
+		return;
+	}
 	for (int c = 0; c < vd; c++) {
 		out[c] /= Z, A[c] /= Z;
 		B->out[l1 * vd + c] = out[c];
@@ -264,6 +287,8 @@ static void brute_row(const Brute *B, int64_t l1)
 	if (!B->grad)
 		return;
 	do {
+		if (!allowed(k, pos))
+			continue;
 		double w = weight(B, pos, u), p = w / Z, gu = 0, du[64];
 		for (int c = 0; c < vd; c++)
 			gu += g[c] * vprod(B, pos, c, -1, false);
