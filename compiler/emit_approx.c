@@ -198,16 +198,6 @@ static void emit_network(Emitter *E, const Plan *p)
 	emit_line(E, "};");
 }
 
-/* emit_bound: a message's lo or hi, ±PA_APPROX_UNBOUNDED for no limit. */
-static const char *emit_bound(char *buf, size_t sz, int64_t x)
-{
-	if (x <= -PC_UNBOUNDED || x >= PC_UNBOUNDED)
-		snprintf(buf, sz, "%sPA_APPROX_UNBOUNDED", x < 0 ? "-" : "");
-	else
-		snprintf(buf, sz, "%lld", (long long)x);
-	return buf;
-}
-
 /* emit_tree: the masked tree's messages, children first, and roots. */
 static void emit_tree(Emitter *E, const Plan *p)
 {
@@ -218,8 +208,8 @@ static void emit_tree(Emitter *E, const Plan *p)
 		const Message *m = &p->msg[i];
 		emit_line(E, "/* x%d -> x%d over edge %d */", m->var, m->parent, m->edge);
 		emit_line(E, "{.var = %d, .parent = %d, .edge = %d, .lo = %s, .hi = %s},",
-		          m->var, m->parent, m->edge, emit_bound(lo, sizeof lo, m->lo),
-		          emit_bound(hi, sizeof hi, m->hi));
+		          m->var, m->parent, m->edge, emit_mask_bound(lo, sizeof lo, m->lo),
+		          emit_mask_bound(hi, sizeof hi, m->hi));
 	}
 	if (!p->nmsg)
 		emit_line(E, "{0}");

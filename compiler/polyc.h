@@ -447,6 +447,7 @@ void emit_info(Emitter *E, const Plan *p);
 /* ----------------------------------------------------------- emit_tree.c */
 
 void emit_tree_kernel(Emitter *E, const Plan *p, const char *entry);
+const char *emit_mask_bound(char *buf, size_t size, int64_t x);
 
 /* -------------------------------------------------------- emit_attend.c */
 

@@ -98,14 +98,12 @@ typedef struct pa_approx_step {
  * by chunked prefix sums over positions (suffix sums for a reverse
  * constraint) in time linear in n.  A message from x_var to x_parent over
  * edge edge sums the positions ℓvar with lo ≤ ℓvar − ℓparent ≤ hi, one
- * side at most bounded: hi ∈ {0, −1} with lo = −PA_APPROX_UNBOUNDED
- * (ℓvar ≤ ℓparent, or <), lo ∈ {0, 1} with hi = PA_APPROX_UNBOUNDED
- * (ℓvar ≥ ℓparent, or >), or both unbounded.  roots are the components'
+ * side at most bounded: hi ∈ {0, −1} with lo = −PA_UNBOUNDED (pa_kernel.h;
+ * ℓvar ≤ ℓparent, or <), lo ∈ {0, 1} with hi = PA_UNBOUNDED (ℓvar ≥
+ * ℓparent, or >), or both unbounded.  roots are the components'
  * roots, x1 first; a component without x1 contributes Σ over its root's
  * positions, per channel.
  */
-#define PA_APPROX_UNBOUNDED ((int64_t)1 << 62)
-
 typedef struct pa_approx_msg {
 	int var;                 /* the child, x_var */
 	int parent;              /* x_parent */

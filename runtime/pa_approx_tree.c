@@ -49,7 +49,7 @@
 
 #define CH 64                    /* rows of a chunk */
 #define MAX_VARS 31
-#define U PA_APPROX_UNBOUNDED
+#define U PA_UNBOUNDED
 
 /* One call. */
 typedef struct Tree {

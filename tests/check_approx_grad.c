@@ -236,20 +236,6 @@ static double vprod(const Brute *B, const int64_t *pos, int c, int skip, bool ab
 	return u;
 }
 
-/* allowed: tuple pos keeps every mask constraint of k and its window
- * (pa_reference's rule: the others weigh 0). */
-static bool allowed(const pa_kernel_info *k, const int64_t *pos)
-{
-	for (int i = 0; i < k->num_masks; i++) {
-		int64_t a = pos[k->masks[i].a], b = pos[k->masks[i].b];
-		if (k->masks[i].strict ? a >= b : a > b)
-			return false;
-		if (k->window && b - a >= k->window)
-			return false;
-	}
-	return true;
-}
-
 /* brute_row: query ℓ1's output, and its share of every gradient (none,
  * and output 0, for a row the mask leaves no tuple). */
 static void brute_row(const Brute *B, int64_t l1)
@@ -263,7 +249,7 @@ static void brute_row(const Brute *B, int64_t l1)
 	for (int c = 0; c < vd; c++)
 		out[c] = A[c] = 0;
 	do {
-		if (!allowed(k, pos))
+		if (!tuple_allowed(k, pos))
 			continue;
 		double w = weight(B, pos, u);
 		Z += w;
@@ -287,7 +273,7 @@ static void brute_row(const Brute *B, int64_t l1)
 	if (!B->grad)
 		return;
 	do {
-		if (!allowed(k, pos))
+		if (!tuple_allowed(k, pos))
 			continue;
 		double w = weight(B, pos, u), p = w / Z, gu = 0, du[64];
 		for (int c = 0; c < vd; c++)
