@@ -357,7 +357,8 @@ double plan_seconds(const Plan *p, double n)
 
 /* plan_trains: the kernel carries a backward (doc/training.md): every
  * plan does, exact (tree or elimination), approximate or auto (its
- * network's backward, and its exact part's over the bound). */
+ * network's backward or, masked, its tree's, pa_approx_tree.c, and its
+ * exact part's over the bound). */
 bool plan_trains(const Plan *p)
 {
 	return p->kind == PLAN_TREE || p->kind == PLAN_ELIM;

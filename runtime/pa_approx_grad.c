@@ -8,7 +8,10 @@
  * when there is none), the network otherwise.  Training records that
  * choice in saved[0] and the exact part's own saved after it; the
  * backward takes the rule again and refuses a saved that disagrees, so
- * the gradient is always the one of the function the forward ran.
+ * the gradient is always the one of the function the forward ran.  A
+ * plan carrying a masked tree takes pa_approx_tree.c's backward instead
+ * of the network's, which shares the leaves' routines below
+ * (pa_approx_feature_rows, _feature_push, _weights_push).
  *
  * The network's backward is reverse mode through its steps.  The network
  * is contracted again with every step's result kept; out = R[., c] /
