@@ -7,8 +7,8 @@
  * plan, when carried, is emitted first as a static function the engine
  * calls below the crossover n or over the bound.  A masked tree also
  * gets its message table (child, parent, edge and the range of ℓchild −
- * ℓparent its mask allows), which the engine sums by prefix sums instead
- * of contracting the network (runtime/pa_approx_tree.c).
+ * ℓparent its mask allows) instead of the network, which the engine sums
+ * by prefix sums (runtime/pa_approx_tree.c).
  */
 #include "polyc.h"
 
@@ -285,13 +285,16 @@ void emit_approx_kernel(Emitter *E, const Plan *p)
 		emit_line(E, "#error \"polyc ran out of memory for the feature tables\"");
 		return;
 	}
-	emit_network(E, p);
 	if (A->masked)
 		emit_tree(E, p);
+	else
+		emit_network(E, p);
 	emit_open(E, "static const pa_approx_plan %s_aplan =", k->name);
 	emit_line(E, ".nedges = %d, .edges = %s_aedges,", g->nedges, k->name);
-	emit_line(E, ".nleaves = %d, .leaves = %s_aleaves,", A->nleaves, k->name);
-	emit_line(E, ".nsteps = %d, .steps = %s_asteps,", A->nsteps, k->name);
+	if (!A->masked) {
+		emit_line(E, ".nleaves = %d, .leaves = %s_aleaves,", A->nleaves, k->name);
+		emit_line(E, ".nsteps = %d, .steps = %s_asteps,", A->nsteps, k->name);
+	}
 	emit_line(E, ".bound = %.9g, .min_n = %.0f, .exact = %s,", approx_bound(k),
 	          p->use == USE_AUTO ? A->min_n : 0.0,
 	          p->carry_exact ? exact : "0");

@@ -198,11 +198,13 @@ typedef struct pa_approx_io {
 	float *const *gin;
 } pa_approx_io;
 
-/* Rows r0 … r1-1 of Φ_{ed,v} into dst ([row][feature], nfeat floats a
- * row), weighted when v is ed's weight_var, as the forward makes them;
+/* Rows r0 … r1-1 of Φ_{ed,v}, weighted when v is ed's weight_var, as the
+ * forward makes them: into dst ([row][feature], nfeat floats a row) and
+ * into dstt ([feature][row], ldt floats a feature), each when not NULL;
  * scratch holds pa_approx_feature_scratch floats. */
 void pa_approx_feature_rows(const pa_approx_io *io, const pa_approx_edge *ed, int v,
-                            int64_t r0, int64_t r1, float *dst, float *scratch);
+                            int64_t r0, int64_t r1, float *dst, float *dstt,
+                            int64_t ldt, float *scratch);
 int64_t pa_approx_feature_scratch(const pa_kernel_info *k, const pa_approx_edge *ed);
 
 /* The gradient of rows r0 … r1-1 of Φ_{ed,v}, dphi[f · sf + (r − r0) · sr],
@@ -223,9 +225,9 @@ void pa_approx_weights_push(const pa_approx_io *io, int v, const float *ew,
 
 /* From at[d][r] (coordinate d of row r, PA_APPROX_FR rows side by side),
  * ph[f][r] = φ_f of row r (nf × PA_APPROX_FR floats), and rows 0 … rows-1
- * of the features into out (nf floats each), times weight[f] when weight
- * is not NULL: the forward's feature maps, in the widest vectors this CPU
- * runs. */
+ * of the features into out (nf floats each; none when out is NULL), times
+ * weight[f] when weight is not NULL: the forward's feature maps, in the
+ * widest vectors this CPU runs. */
 void pa_approx_feature_block(int nf, const int *parent, const int *coord,
                              const float *weight, float *ph, float *at, int rows,
                              float *out);

@@ -286,7 +286,8 @@ static void phi_block(const pa_approx_edge *ed, float (*at)[FB], float (*ph)[FB]
 /* pa_approx_feature_rows: see pa_approx.h.  Made as the forward makes
  * them (the same products, so the same floats). */
 void pa_approx_feature_rows(const pa_approx_io *io, const pa_approx_edge *ed, int v,
-                            int64_t r0, int64_t r1, float *dst, float *scratch)
+                            int64_t r0, int64_t r1, float *dst, float *dstt,
+                            int64_t ldt, float *scratch)
 {
 	const int nf = ed->nfeat;
 	const float *w = v == ed->weight_var ? ed->weight : NULL;
@@ -295,7 +296,12 @@ void pa_approx_feature_rows(const pa_approx_io *io, const pa_approx_edge *ed, in
 		const int rows = r1 - b < FB ? (int)(r1 - b) : FB;
 		side_block(io, ed, v, b, rows, at);
 		pa_approx_feature_block(nf, ed->parent, ed->coord, w, ph[0], at[0], rows,
-		                        dst + (b - r0) * nf);
+		                        dst ? dst + (b - r0) * nf : NULL);
+		for (int f = 0; dstt && f < nf; f++) {
+			float *o = dstt + f * ldt + (b - r0), wf = w ? w[f] : 1.0f;
+			for (int r = 0; r < rows; r++)
+				o[r] = ph[f][r] * wf;
+		}
 	}
 }
 
@@ -306,7 +312,8 @@ static void feat_rows(const Net *N, int l, int64_t r0, int64_t r1, float *dst,
 {
 	const pa_approx_leaf *lf = &N->p->leaves[l];
 	const pa_approx_io io = {N->k, N->in, N->gin};
-	pa_approx_feature_rows(&io, &N->p->edges[lf->edge], lf->var, r0, r1, dst, scratch);
+	pa_approx_feature_rows(&io, &N->p->edges[lf->edge], lf->var, r0, r1, dst, NULL, 0,
+	                       scratch);
 }
 
 /* pa_approx_feature_scratch: see pa_approx.h. */

@@ -117,33 +117,35 @@ static void mask_scores(float *a, int64_t rows, int64_t lo, int64_t hi, bool tra
 		}
 }
 
-/* features: rows r0 … r1-1 of Φ of the message's edge on x_v into dst. */
+/* features: rows r0 … r1-1 of Φ of the message's edge on x_v, into dst
+ * ([row][feature]) and dstt ([feature][row], r1 − r0 floats a feature),
+ * each when not NULL. */
 static void features(const Walk *w, int v, int64_t r0, int64_t r1, float *dst,
-                     float *scratch)
+                     float *dstt, float *scratch)
 {
-	pa_approx_feature_rows(&w->T->io, &w->T->p->edges[w->m->edge], v, r0, r1, dst,
-	                       scratch);
+	pa_approx_feature_rows(&w->T->io, &w->T->p->edges[w->m->edge], v, r0, r1, dst, dstt,
+	                       r1 - r0, scratch);
 }
 
-/* Buffers of one chunk, carved from a run's space. */
+/* Buffers of one chunk, carved from a run's space: features of either
+ * side in either layout (t: [feature][row]), a features' gradient
+ * [feature][row], two chunk × chunk score blocks, two transposed chunks
+ * of channels and one of a message. */
 typedef struct Bufs {
-	float *fj, *fp, *fjt, *fpt, *st, *dfj, *dfp, *a, *g, *pt, *mc, *scratch;
+	float *fj, *fjt, *fp, *fpt, *dft, *a, *g, *pt, *dmt, *mc, *scratch;
 } Bufs;
 
 static Bufs bufs_of(const Tree *T, float *buf)
 {
 	const int64_t F = T->fmax, nc = T->nc;
 	Bufs b;
-	b.fj = buf, buf += pad16(CH * F);
-	b.fp = buf, buf += pad16(CH * F);
-	b.fjt = buf, buf += pad16(CH * F);
-	b.fpt = buf, buf += pad16(CH * F);
-	b.dfj = buf, buf += pad16(CH * F);
-	b.dfp = buf, buf += pad16(CH * F);
-	b.st = buf, buf += pad16(nc * F);
+	float **five[] = {&b.fj, &b.fjt, &b.fp, &b.fpt, &b.dft};
+	for (int i = 0; i < 5; i++)
+		*five[i] = buf, buf += pad16(CH * F);
 	b.a = buf, buf += pad16(CH * CH);
 	b.g = buf, buf += pad16(CH * CH);
 	b.pt = buf, buf += pad16(nc * CH);
+	b.dmt = buf, buf += pad16(nc * CH);
 	b.mc = buf, buf += pad16(CH * nc);
 	b.scratch = buf;
 	return b;
@@ -153,8 +155,8 @@ static Bufs bufs_of(const Tree *T, float *buf)
 static int64_t run_floats(const Tree *T)
 {
 	const int64_t F = T->fmax, nc = T->nc;
-	return pad16(F * nc) + 6 * pad16(CH * F) + pad16(nc * F) + 2 * pad16(CH * CH) +
-	       pad16(nc * CH) + pad16(CH * nc) + pad16(T->fscratch);
+	return pad16(F * nc) + 5 * pad16(CH * F) + 2 * pad16(CH * CH) + 2 * pad16(nc * CH) +
+	       pad16(CH * nc) + pad16(T->fscratch);
 }
 
 /* ------------------------------------------------------------- walking */
@@ -233,10 +235,9 @@ static void fwd_chunk(const Walk *w, int64_t r0, int64_t r1, float *S, bool body
 	const int64_t rows = r1 - r0, F = T->p->edges[m->edge].nfeat, nc = T->nc;
 	const float *P = T->B[m->var] + r0 * nc;
 	Bufs b = bufs_of(T, buf);
-	features(w, m->var, r0, r1, b.fj, b.scratch);
-	transpose(b.fj, rows, F, b.fjt);
+	features(w, m->var, r0, r1, NULL, b.fjt, b.scratch);
 	if (body) {
-		features(w, m->parent, r0, r1, b.fp, b.scratch);
+		features(w, m->parent, r0, r1, b.fp, NULL, b.scratch);
 		gemm(rows, nc, F, b.fp, S, b.mc, false);
 		if (!w->full) {
 			gemm(rows, rows, F, b.fp, b.fjt, b.a, false);
@@ -442,8 +443,8 @@ pa_status pa_approx_tree_run(const pa_kernel_info *k, const pa_approx_plan *p,
 
 /* ------------------------------------------------------------ backward */
 
-/* bwd_parent_chunk: body: dΦp = dM Sᵀ + (mask ⊙ dM B_jᵀ) Φj, pushed to
- * x_p's factor inputs; update: S += Φjᵀ B_j. */
+/* bwd_parent_chunk: body: dΦpᵀ = S dMᵀ + Φjᵀ (mask ⊙ dM B_jᵀ)ᵀ, pushed
+ * to x_p's factor inputs; update: S += Φjᵀ B_j. */
 static void bwd_parent_chunk(const Walk *w, int64_t r0, int64_t r1, float *S, bool body,
                              bool update, float *buf)
 {
@@ -452,27 +453,26 @@ static void bwd_parent_chunk(const Walk *w, int64_t r0, int64_t r1, float *S, bo
 	const int64_t rows = r1 - r0, F = T->p->edges[m->edge].nfeat, nc = T->nc;
 	const float *P = T->B[m->var] + r0 * nc, *dM = T->dM + r0 * nc;
 	Bufs b = bufs_of(T, buf);
-	features(w, m->var, r0, r1, b.fj, b.scratch);
+	features(w, m->var, r0, r1, NULL, b.fjt, b.scratch);
 	if (body) {
-		transpose(S, F, nc, b.st);
-		gemm(rows, F, nc, dM, b.st, b.dfp, false);
+		transpose(dM, rows, nc, b.dmt);
+		gemm(F, rows, nc, S, b.dmt, b.dft, false);
 		if (!w->full) {
-			transpose(P, rows, nc, b.pt);
-			gemm(rows, rows, nc, dM, b.pt, b.g, false);
-			mask_scores(b.g, rows, m->lo, m->hi, false);
-			gemm(rows, F, rows, b.g, b.fj, b.dfp, true);
+			gemm(rows, rows, nc, P, b.dmt, b.g, false);
+			mask_scores(b.g, rows, m->lo, m->hi, true);
+			gemm(F, rows, rows, b.fjt, b.g, b.dft, true);
 		}
-		pa_approx_feature_push(&T->io, &T->p->edges[m->edge], m->parent, r0, r1, b.dfp,
-		                       1, F, b.scratch);
+		pa_approx_feature_push(&T->io, &T->p->edges[m->edge], m->parent, r0, r1, b.dft,
+		                       rows, 1, b.scratch);
 	}
-	if (update) {
-		transpose(b.fj, rows, F, b.fjt);
+	if (update)
 		gemm(F, nc, rows, b.fjt, P, S, true);
-	}
 }
 
-/* bwd_child_chunk: body: dB_j = Φj Tᵀ… (see the file comment) into dB_j,
- * dΦj pushed to x_j's factor inputs; update: T += Φpᵀ dM. */
+/* bwd_child_chunk: body (the state is T = Σ Φpᵀ dM over the chunks on
+ * the other side): dB_j = Φj T + (maskᵀ ⊙ Φj Φpᵀ) dM into dB_j, and
+ * dΦjᵀ = T B_jᵀ + Φpᵀ (mask ⊙ dM B_jᵀ) pushed to x_j's factor inputs;
+ * update: T += Φpᵀ dM. */
 static void bwd_child_chunk(const Walk *w, int64_t r0, int64_t r1, float *S, bool body,
                             bool update, float *buf)
 {
@@ -482,29 +482,25 @@ static void bwd_child_chunk(const Walk *w, int64_t r0, int64_t r1, float *S, boo
 	const float *P = T->B[m->var] + r0 * nc, *dM = T->dM + r0 * nc;
 	float *dP = T->dB[m->var] + r0 * nc;
 	Bufs b = bufs_of(T, buf);
-	features(w, m->parent, r0, r1, b.fp, b.scratch);
+	features(w, m->parent, r0, r1, NULL, b.fpt, b.scratch);
 	if (body) {
-		features(w, m->var, r0, r1, b.fj, b.scratch);
+		features(w, m->var, r0, r1, b.fj, NULL, b.scratch);
 		gemm(rows, nc, F, b.fj, S, dP, false);
-		transpose(S, F, nc, b.st);
-		gemm(rows, F, nc, P, b.st, b.dfj, false);
+		transpose(P, rows, nc, b.pt);
+		gemm(F, rows, nc, S, b.pt, b.dft, false);
 		if (!w->full) {
-			transpose(b.fp, rows, F, b.fpt);
 			gemm(rows, rows, F, b.fj, b.fpt, b.a, false);
 			mask_scores(b.a, rows, m->lo, m->hi, true);
 			gemm(rows, nc, rows, b.a, dM, dP, true);
-			transpose(dM, rows, nc, b.pt);
-			gemm(rows, rows, nc, P, b.pt, b.g, false);
-			mask_scores(b.g, rows, m->lo, m->hi, true);
-			gemm(rows, F, rows, b.g, b.fp, b.dfj, true);
+			gemm(rows, rows, nc, dM, b.pt, b.g, false);
+			mask_scores(b.g, rows, m->lo, m->hi, false);
+			gemm(F, rows, rows, b.fpt, b.g, b.dft, true);
 		}
-		pa_approx_feature_push(&T->io, &T->p->edges[m->edge], m->var, r0, r1, b.dfj,
-		                       1, F, b.scratch);
+		pa_approx_feature_push(&T->io, &T->p->edges[m->edge], m->var, r0, r1, b.dft,
+		                       rows, 1, b.scratch);
 	}
-	if (update) {
-		transpose(b.fp, rows, F, b.fpt);
+	if (update)
 		gemm(F, nc, rows, b.fpt, dM, S, true);
-	}
 }
 
 /* others: dst = dB_p ⊙ W_p ⊙ Π of the messages into p but message skip
