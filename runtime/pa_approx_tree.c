@@ -151,6 +151,20 @@ static Bufs bufs_of(const Tree *T, float *buf)
 	return b;
 }
 
+/* CHUNK_VIEW: what a chunk function reads of rows r0 … r1-1 of walk w:
+ * the engine T, message m, rows, features F and channels nc, the
+ * child's products P and the message's gradient dM at row r0, buffers b
+ * in buf. */
+#define CHUNK_VIEW(w, r0, r1, buf)                                               \
+	const Tree *T = (w)->T;                                                  \
+	const pa_approx_msg *m = (w)->m;                                         \
+	const int64_t rows = (r1) - (r0), F = T->p->edges[m->edge].nfeat;        \
+	const int64_t nc = T->nc;                                                \
+	const float *P = T->B[m->var] + (r0) * nc;                               \
+	const float *dM = T->dM ? T->dM + (r0) * nc : NULL;                      \
+	Bufs b = bufs_of(T, (buf));                                              \
+	(void)dM
+
 /* run_floats: floats of one run's buffers (its state first). */
 static int64_t run_floats(const Tree *T)
 {
@@ -230,11 +244,7 @@ static Walk walk_of(const Tree *T, const pa_approx_msg *m, bool rev)
 static void fwd_chunk(const Walk *w, int64_t r0, int64_t r1, float *S, bool body,
                       bool update, float *buf)
 {
-	const Tree *T = w->T;
-	const pa_approx_msg *m = w->m;
-	const int64_t rows = r1 - r0, F = T->p->edges[m->edge].nfeat, nc = T->nc;
-	const float *P = T->B[m->var] + r0 * nc;
-	Bufs b = bufs_of(T, buf);
+	CHUNK_VIEW(w, r0, r1, buf);
 	features(w, m->var, r0, r1, NULL, b.fjt, b.scratch);
 	if (body) {
 		features(w, m->parent, r0, r1, b.fp, NULL, b.scratch);
@@ -448,11 +458,7 @@ pa_status pa_approx_tree_run(const pa_kernel_info *k, const pa_approx_plan *p,
 static void bwd_parent_chunk(const Walk *w, int64_t r0, int64_t r1, float *S, bool body,
                              bool update, float *buf)
 {
-	const Tree *T = w->T;
-	const pa_approx_msg *m = w->m;
-	const int64_t rows = r1 - r0, F = T->p->edges[m->edge].nfeat, nc = T->nc;
-	const float *P = T->B[m->var] + r0 * nc, *dM = T->dM + r0 * nc;
-	Bufs b = bufs_of(T, buf);
+	CHUNK_VIEW(w, r0, r1, buf);
 	features(w, m->var, r0, r1, NULL, b.fjt, b.scratch);
 	if (body) {
 		transpose(dM, rows, nc, b.dmt);
@@ -476,12 +482,8 @@ static void bwd_parent_chunk(const Walk *w, int64_t r0, int64_t r1, float *S, bo
 static void bwd_child_chunk(const Walk *w, int64_t r0, int64_t r1, float *S, bool body,
                             bool update, float *buf)
 {
-	const Tree *T = w->T;
-	const pa_approx_msg *m = w->m;
-	const int64_t rows = r1 - r0, F = T->p->edges[m->edge].nfeat, nc = T->nc;
-	const float *P = T->B[m->var] + r0 * nc, *dM = T->dM + r0 * nc;
+	CHUNK_VIEW(w, r0, r1, buf);
 	float *dP = T->dB[m->var] + r0 * nc;
-	Bufs b = bufs_of(T, buf);
 	features(w, m->parent, r0, r1, NULL, b.fpt, b.scratch);
 	if (body) {
 		features(w, m->var, r0, r1, b.fj, NULL, b.scratch);
