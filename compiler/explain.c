@@ -143,7 +143,8 @@ static void print_masked(FILE *f, const Plan *p)
 		fprintf(f, "  message x%d -> x%d: %.0f features of edge %d", m->var,
 		        m->parent, A->edge[m->edge].nfeat, m->edge);
 		print_range(f, m);
-		fprintf(f, "%s\n", m->lo == -PC_UNBOUNDED && m->hi == PC_UNBOUNDED ? ""
+		fprintf(f, "%s\n", m->lo == -PC_UNBOUNDED && m->hi == PC_UNBOUNDED
+		        ? ", every key (one total)"
 		        : m->hi != PC_UNBOUNDED ? " (prefix sum)" : " (suffix sum)");
 	}
 	fprintf(f, "  workspace: %.4g * n + %.4g floats\n", A->mem_lin, A->mem_const);

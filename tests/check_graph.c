@@ -291,7 +291,7 @@ static char *slurp(const char *path)
 /* .poly files whose --explain text tests/golden/explain/NAME.txt holds. */
 static const char *const explained[] = {
 	"examples/self_attention", "examples/compose2", "examples/compose3",
-	"examples/star", "tests/golden/explain/approx",
+	"examples/star", "tests/golden/explain/approx", "tests/golden/explain/approx_masked",
 };
 
 START_TEST(test_explain_golden)
