@@ -314,7 +314,7 @@ enum {
 	PC_APPROX_NIDX = 1 + PC_MAX_VARS + PC_MAX_MONOMIALS, /* c, ℓ_j, α_e */
 	PC_APPROX_MAX_ID = 64,   /* index ids the engine handles: 1 + t + edges */
 	PC_APPROX_MAX_COORDS = 1024, /* D = monomials · head_dim of one edge */
-	PC_APPROX_CHUNK = 64,    /* rows of a masked message's chunk (CH of
+	PC_APPROX_CHUNK = 64,    /* rows of a masked message's chunk (at most: CH of
 	                            runtime/pa_approx_tree.c) */
 };
 

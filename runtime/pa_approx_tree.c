@@ -12,9 +12,9 @@
  *     M[ℓp, c] = Σ_{ℓj : lo ≤ ℓj − ℓp ≤ hi} (Φp[ℓp] · Φj[ℓj]) B_j[ℓj, c].
  *
  * A causal range (hi ∈ {0, −1}, no lower limit) is a prefix sum, run by
- * chunks of CH rows as chunked causal linear attention runs: the state
+ * chunks of ch rows as chunked causal linear attention runs: the state
  * S = Σ_{ℓj before the chunk} Φj[ℓj]ᵀ B_j[ℓj] (F × channels) gives
- * M[chunk] = Φp[chunk] S plus the chunk's own part, the CH × CH scores
+ * M[chunk] = Φp[chunk] S plus the chunk's own part, the ch × ch scores
  * Φp Φjᵀ masked and times B_j[chunk]; then the chunk is added into S.
  * A reverse range (lo ∈ {0, 1}, no upper limit) is the same over the
  * chunks from the last; no range is Φp S with S the total.  The walk over
@@ -23,7 +23,10 @@
  * (so a result depends on the thread count, never on timing).  out[ℓ1]
  * = R[ℓ1, c] / R[ℓ1, vd], R = B_1 times, per channel, Σ_ℓr B_r of every
  * other component's root; 0 where R[ℓ1, vd] = 0 (the mask leaves ℓ1 no
- * tuple).  Cost per message O(n · F · (vd + 1) + n · CH · (F + vd + 1)).
+ * tuple).  Cost per message O(n · F · (vd + 1) + n · ch · (F + vd + 1));
+ * ch is 64 (PA_APPROX_FR, the rows the feature maps make side by side),
+ * halved for edges of so many features that a thread's chunk buffers
+ * would pass CH_BUDGET.
  *
  * The backward is reverse mode of the same recursion: dR from out; dB_1
  * and the other roots' dB from R; then, parents before children, each
@@ -47,7 +50,8 @@
 
 #include "pa_kernel.h"
 
-#define CH 64                    /* rows of a chunk */
+#define CH PA_APPROX_FR           /* rows of a chunk, at most */
+#define CH_BUDGET ((int64_t)1 << 22) /* floats of a thread's feature chunks */
 #define MAX_VARS 31
 #define U PA_UNBOUNDED
 
@@ -59,6 +63,7 @@ typedef struct Tree {
 	int64_t n;
 	int t, nc, nt;               /* variables, channels (vd + 1), threads */
 	int fmax;                    /* the most features of an edge */
+	int64_t ch;                  /* rows of a chunk */
 	pa_approx_io io;             /* this batch entry */
 	float *ew[MAX_VARS + 1];     /* exp(b_v − max b_v), n floats */
 	float *W[MAX_VARS + 1];      /* W_v, n × nc (backward only) */
@@ -137,16 +142,16 @@ typedef struct Bufs {
 
 static Bufs bufs_of(const Tree *T, float *buf)
 {
-	const int64_t F = T->fmax, nc = T->nc;
+	const int64_t F = T->fmax, nc = T->nc, ch = T->ch;
 	Bufs b;
 	float **five[] = {&b.fj, &b.fjt, &b.fp, &b.fpt, &b.dft};
 	for (int i = 0; i < 5; i++)
-		*five[i] = buf, buf += pad16(CH * F);
-	b.a = buf, buf += pad16(CH * CH);
-	b.g = buf, buf += pad16(CH * CH);
-	b.pt = buf, buf += pad16(nc * CH);
-	b.dmt = buf, buf += pad16(nc * CH);
-	b.mc = buf, buf += pad16(CH * nc);
+		*five[i] = buf, buf += pad16(ch * F);
+	b.a = buf, buf += pad16(ch * ch);
+	b.g = buf, buf += pad16(ch * ch);
+	b.pt = buf, buf += pad16(nc * ch);
+	b.dmt = buf, buf += pad16(nc * ch);
+	b.mc = buf, buf += pad16(ch * nc);
 	b.scratch = buf;
 	return b;
 }
@@ -168,9 +173,9 @@ static Bufs bufs_of(const Tree *T, float *buf)
 /* run_floats: floats of one run's buffers (its state first). */
 static int64_t run_floats(const Tree *T)
 {
-	const int64_t F = T->fmax, nc = T->nc;
-	return pad16(F * nc) + 5 * pad16(CH * F) + 2 * pad16(CH * CH) + 2 * pad16(nc * CH) +
-	       pad16(CH * nc) + pad16(T->fscratch);
+	const int64_t F = T->fmax, nc = T->nc, ch = T->ch;
+	return pad16(F * nc) + 5 * pad16(ch * F) + 2 * pad16(ch * ch) + 2 * pad16(nc * ch) +
+	       pad16(ch * nc) + pad16(T->fscratch);
 }
 
 /* ------------------------------------------------------------- walking */
@@ -180,7 +185,7 @@ static int64_t run_floats(const Tree *T)
 static void walk(const Walk *w)
 {
 	const Tree *T = w->T;
-	const int64_t n = T->n, nck = (n + CH - 1) / CH;
+	const int64_t n = T->n, ch = T->ch, nck = (n + ch - 1) / ch;
 	const int64_t sf = (int64_t)T->p->edges[w->m->edge].nfeat * T->nc;
 	const int nr = (int)(nck < T->nt ? nck : T->nt);
 	#define RUN(i) (T->work + (size_t)(i) * (size_t)T->per_thread)
@@ -193,7 +198,7 @@ static void walk(const Walk *w)
 		if (nr == 1 && !w->full)
 			continue;
 		for (int64_t c = FIRST(i); c < FIRST(i + 1); c++)
-			w->chunk(w, c * CH, (c + 1) * CH < n ? (c + 1) * CH : n, state, false, true,
+			w->chunk(w, c * ch, (c + 1) * ch < n ? (c + 1) * ch : n, state, false, true,
 			         buf);
 	}
 	/* each run's state: the sum of the runs before it (all, when full) */
@@ -218,7 +223,7 @@ static void walk(const Walk *w)
 		int64_t c0 = FIRST(i), c1 = FIRST(i + 1);
 		for (int64_t q = 0; q < c1 - c0; q++) {
 			int64_t c = w->dir > 0 ? c0 + q : c1 - 1 - q;
-			w->chunk(w, c * CH, (c + 1) * CH < n ? (c + 1) * CH : n, state, true,
+			w->chunk(w, c * ch, (c + 1) * ch < n ? (c + 1) * ch : n, state, true,
 			         !w->full, buf);
 		}
 	}
@@ -388,6 +393,9 @@ static pa_status setup(Tree *T, bool grad)
 		T->fmax = ed->nfeat > T->fmax ? ed->nfeat : T->fmax;
 		T->fscratch = fs > T->fscratch ? fs : T->fscratch;
 	}
+	T->ch = CH;
+	while (T->ch > 8 && 5 * T->ch * T->fmax > CH_BUDGET)
+		T->ch /= 2;
 	const int64_t rows = T->n * T->nc;
 	size_t total = 0, off[4][MAX_VARS + 1], moff = 0, dmoff = 0;
 	for (int v = 1; v <= T->t; v++) {
