@@ -35,7 +35,7 @@ COMPILER_SRC = compiler/ast.c compiler/diag.c compiler/parse.c \
 GRAMMAR_SRC  = $(B)/grammar/parser.c $(B)/grammar/lexer.c
 RUNTIME_SRC  = runtime/pa_status.c runtime/pa_reference.c runtime/pa_kernel.c \
                runtime/pa_elim.c runtime/pa_elim_grad.c runtime/pa_approx.c runtime/pa_approx_grad.c \
-               runtime/pa_edge.c runtime/pa_tree_grad.c runtime/pa_threads.c runtime/pa_tensor3.c \
+               runtime/pa_approx_tree.c runtime/pa_edge.c runtime/pa_tree_grad.c runtime/pa_threads.c runtime/pa_tensor3.c \
                runtime/pa_call.c runtime/pa_reference_call.c
 TEST_SRC     = tests/check_main.c tests/check_parse.c tests/check_runtime.c \
                tests/check_graph.c tests/check_reference_grad.c tests/check_workspace.c \
@@ -79,7 +79,7 @@ $(B)/%.o: %.c
 # The elimination engine spreads its loops over threads.
 $(B)/runtime/pa_elim.o $(B)/runtime/pa_elim_grad.o $(B)/runtime/pa_approx.o $(B)/runtime/pa_edge.o \
 $(B)/runtime/pa_tree_grad.o $(B)/runtime/pa_threads.o $(B)/runtime/pa_call.o \
-$(B)/runtime/pa_tensor3.o $(B)/runtime/pa_approx_grad.o: override CFLAGS += -fopenmp
+$(B)/runtime/pa_tensor3.o $(B)/runtime/pa_approx_grad.o $(B)/runtime/pa_approx_tree.o: override CFLAGS += -fopenmp
 # The backward's micro-kernels want their small loops unrolled.
 $(B)/runtime/pa_edge.o $(B)/runtime/pa_approx_grad.o: override CFLAGS += -O3
 
@@ -144,6 +144,9 @@ $(E2E)/masked_general/cases.poly $(E2E)/masked_general/cases_table.c: tests/e2e/
 $(E2E)/approx/cases.poly $(E2E)/approx/cases_table.c: tests/e2e/polys_approx.txt tests/e2e/mkcases.sh
 	sh tests/e2e/mkcases.sh tests/e2e/polys_approx.txt "2 3" "1 4" $(E2E)/approx
 
+$(E2E)/approx_masked/cases.poly $(E2E)/approx_masked/cases_table.c: tests/e2e/polys_approx_masked.txt tests/e2e/mkcases.sh
+	sh tests/e2e/mkcases.sh tests/e2e/polys_approx_masked.txt "1 3" "3" $(E2E)/approx_masked
+
 $(E2E)/%/cases.h: $(E2E)/%/cases.poly $(POLYC)
 	$(POLYC) $< --emit=h -o $@
 $(E2E)/%/cases.o: $(E2E)/%/cases.poly $(POLYC)
@@ -161,6 +164,10 @@ $(E2E)/check_approx.o: tests/check_approx.c
 	$(CC) $(CFLAGS) -Iruntime $(CHECK_CFLAGS) -c $< -o $@
 $(E2E)/check_approx: $(E2E)/check_approx.o $(E2E)/approx/cases.o $(E2E)/approx/cases_table.o $(LIBPA)
 	$(CC) $(CFLAGS) $^ $(CHECK_LIBS) -fopenmp -lm -o $@
+# The same checks on masked trees (pa_reference honours the masks).
+$(E2E)/check_approx_masked: $(E2E)/check_approx.o $(E2E)/approx_masked/cases.o \
+                            $(E2E)/approx_masked/cases_table.o $(LIBPA)
+	$(CC) $(CFLAGS) $^ $(CHECK_LIBS) -fopenmp -lm -o $@
 
 # The approximate kernels' gradients: within the promise of the exact
 # ones, and close to the exact gradient of the function they compute.
@@ -168,6 +175,9 @@ $(E2E)/check_approx_grad.o: tests/check_approx_grad.c tests/e2e_inputs.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -fopenmp -Iruntime $(CHECK_CFLAGS) -c $< -o $@
 $(E2E)/check_approx_grad: $(E2E)/check_approx_grad.o $(E2E)/approx/cases.o $(E2E)/approx/cases_table.o $(LIBPA)
+	$(CC) $(CFLAGS) $^ $(CHECK_LIBS) -fopenmp -lm -o $@
+$(E2E)/grad_approx_masked: $(E2E)/check_approx_grad.o $(E2E)/approx_masked/cases.o \
+                           $(E2E)/approx_masked/cases_table.o $(LIBPA)
 	$(CC) $(CFLAGS) $^ $(CHECK_LIBS) -fopenmp -lm -o $@
 
 # Gradients of every kernel with a backward against pa_reference_backward.
@@ -207,7 +217,8 @@ $(E2E)/check_approx_engine: tests/check_approx_engine.c $(LIBPA)
 e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine $(E2E)/check_approx_grad \
      $(TREE_HEAD_DIMS:%=$(E2E)/grad_tree_h%) $(E2E)/check_wide $(E2E)/grad_wide \
      $(E2E)/grad_general $(E2E)/check_call $(E2E)/check_call_masked $(E2E)/check_masked $(E2E)/grad_masked \
-     $(E2E)/check_masked_general $(E2E)/grad_masked_general
+     $(E2E)/check_masked_general $(E2E)/grad_masked_general \
+     $(E2E)/check_approx_masked $(E2E)/grad_approx_masked
 	echo "e2e wide"; $(E2E)/check_wide && $(E2E)/grad_wide
 	for i in $(ISAS); do for s in $(TREE_HEAD_DIMS:%=tree_h%); do \
 	  echo "e2e $$s, PA_ISA=$$i"; PA_ISA=$$i $(E2E)/check_$$s || exit 1; done; done
@@ -235,6 +246,10 @@ e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine
 	for i in $(ISAS); do for t in $(GRAD_THREADS); do \
 	  echo "grad approx, PA_ISA=$$i, $$t thread(s)"; \
 	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/check_approx_grad || exit 1; done; done
+	for i in $(ISAS); do for t in $(GRAD_THREADS); do \
+	  echo "approx masked, PA_ISA=$$i, $$t thread(s)"; \
+	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/check_approx_masked || exit 1; \
+	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/grad_approx_masked || exit 1; done; done
 
 # --- golden diagnostics: tests/diag/NAME.poly must fail as NAME.err says
 diag: $(POLYC)
@@ -410,7 +425,8 @@ sanitize:
 
 sanitize-run: all $(B)/check_unit $(E2E)/check_tree_h3 $(E2E)/check_general $(E2E)/check_approx \
               $(E2E)/check_approx_engine $(E2E)/grad_tree_h3 $(E2E)/grad_general $(E2E)/check_call \
-              $(E2E)/check_call_masked $(E2E)/check_approx_grad $(E2E)/grad_masked_general
+              $(E2E)/check_call_masked $(E2E)/check_approx_grad $(E2E)/grad_masked_general \
+              $(E2E)/check_approx_masked
 	$(B)/check_unit
 	sh tests/diag/run.sh $(POLYC) tests/diag
 	sh tests/cli/run.sh $(POLYC)
@@ -420,6 +436,7 @@ sanitize-run: all $(B)/check_unit $(E2E)/check_tree_h3 $(E2E)/check_general $(E2
 	CK_FORK=no GRAD_BUDGET=4e6 $(E2E)/grad_general
 	CK_FORK=no GRAD_BUDGET=4e6 $(E2E)/grad_masked_general
 	CK_FORK=no $(E2E)/check_approx
+	CK_FORK=no $(E2E)/check_approx_masked
 	CK_FORK=no $(E2E)/check_call
 	CK_FORK=no $(E2E)/check_call_masked
 	$(E2E)/check_approx_engine

@@ -415,6 +415,34 @@ void approx_plan(Plan *p)
 		A->usable = true;
 }
 
+/* approx_mask: p's approximation becomes the masked tree's (plan.c
+ * checked that it can): the same edges and feature maps, contracted as
+ * p's messages instead of the network (which is dropped).  Per row, a
+ * message makes both sides' features (one product each), multiplies the
+ * parent's by the state and adds its own row into it (2 · F · (vd + 1)
+ * flops each) and, under a range, its chunk's masked part (2 · chunk ·
+ * (F + vd + 1)); each variable keeps n · (vd + 1) floats of products, and
+ * each thread a state and a chunk's features. */
+void approx_mask(Plan *p)
+{
+	const Kernel *k = p->g->k;
+	Approx *A = &p->approx;
+	const double nc = k->value_dim + 1;
+	A->masked = true;
+	A->nleaves = A->ntensors = A->nsteps = 0;
+	A->flops_lin = A->flops_const = A->mem_const = 0;
+	A->mem_lin = p->g->nvars * (nc + 1);
+	for (int i = 0; i < p->nmsg; i++) {
+		const Message *m = &p->msg[i];
+		double f = A->edge[m->edge].nfeat;
+		A->flops_lin += 2 * f + 4 * f * nc;
+		if (m->lo > -PC_UNBOUNDED || m->hi < PC_UNBOUNDED)
+			A->flops_lin += 2.0 * PC_APPROX_CHUNK * (f + nc);
+		A->mem_const = fmax(A->mem_const, 8.0 * PC_APPROX_CHUNK * f + f * nc);
+	}
+	A->min_n = crossover(p);
+}
+
 /* approx_feature_weights: the feature map of edge e, graded by degree,
  * each feature its parent times one coordinate (coordinates never
  * decreasing along a chain, so run counts give α_i!): parent, coord and

@@ -5,7 +5,10 @@
  * tensor network's leaves and contraction steps, and an entry point that
  * hands them to the runtime's engine (runtime/pa_approx.c).  The exact
  * plan, when carried, is emitted first as a static function the engine
- * calls below the crossover n or over the bound.
+ * calls below the crossover n or over the bound.  A masked tree also
+ * gets its message table (child, parent, edge and the range of ℓchild −
+ * ℓparent its mask allows) instead of the network, which the engine sums
+ * by prefix sums (runtime/pa_approx_tree.c).
  */
 #include "polyc.h"
 
@@ -195,6 +198,33 @@ static void emit_network(Emitter *E, const Plan *p)
 	emit_line(E, "};");
 }
 
+/* emit_tree: the masked tree's messages, children first, and roots. */
+static void emit_tree(Emitter *E, const Plan *p)
+{
+	const Kernel *k = p->g->k;
+	char lo[64], hi[64];
+	emit_open(E, "static const pa_approx_msg %s_amsg[] =", k->name);
+	for (int i = 0; i < p->nmsg; i++) {
+		const Message *m = &p->msg[i];
+		emit_line(E, "/* x%d -> x%d over edge %d */", m->var, m->parent, m->edge);
+		emit_line(E, "{.var = %d, .parent = %d, .edge = %d, .lo = %s, .hi = %s},",
+		          m->var, m->parent, m->edge, emit_mask_bound(lo, sizeof lo, m->lo),
+		          emit_mask_bound(hi, sizeof hi, m->hi));
+	}
+	if (!p->nmsg)
+		emit_line(E, "{0}");
+	E->indent--;
+	emit_line(E, "};");
+	char name[PC_MAX_NAME + 16];
+	snprintf(name, sizeof name, "%s_aroots", k->name);
+	emit_ints(E, name, 0, p->root, p->nroots);
+	emit_open(E, "static const pa_approx_tree %s_atree =", k->name);
+	emit_line(E, ".nmsg = %d, .msg = %s_amsg, .nroots = %d, .roots = %s_0,",
+	          p->nmsg, k->name, p->nroots, name);
+	E->indent--;
+	emit_line(E, "};");
+}
+
 /* emit_approx_train: K_saved_floats, K_train and K_backward over the
  * runtime's (pa_approx_grad.c): the exact gradient of what the forward
  * ran, the network's or the exact part's. */
@@ -255,17 +285,24 @@ void emit_approx_kernel(Emitter *E, const Plan *p)
 		emit_line(E, "#error \"polyc ran out of memory for the feature tables\"");
 		return;
 	}
-	emit_network(E, p);
+	if (A->masked)
+		emit_tree(E, p);
+	else
+		emit_network(E, p);
 	emit_open(E, "static const pa_approx_plan %s_aplan =", k->name);
 	emit_line(E, ".nedges = %d, .edges = %s_aedges,", g->nedges, k->name);
-	emit_line(E, ".nleaves = %d, .leaves = %s_aleaves,", A->nleaves, k->name);
-	emit_line(E, ".nsteps = %d, .steps = %s_asteps,", A->nsteps, k->name);
+	if (!A->masked) {
+		emit_line(E, ".nleaves = %d, .leaves = %s_aleaves,", A->nleaves, k->name);
+		emit_line(E, ".nsteps = %d, .steps = %s_asteps,", A->nsteps, k->name);
+	}
 	emit_line(E, ".bound = %.9g, .min_n = %.0f, .exact = %s,", approx_bound(k),
 	          p->use == USE_AUTO ? A->min_n : 0.0,
 	          p->carry_exact ? exact : "0");
 	if (p->carry_exact && plan_exact_trains(p))
 		emit_line(E, ".exact_saved_floats = %s_saved_floats, .exact_train = %s_train, "
 		          ".exact_backward = %s_backward,", exact, exact, exact);
+	if (A->masked)
+		emit_line(E, ".tree = &%s_atree,", k->name);
 	E->indent--;
 	emit_line(E, "};");
 	emit_line(E, "");

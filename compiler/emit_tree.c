@@ -321,9 +321,9 @@ static void emit_prepare(Emitter *E, const Plan *p, int j, const Message *msg)
 	emit_line(E, "");
 }
 
-/* bound_text = a mask bound as C: "-PA_UNBOUNDED", "PA_UNBOUNDED" or
- * the number, in buf. */
-static const char *bound_text(char *buf, size_t size, int64_t x)
+/* emit_mask_bound = a mask bound as C: "-PA_UNBOUNDED", "PA_UNBOUNDED"
+ * or the number, in buf. */
+const char *emit_mask_bound(char *buf, size_t size, int64_t x)
 {
 	if (x <= -PC_UNBOUNDED || x >= PC_UNBOUNDED)
 		snprintf(buf, size, "%sPA_UNBOUNDED", x < 0 ? "-" : "");
@@ -368,7 +368,7 @@ static void emit_send(Emitter *E, const Plan *p, const Message *msg)
 	if (k->nmasks) {
 		char lo[32], hi[32];
 		emit_line(E, "/* the mask: key rows r with %s <= r - row <= %s */",
-		          bound_text(lo, sizeof lo, msg->lo), bound_text(hi, sizeof hi, msg->hi));
+		          emit_mask_bound(lo, sizeof lo, msg->lo), emit_mask_bound(hi, sizeof hi, msg->hi));
 		emit_line(E, "attend(nb, (int)(end - i), i, %s, %s, w->q%d + (b * n + i) * %d,",
 		          lo, hi, msg->var, msg->dim);
 	} else {
@@ -586,8 +586,8 @@ static void emit_tree_plan(Emitter *E, const Plan *p)
 		char lo[16][32], hi[16][32];
 		emit_line(E, ".masked = 1, /* message x_j -> parent: lo[j] <= l_j - l_parent <= hi[j] */");
 		for (int i = 0; i < p->nmsg; i++) {
-			bound_text(lo[i], sizeof lo[i], p->msg[i].lo);
-			bound_text(hi[i], sizeof hi[i], p->msg[i].hi);
+			emit_mask_bound(lo[i], sizeof lo[i], p->msg[i].lo);
+			emit_mask_bound(hi[i], sizeof hi[i], p->msg[i].hi);
 		}
 		for (int side = 0; side < 2; side++) {
 			o = 0;

@@ -130,6 +130,30 @@ static void print_plan(FILE *f, const Plan *p)
 	fprintf(f, "  workspace: O(n) per message, no n x n matrix\n");
 }
 
+/* print_masked: the rest of a masked approximation: the tree's messages,
+ * each summed over the features by chunked prefix sums under its range. */
+static void print_masked(FILE *f, const Plan *p)
+{
+	const Approx *A = &p->approx;
+	fprintf(f, "  masked by prefix sums over positions: the tree's messages, "
+	        "children first, by chunks of %d rows\n", PC_APPROX_CHUNK);
+	for (int r = 0; r < p->nroots; r++)
+		fprintf(f, "  root x%d%s\n", p->root[r],
+		        r ? ": summed over its positions, per channel" : "");
+	for (int i = 0; i < p->nmsg; i++) {
+		const Message *m = &p->msg[i];
+		fprintf(f, "  message x%d -> x%d: %.0f features of edge %d", m->var,
+		        m->parent, A->edge[m->edge].nfeat, m->edge);
+		print_range(f, m);
+		fprintf(f, "%s\n", m->lo == -PC_UNBOUNDED && m->hi == PC_UNBOUNDED
+		        ? ", every key (one total)"
+		        : m->hi != PC_UNBOUNDED ? " (prefix sum)" : " (suffix sum)");
+	}
+	fprintf(f, "  workspace: %.4g * n + %.4g floats\n", A->mem_lin, A->mem_const);
+	fprintf(f, "  over the bound: %s\n", p->carry_exact ?
+	        plan_kind_name(p->kind) : "PA_ERR_BOUND (fallback = none)");
+}
+
 /* print_approx: degrees and features per edge, the contraction, the
  * workspace, what happens over the bound. */
 static void print_approx(FILE *f, const Plan *p)
@@ -147,6 +171,10 @@ static void print_approx(FILE *f, const Plan *p)
 		fprintf(f, ": |score| <= %.4g, Taylor degree %d over %d coordinates, "
 		        "%.0f features, error %.3g\n", ae->x, ae->degree, ae->ncoord,
 		        ae->nfeat, ae->err);
+	}
+	if (A->masked) {
+		print_masked(f, p);
+		return;
 	}
 	for (int s = 0; s < A->nsteps; s++) {
 		fprintf(f, "  step %d: ", s + 1);
@@ -215,7 +243,8 @@ void explain_kernel(FILE *f, const Plan *p)
 	print_graph(f, p->g);
 	fprintf(f, "class: %s\n", graph_class_name(p->g->cls));
 	if (p->use == USE_APPROX) {
-		fprintf(f, "plan: approx (Taylor features, contraction linear in n)\n");
+		fprintf(f, "plan: approx (Taylor features, %s linear in n)\n",
+		        p->approx.masked ? "masked messages" : "contraction");
 		print_approx(f, p);
 		if (p->carry_exact) {
 			fprintf(f, "over the bound, the exact plan:\n");

@@ -11,7 +11,11 @@
  * --explain prints.  A mask (doc/design.md, "Masks") becomes, per tree
  * message, the range its key positions may lie in relative to its query
  * positions; the elimination engine masks its two-variable edge tables
- * and the tuples of its wider edges.  Approximate plans refuse masks.
+ * and the tuples of its wider edges.  An approximate plan takes a mask on
+ * a tree: its messages sum under their ranges by prefix (or suffix) sums
+ * over positions (runtime/pa_approx_tree.c); a window, an edge of the
+ * mask alone, a range bounded on both sides or a mask beyond trees it
+ * refuses.
  */
 #include "polyc.h"
 
@@ -237,8 +241,8 @@ static void warn_idle(const Plan *p, Diag *d)
 	                                 PC_SET_FALLBACK};
 	const Kernel *k = p->g->k;
 	const char *why = k->algorithm == PC_ALGO_EXACT ? "algorithm = exact"
-	        : k->nmasks ? "approximate kernels take no mask"
 	        : p->kind == PLAN_TREE ? "a tree is exact under algorithm = auto"
+	        : k->nmasks ? "approximate kernels take a mask only on a tree"
 	        : !(k->bound > 0) ? "algorithm = auto approximates only with a bound"
 	        : "no approximation fits (polyc --explain says why)";
 	for (size_t i = 0; i < sizeof idle / sizeof *idle; i++)
@@ -268,15 +272,50 @@ static void warn_mask_edges(const Graph *g, Diag *d)
 	}
 }
 
-/* refuse_mask: report that kernel k's mask cannot be honoured by the
- * plan named what, for the reason why; = false. */
-static bool refuse_mask(const Kernel *k, const char *what, const char *why,
-                        Diag *d)
+/* refuse_mask: report that the approximate plan cannot honour kernel
+ * k's setting set (mask or window), for the reason why; = false. */
+static bool refuse_mask(const Kernel *k, PcSetting set, const char *why, Diag *d)
 {
-	diag_error(d, k->set_loc[PC_SET_MASK], "mask of kernel '%s' is refused: "
-	           "the %s plan cannot honour a mask yet (%s); only exact plans "
-	           "take masks", k->name, what, why);
+	diag_error(d, k->set_loc[set], "%s of kernel '%s' is refused: the approx "
+	           "plan cannot honour it (%s); exact plans can", setting_name(set),
+	           k->name, why);
 	return false;
+}
+
+/* approx_mask_ok: the approximate plan p can honour k's mask: a tree
+ * whose constraints all lie on its edges, each message's range bounded
+ * on one side at most, and no window (a prefix sum over positions sums
+ * everything before a point, not a band); else refused, false. */
+static bool approx_mask_ok(const Plan *p, Diag *d)
+{
+	const Graph *g = p->g;
+	const Kernel *k = g->k;
+	char why[256];
+	if (k->window)
+		return refuse_mask(k, PC_SET_WINDOW, "its prefix sums over positions "
+		                   "cannot leave out the keys a window or more apart", d);
+	for (int e = 0; e < g->nedges; e++)
+		if (!g->edge[e].nmono) {
+			int a = __builtin_ctz(g->edge[e].vars), b = 31 - __builtin_clz(g->edge[e].vars);
+			snprintf(why, sizeof why, "x%d and x%d share no monomial: no feature "
+			         "map carries their constraint", a, b);
+			return refuse_mask(k, PC_SET_MASK, why, d);
+		}
+	if (p->kind != PLAN_TREE) {
+		snprintf(why, sizeof why, "the %s graph is contracted as one tensor "
+		         "network; only a tree's messages sum under a mask",
+		         graph_class_name(g->cls));
+		return refuse_mask(k, PC_SET_MASK, why, d);
+	}
+	for (int i = 0; i < p->nmsg; i++) {
+		const Message *m = &p->msg[i];
+		if (m->lo > -PC_UNBOUNDED && m->hi < PC_UNBOUNDED) {
+			snprintf(why, sizeof why, "it bounds l%d - l%d on both sides; a prefix "
+			         "sum bounds one side", m->var, m->parent);
+			return refuse_mask(k, PC_SET_MASK, why, d);
+		}
+	}
+	return true;
 }
 
 /* plan_build: p = the plan of graph g: its exact algorithm, and the
@@ -298,8 +337,8 @@ bool plan_build(Plan *p, const Graph *g, Diag *d)
 	p->carry_exact = true;
 	if (k->nmasks) {
 		warn_mask_edges(g, d);
-		if (k->algorithm == PC_ALGO_APPROX)
-			return refuse_mask(k, "approx", "algorithm = approx", d);
+		if (k->algorithm == PC_ALGO_APPROX && !approx_mask_ok(p, d))
+			return false;
 	}
 	if (k->algorithm == PC_ALGO_APPROX) {
 		Loc at = k->set_loc[PC_SET_ALGORITHM];
@@ -318,6 +357,8 @@ bool plan_build(Plan *p, const Graph *g, Diag *d)
 		}
 		p->use = USE_APPROX;
 		p->carry_exact = k->fallback_exact;
+		if (k->nmasks)
+			approx_mask(p);
 	} else if (k->algorithm == PC_ALGO_AUTO && k->bound > 0 &&
 	           p->kind == PLAN_ELIM && !k->nmasks) {
 		approx_plan(p);
@@ -337,7 +378,8 @@ double plan_seconds(const Plan *p, double n)
 
 /* plan_trains: the kernel carries a backward (doc/training.md): every
  * plan does, exact (tree or elimination), approximate or auto (its
- * network's backward, and its exact part's over the bound). */
+ * network's backward or, masked, its tree's, pa_approx_tree.c, and its
+ * exact part's over the bound). */
 bool plan_trains(const Plan *p)
 {
 	return p->kind == PLAN_TREE || p->kind == PLAN_ELIM;

@@ -314,6 +314,8 @@ enum {
 	PC_APPROX_NIDX = 1 + PC_MAX_VARS + PC_MAX_MONOMIALS, /* c, ℓ_j, α_e */
 	PC_APPROX_MAX_ID = 64,   /* index ids the engine handles: 1 + t + edges */
 	PC_APPROX_MAX_COORDS = 1024, /* D = monomials · head_dim of one edge */
+	PC_APPROX_CHUNK = 64,    /* rows of a masked message's chunk (at most: CH of
+	                            runtime/pa_approx_tree.c) */
 };
 
 /* An edge of the graph and its Taylor feature map. */
@@ -360,6 +362,8 @@ typedef struct Approx {
 	double flops_lin, flops_const; /* flops ≈ flops_lin · n + flops_const */
 	double mem_lin, mem_const;     /* workspace floats, the same way */
 	double min_n;            /* the cost model's crossover with exact */
+	bool masked;             /* a masked tree: the exact plan's messages,
+	                            each summed by chunked prefix sums */
 } Approx;
 
 /* How a kernel's entry point chooses. */
@@ -409,6 +413,7 @@ double plan_seconds(const Plan *p, double n);
 #define PC_RATE_APPROX 15e9
 
 void approx_plan(Plan *p);
+void approx_mask(Plan *p);
 double approx_bound(const Kernel *k);
 void approx_describe_step(FILE *f, const Plan *p, int s);
 double approx_seconds(const Approx *a, double n);
@@ -443,6 +448,7 @@ void emit_info(Emitter *E, const Plan *p);
 /* ----------------------------------------------------------- emit_tree.c */
 
 void emit_tree_kernel(Emitter *E, const Plan *p, const char *entry);
+const char *emit_mask_bound(char *buf, size_t size, int64_t x);
 
 /* -------------------------------------------------------- emit_attend.c */
 

@@ -483,6 +483,8 @@ static void feature_generic(int nf, const int *parent, const int *coord,
                             float (*at)[FR], int rows, float *out)
 {
 	feature_block(nf, parent, coord, ph, at);
+	if (!out)
+		return;
 	for (int f = 0; f < nf; f++) {
 		float w = weight ? weight[f] : 1.0f;
 		for (int r = 0; r < rows; r++)
@@ -496,6 +498,8 @@ feature_avx2(int nf, const int *parent, const int *coord, const float *weight,
              float (*ph)[FR], float (*at)[FR], int rows, float *out)
 {
 	feature_block(nf, parent, coord, ph, at);
+	if (!out)
+		return;
 	for (int f = 0; f < nf; f++) {
 		float w = weight ? weight[f] : 1.0f;
 		for (int r = 0; r < rows; r++)
@@ -535,6 +539,8 @@ feature_avx512(int nf, const int *parent, const int *coord, const float *weight,
                float (*ph)[FR], float (*at)[FR], int rows, float *out)
 {
 	feature_block(nf, parent, coord, ph, at);
+	if (!out)
+		return;
 	for (int f0 = 0; f0 < nf; f0 += 16) {
 		int cols = nf - f0 < 16 ? nf - f0 : 16;
 		__mmask16 m = cols == 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
@@ -1392,6 +1398,8 @@ pa_status pa_approx_run(const pa_kernel_info *k, const pa_approx_plan *p,
 		return p->exact(batch, n, inputs, out);
 	if (pa_factor_max(k, batch, n, inputs) > p->bound)
 		return p->exact ? p->exact(batch, n, inputs, out) : PA_ERR_BOUND;
+	if (p->tree)
+		return pa_approx_tree_run(k, p, batch, n, inputs, out);
 	Engine *E = calloc(1, sizeof *E);
 	if (!E)
 		return PA_ERR_NOMEM;

@@ -50,6 +50,7 @@
 #ifndef PA_APPROX_H
 #define PA_APPROX_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "polyattn.h"
@@ -90,6 +91,33 @@ typedef struct pa_approx_step {
 	int out[PA_APPROX_MAX_IDX]; /* the result's indices, in layout order */
 } pa_approx_step;
 
+/*
+ * A masked tree (pa_approx_tree.c; doc/design.md, "Masks"): the same
+ * edges and feature maps, but contracted as the exact tree plan's
+ * messages, children before parents, each summed under its mask range
+ * by chunked prefix sums over positions (suffix sums for a reverse
+ * constraint) in time linear in n.  A message from x_var to x_parent over
+ * edge edge sums the positions ℓvar with lo ≤ ℓvar − ℓparent ≤ hi, one
+ * side at most bounded: hi ∈ {0, −1} with lo = −PA_UNBOUNDED (pa_kernel.h;
+ * ℓvar ≤ ℓparent, or <), lo ∈ {0, 1} with hi = PA_UNBOUNDED (ℓvar ≥
+ * ℓparent, or >), or both unbounded.  roots are the components'
+ * roots, x1 first; a component without x1 contributes Σ over its root's
+ * positions, per channel.
+ */
+typedef struct pa_approx_msg {
+	int var;                 /* the child, x_var */
+	int parent;              /* x_parent */
+	int edge;                /* the edge between them */
+	int64_t lo, hi;          /* the allowed range of ℓvar − ℓparent */
+} pa_approx_msg;
+
+typedef struct pa_approx_tree {
+	int nmsg;
+	const pa_approx_msg *msg; /* children before parents */
+	int nroots;
+	const int *roots;        /* x1 first */
+} pa_approx_tree;
+
 typedef struct pa_approx_plan {
 	int nedges;
 	const pa_approx_edge *edges;
@@ -106,6 +134,9 @@ typedef struct pa_approx_plan {
 	int64_t (*exact_saved_floats)(int64_t batch, int64_t n);
 	pa_train_fn exact_train;
 	pa_backward_fn exact_backward;
+	/* a masked tree: its messages replace the network (which then is
+	 * not contracted); NULL otherwise */
+	const pa_approx_tree *tree;
 } pa_approx_plan;
 
 /*
@@ -146,14 +177,57 @@ pa_status pa_approx_backward(const pa_kernel_info *k, const pa_approx_plan *p,
                              const float *out, const float *saved,
                              const float *grad_out, float *const grad_inputs[]);
 
+/* The masked tree's forward and backward (pa_approx_tree.c), called by
+ * pa_approx_run, pa_approx_train and pa_approx_backward on the network
+ * path when p->tree is set, after their checks (arguments, the bound,
+ * min_n).  out[ℓ1] = R[ℓ1, c] / R[ℓ1, value_dim], 0 where the mask
+ * leaves ℓ1 no tuple (R[ℓ1, value_dim] = 0; its gradients are 0). */
+pa_status pa_approx_tree_run(const pa_kernel_info *k, const pa_approx_plan *p,
+                             int64_t batch, int64_t n, const float *const inputs[],
+                             float *out);
+pa_status pa_approx_tree_backward(const pa_kernel_info *k, const pa_approx_plan *p,
+                                  int64_t batch, int64_t n, const float *const inputs[],
+                                  const float *grad_out, float *const grad_inputs[]);
+
+/* One batch entry's inputs and their gradients (entries NULL when not
+ * wanted; gradients are added to), for the feature and weight leaves'
+ * shared routines below (pa_approx_grad.c). */
+typedef struct pa_approx_io {
+	const pa_kernel_info *k;
+	const float *const *in;
+	float *const *gin;
+} pa_approx_io;
+
+/* Rows r0 … r1-1 of Φ_{ed,v}, weighted when v is ed's weight_var, as the
+ * forward makes them: into dst ([row][feature], nfeat floats a row) and
+ * into dstt ([feature][row], ldt floats a feature), each when not NULL;
+ * scratch holds pa_approx_feature_scratch floats. */
+void pa_approx_feature_rows(const pa_approx_io *io, const pa_approx_edge *ed, int v,
+                            int64_t r0, int64_t r1, float *dst, float *dstt,
+                            int64_t ldt, float *scratch);
+int64_t pa_approx_feature_scratch(const pa_kernel_info *k, const pa_approx_edge *ed);
+
+/* The gradient of rows r0 … r1-1 of Φ_{ed,v}, dphi[f · sf + (r − r0) · sr],
+ * back through the feature recursion to the coordinates and by the
+ * product rule to the factor inputs, added into io->gin. */
+void pa_approx_feature_push(const pa_approx_io *io, const pa_approx_edge *ed, int v,
+                            int64_t r0, int64_t r1, const float *dphi, int64_t sf,
+                            int64_t sr, float *scratch);
+
+/* The gradient dw of W_v (n rows of value_dim + 1 channels when chan,
+ * else n floats; ew = exp(b_v − max b_v)) to V_v and through exp(b_v) to
+ * x_v's bias monomials, added into io->gin, rows over nt threads. */
+void pa_approx_weights_push(const pa_approx_io *io, int v, const float *ew,
+                            const float *dw, bool chan, int64_t n, int nt);
+
 /* Rows of features made side by side. */
 #define PA_APPROX_FR 64
 
 /* From at[d][r] (coordinate d of row r, PA_APPROX_FR rows side by side),
  * ph[f][r] = φ_f of row r (nf × PA_APPROX_FR floats), and rows 0 … rows-1
- * of the features into out (nf floats each), times weight[f] when weight
- * is not NULL: the forward's feature maps, in the widest vectors this CPU
- * runs. */
+ * of the features into out (nf floats each; none when out is NULL), times
+ * weight[f] when weight is not NULL: the forward's feature maps, in the
+ * widest vectors this CPU runs. */
 void pa_approx_feature_block(int nf, const int *parent, const int *coord,
                              const float *weight, float *ph, float *at, int rows,
                              float *out);

@@ -8,7 +8,10 @@
  * when there is none), the network otherwise.  Training records that
  * choice in saved[0] and the exact part's own saved after it; the
  * backward takes the rule again and refuses a saved that disagrees, so
- * the gradient is always the one of the function the forward ran.
+ * the gradient is always the one of the function the forward ran.  A
+ * plan carrying a masked tree takes pa_approx_tree.c's backward instead
+ * of the network's, which shares the leaves' routines below
+ * (pa_approx_feature_rows, _feature_push, _weights_push).
  *
  * The network's backward is reverse mode through its steps.  The network
  * is contracted again with every step's result kept; out = R[., c] /
@@ -230,7 +233,7 @@ static void loop_run(const Loop *L)
 
 /* side_row: a[(i, l)] = Π of the factor inputs of monomial mono[i] of
  * edge ed on x_v at row r, column l (A_{e,v} of pa_approx.h). */
-static void side_row(const Net *N, const pa_approx_edge *ed, int v, int64_t r,
+static void side_row(const pa_approx_io *N, const pa_approx_edge *ed, int v, int64_t r,
                      float *a)
 {
 	const pa_kernel_info *k = N->k;
@@ -253,8 +256,8 @@ static void side_row(const Net *N, const pa_approx_edge *ed, int v, int64_t r,
 
 /* side_block: at[d][r] = A_{e,v}[r0 + r, d] for r < rows, 0 beyond (FB
  * rows side by side, so the feature loops below run across rows). */
-static void side_block(const Net *N, const pa_approx_edge *ed, int v, int64_t r0,
-                       int rows, float (*at)[FB])
+static void side_block(const pa_approx_io *N, const pa_approx_edge *ed, int v,
+                       int64_t r0, int rows, float (*at)[FB])
 {
 	float a[MAX_COORDS];
 	const int D = ed->nmono * N->k->head_dim;
@@ -280,35 +283,55 @@ static void phi_block(const pa_approx_edge *ed, float (*at)[FB], float (*ph)[FB]
 	}
 }
 
+/* pa_approx_feature_rows: see pa_approx.h.  Made as the forward makes
+ * them (the same products, so the same floats). */
+void pa_approx_feature_rows(const pa_approx_io *io, const pa_approx_edge *ed, int v,
+                            int64_t r0, int64_t r1, float *dst, float *dstt,
+                            int64_t ldt, float *scratch)
+{
+	const int nf = ed->nfeat;
+	const float *w = v == ed->weight_var ? ed->weight : NULL;
+	float (*ph)[FB] = (float (*)[FB])scratch, (*at)[FB] = ph + nf;
+	for (int64_t b = r0; b < r1; b += FB) {
+		const int rows = r1 - b < FB ? (int)(r1 - b) : FB;
+		side_block(io, ed, v, b, rows, at);
+		pa_approx_feature_block(nf, ed->parent, ed->coord, w, ph[0], at[0], rows,
+		                        dst ? dst + (b - r0) * nf : NULL);
+		for (int f = 0; dstt && f < nf; f++) {
+			float *o = dstt + f * ldt + (b - r0), wf = w ? w[f] : 1.0f;
+			for (int r = 0; r < rows; r++)
+				o[r] = ph[f][r] * wf;
+		}
+	}
+}
+
 /* feat_rows: rows r0 … r1-1 of feature leaf l, [row][feature], weighted
- * on the edge's weight_var, made as the forward makes them (the same
- * products, so the same floats); scratch holds feat_scratch floats. */
+ * on the edge's weight_var; scratch holds feat_scratch floats. */
 static void feat_rows(const Net *N, int l, int64_t r0, int64_t r1, float *dst,
                       float *scratch)
 {
 	const pa_approx_leaf *lf = &N->p->leaves[l];
-	const pa_approx_edge *ed = &N->p->edges[lf->edge];
-	const int nf = ed->nfeat;
-	const float *w = lf->var == ed->weight_var ? ed->weight : NULL;
-	float (*ph)[FB] = (float (*)[FB])scratch, (*at)[FB] = ph + nf;
-	for (int64_t b = r0; b < r1; b += FB) {
-		const int rows = r1 - b < FB ? (int)(r1 - b) : FB;
-		side_block(N, ed, lf->var, b, rows, at);
-		pa_approx_feature_block(nf, ed->parent, ed->coord, w, ph[0], at[0], rows,
-		                        dst + (b - r0) * nf);
-	}
+	const pa_approx_io io = {N->k, N->in, N->gin};
+	pa_approx_feature_rows(&io, &N->p->edges[lf->edge], lf->var, r0, r1, dst, NULL, 0,
+	                       scratch);
+}
+
+/* pa_approx_feature_scratch: see pa_approx.h. */
+int64_t pa_approx_feature_scratch(const pa_kernel_info *k, const pa_approx_edge *ed)
+{
+	return (int64_t)FB * (2 * ed->nfeat + 2 * ed->nmono * k->head_dim);
 }
 
 /* feat_scratch: the floats feat_rows and feat_push need for edge ed. */
 static int64_t feat_scratch(const Net *N, const pa_approx_edge *ed)
 {
-	return (int64_t)FB * (2 * ed->nfeat + 2 * ed->nmono * N->k->head_dim);
+	return pa_approx_feature_scratch(N->k, ed);
 }
 
 /* spread_mono: for every factor input q of monomial m on x_v at row r,
  * grad[q][r, l] += g[l] · c · Π of m's other factors on x_v (the product
  * rule over one side of a monomial). */
-static void spread_mono(const Net *N, int m, int v, int64_t r, const float *g,
+static void spread_mono(const pa_approx_io *N, int m, int v, int64_t r, const float *g,
                         float c)
 {
 	const pa_kernel_info *k = N->k;
@@ -343,27 +366,23 @@ static inline void back_one(float *restrict dpp, float *restrict dac,
 	}
 }
 
-/* feat_push: the gradient of rows r0 … r1-1 of feature leaf l (dphi,
- * [feature][row], ld floats a feature) back through the feature recursion, FB rows side by
- * side, to the coordinates, and to the factor inputs; scratch holds
- * feat_scratch floats. */
-static void feat_push(const Net *N, int l, int64_t r0, int64_t r1,
-                      const float *dphi, int64_t ld, float *scratch)
+/* pa_approx_feature_push: see pa_approx.h. */
+void pa_approx_feature_push(const pa_approx_io *io, const pa_approx_edge *ed, int v,
+                            int64_t r0, int64_t r1, const float *dphi, int64_t sf,
+                            int64_t sr, float *scratch)
 {
-	const pa_approx_leaf *lf = &N->p->leaves[l];
-	const pa_approx_edge *ed = &N->p->edges[lf->edge];
-	const int nf = ed->nfeat, hd = N->k->head_dim, D = ed->nmono * hd;
-	const float *w = lf->var == ed->weight_var ? ed->weight : NULL;
+	const int nf = ed->nfeat, hd = io->k->head_dim, D = ed->nmono * hd;
+	const float *w = v == ed->weight_var ? ed->weight : NULL;
 	float (*ph)[FB] = (float (*)[FB])scratch, (*dp)[FB] = ph + nf;
 	float (*at)[FB] = dp + nf, (*da)[FB] = at + D;
 	for (int64_t b = r0; b < r1; b += FB) {
 		const int rows = r1 - b < FB ? (int)(r1 - b) : FB;
-		side_block(N, ed, lf->var, b, rows, at);
+		side_block(io, ed, v, b, rows, at);
 		phi_block(ed, at, ph);
 		for (int f = 0; f < nf; f++) {
-			const float *g = dphi + f * ld + (b - r0), wf = w ? w[f] : 1.0f;
+			const float *g = dphi + f * sf + (b - r0) * sr, wf = w ? w[f] : 1.0f;
 			for (int r = 0; r < rows; r++)
-				dp[f][r] = g[r] * wf;
+				dp[f][r] = g[r * sr] * wf;
 			for (int r = rows; r < FB; r++)
 				dp[f][r] = 0.0f;
 		}
@@ -376,9 +395,20 @@ static void feat_push(const Net *N, int l, int64_t r0, int64_t r1,
 			for (int d = 0; d < D; d++)
 				g[d] = da[d][r];
 			for (int i = 0; i < ed->nmono; i++)
-				spread_mono(N, ed->mono[i], lf->var, b + r, g + i * hd, 1.0f);
+				spread_mono(io, ed->mono[i], v, b + r, g + i * hd, 1.0f);
 		}
 	}
+}
+
+/* feat_push: the gradient of rows r0 … r1-1 of feature leaf l (dphi,
+ * [feature][row], ld floats a feature) back to the factor inputs. */
+static void feat_push(const Net *N, int l, int64_t r0, int64_t r1,
+                      const float *dphi, int64_t ld, float *scratch)
+{
+	const pa_approx_leaf *lf = &N->p->leaves[l];
+	const pa_approx_io io = {N->k, N->in, N->gin};
+	pa_approx_feature_push(&io, &N->p->edges[lf->edge], lf->var, r0, r1, dphi, ld, 1,
+	                       scratch);
 }
 
 /* bias_only: monomial m's occurrences are all on x_v. */
@@ -432,27 +462,25 @@ static void weights_fill(const Net *N, int l)
 	}
 }
 
-/* weights_push: W_v's gradient to V_v and, through exp(b_v), to x_v's
- * bias monomials. */
-static void weights_push(const Net *N, int l)
+/* pa_approx_weights_push: see pa_approx.h. */
+void pa_approx_weights_push(const pa_approx_io *io, int v, const float *ew,
+                            const float *dw, bool chan, int64_t n, int nt)
 {
-	const pa_kernel_info *k = N->k;
-	const pa_approx_leaf *lf = &N->p->leaves[l];
-	const int vd = k->value_dim, hd = k->head_dim, vin = value_input(k, lf->var);
-	const bool bias = has_bias(k, lf->var);
-	const float *ew = N->ew[lf->var], *v = vin >= 0 ? N->in[vin] : NULL;
-	const float *dw = N->T[l].grad;
-	float *dv = vin >= 0 ? N->gin[vin] : NULL;
-	#pragma omp parallel for schedule(static) num_threads(N->nt)
-	for (int64_t r = 0; r < N->n; r++) {
+	const pa_kernel_info *k = io->k;
+	const int vd = k->value_dim, hd = k->head_dim, vin = value_input(k, v);
+	const bool bias = has_bias(k, v);
+	const float *val = vin >= 0 ? io->in[vin] : NULL;
+	float *dv = vin >= 0 ? io->gin[vin] : NULL;
+	#pragma omp parallel for schedule(static) num_threads(nt)
+	for (int64_t r = 0; r < n; r++) {
 		float de;
-		if (lf->nidx == 1)
+		if (!chan)
 			de = dw[r];
 		else {
 			const float *g = dw + r * (vd + 1);
 			de = g[vd];
 			for (int c = 0; c < vd; c++) {
-				de += g[c] * (v ? v[r * vd + c] : 1.0f);
+				de += g[c] * (val ? val[r * vd + c] : 1.0f);
 				if (dv)
 					dv[r * vd + c] += g[c] * ew[r];
 			}
@@ -463,10 +491,19 @@ static void weights_push(const Net *N, int l)
 		for (int c = 0; c < hd; c++)
 			g[c] = de * ew[r];
 		for (int m = 0; m < k->num_monomials; m++)
-			if (bias_only(k, m, lf->var))
-				spread_mono(N, m, lf->var, r, g,
-				            (float)(k->scale * k->coefficients[m]));
+			if (bias_only(k, m, v))
+				spread_mono(io, m, v, r, g, (float)(k->scale * k->coefficients[m]));
 	}
+}
+
+/* weights_push: W_v's gradient to V_v and, through exp(b_v), to x_v's
+ * bias monomials. */
+static void weights_push(const Net *N, int l)
+{
+	const pa_approx_leaf *lf = &N->p->leaves[l];
+	const pa_approx_io io = {N->k, N->in, N->gin};
+	pa_approx_weights_push(&io, lf->var, N->ew[lf->var], N->T[l].grad, lf->nidx != 1,
+	                       N->n, N->nt);
 }
 
 /* --------------------------------------------------------- contractions */
@@ -1128,5 +1165,7 @@ pa_status pa_approx_backward(const pa_kernel_info *k, const pa_approx_plan *p,
 		return p->exact_backward ? p->exact_backward(batch, n, inputs, out, saved + 1,
 		                                             grad_out, grad_inputs)
 		                         : PA_ERR_UNSUPPORTED;
+	if (p->tree)
+		return pa_approx_tree_backward(k, p, batch, n, inputs, grad_out, grad_inputs);
 	return network_backward(k, p, batch, n, inputs, grad_out, grad_inputs);
 }

@@ -2,7 +2,8 @@
  * check_approx_grad.c - the gradients of the approximate kernels
  * (doc/training.md, "Approximate kernels").
  *
- * Every kernel of tests/e2e/polys_approx.txt is trained on factor inputs
+ * Every kernel of tests/e2e/polys_approx.txt (or of polys_approx_masked.txt:
+ * the brute forces below honour K_info's masks as pa_reference does) is trained on factor inputs
  * drawn AT the declared bound (uniform, all ±B, and the split draw of
  * check_approx.c) and its gradients are checked twice:
  *   promise  against pa_reference_backward (the exact softmax, in double)
@@ -31,7 +32,9 @@
  * exact part, tree or elimination, has a backward);
  * over the bound: PA_ERR_BOUND and nothing written, or with fallback =
  * exact the exact plan's gradient;
- * a saved that records another choice PA_ERR_ARGUMENT; NULL arguments,
+ * a saved that records another choice PA_ERR_ARGUMENT; under a mask, a
+ * row left without any tuple outputs exactly 0 and x1's inputs get
+ * exactly 0 gradient there; NULL arguments,
  * NaN gradients and NULL gradient entries as check_grad.c checks them.
  *
  * Environment: E2E_KERNEL=e2e_12 runs one kernel; E2E_VERBOSE=1 prints
@@ -235,7 +238,8 @@ static double vprod(const Brute *B, const int64_t *pos, int c, int skip, bool ab
 	return u;
 }
 
-/* brute_row: query ℓ1's output, and its share of every gradient. */
+/* brute_row: query ℓ1's output, and its share of every gradient (none,
+ * and output 0, for a row the mask leaves no tuple). */
 static void brute_row(const Brute *B, int64_t l1)
 {
 	const pa_kernel_info *k = B->k;
@@ -247,6 +251,8 @@ static void brute_row(const Brute *B, int64_t l1)
 	for (int c = 0; c < vd; c++)
 		out[c] = A[c] = 0;
 	do {
+		if (!tuple_allowed(k, pos))
+			continue;
 		double w = weight(B, pos, u);
 		Z += w;
 		for (int c = 0; c < vd; c++) {
@@ -255,6 +261,11 @@ static void brute_row(const Brute *B, int64_t l1)
 		}
 	} while (next_tuple(pos, k->num_vars, B->n));
 	double go = 0, G = 0;
+	if (Z == 0) {
+		for (int c = 0; c < vd; c++)
+			B->out[l1 * vd + c] = 0;
+		return;
+	}
 	for (int c = 0; c < vd; c++) {
 		out[c] /= Z, A[c] /= Z;
 		B->out[l1 * vd + c] = out[c];
@@ -264,6 +275,8 @@ static void brute_row(const Brute *B, int64_t l1)
 	if (!B->grad)
 		return;
 	do {
+		if (!tuple_allowed(k, pos))
+			continue;
 		double w = weight(B, pos, u), p = w / Z, gu = 0, du[64];
 		for (int c = 0; c < vd; c++)
 			gu += g[c] * vprod(B, pos, c, -1, false);
@@ -579,9 +592,39 @@ static void check_exact_path(Call *C, pa_status st, const char *ctx)
 	check_close(C, C->want, EXACT_TOL, "exact reference", ctx);
 }
 
+/* check_empty_rows: every row the mask leaves no tuple outputs exactly 0,
+ * and x1's inputs get exactly 0 gradient there (x1's row reaches that
+ * output alone); returns how many such rows the call had. */
+static int check_empty_rows(const Call *C, const char *ctx)
+{
+	const pa_kernel_info *k = C->in.k;
+	const int64_t n = C->in.n;
+	int empty = 0;
+	for (int64_t l1 = 0; k->num_masks && l1 < n; l1++) {
+		if (!row_empty(k, n, l1))
+			continue;
+		empty++;
+		for (int64_t b = 0; b < C->in.batch; b++) {
+			for (int c = 0; c < k->value_dim; c++)
+				ck_assert_msg(C->out[(b * n + l1) * k->value_dim + c] == 0.0f,
+				              "%s: row %lld has no tuple, output %g", ctx,
+				              (long long)l1, C->out[(b * n + l1) * k->value_dim + c]);
+			for (int i = 0; i < k->num_inputs; i++) {
+				int cols = k->inputs[i].cols;
+				for (int c = 0; k->inputs[i].variable == 1 && c < cols; c++)
+					ck_assert_msg(C->grad[i][(b * n + l1) * cols + c] == 0.0f,
+					              "%s: row %lld has no tuple, input %s gradient %g",
+					              ctx, (long long)l1, k->inputs[i].name,
+					              C->grad[i][(b * n + l1) * cols + c]);
+			}
+		}
+	}
+	return empty;
+}
+
 /* one_run: one draw at one size; counts the runs the network took. */
 static void one_run(int idx, int d, int64_t n, int64_t batch, const Shape *S,
-                    bool promise, int *network, double *worst_promise,
+                    bool promise, int *network, int *empty, double *worst_promise,
                     double *worst_tight)
 {
 	const pa_kernel_info *k = e2e_kernels[idx];
@@ -598,6 +641,7 @@ static void one_run(int idx, int d, int64_t n, int64_t batch, const Shape *S,
 		check_exact_path(&C, st, ctx);
 	else {
 		ck_assert_msg(st == PA_OK, "%s: backward: %s", ctx, pa_strerror(st));
+		*empty += check_empty_rows(&C, ctx);
 		references(&C, S, promise);
 		if (promise) {
 			check_mine(&C, ctx);
@@ -618,23 +662,24 @@ START_TEST(gradients)
 	ck_assert_msg(k->saved_floats && k->train && k->backward,
 	              "%s: an approximate kernel without a backward", k->name);
 	Shape S = shape_of(k);
-	int network = 0;
+	int network = 0, empty = 0;
 	double wp = 0, wt = 0;
 	for (int d = 0; d < NDRAWS; d++)
 		for (int a = 0; a < COUNT(sizes); a++)
 			for (int b = 0; b < COUNT(batches); b++)
 				if (affordable(k, sizes[a], batches[b]) && (d != DRAW_SIGNS || sizes[a] <= 7))
-					one_run(_i, d, sizes[a], batches[b], &S, true, &network, &wp, &wt);
+					one_run(_i, d, sizes[a], batches[b], &S, true, &network, &empty,
+					        &wp, &wt);
 	/* an auto kernel runs the network from its crossover, up to n = 225
 	 * here: one call past it, checked against the Taylor function (the
 	 * promise's references would cost three times as much) */
 	if (!network && strcmp(k->algorithm, "auto") == 0)
-		one_run(_i, DRAW_UNIFORM, AUTO_N, 1, &S, false, &network, &wp, &wt);
+		one_run(_i, DRAW_UNIFORM, AUTO_N, 1, &S, false, &network, &empty, &wp, &wt);
 	ck_assert_msg(network > 0, "%s: no call ran the network", k->name);
 	if (getenv("E2E_VERBOSE"))
-		printf("%s %-36s hd %d vd %d: %d network runs, worst %.3f of the promise, "
-		       "%.2e against the Taylor function (degrees", k->name, k->polynomial,
-		       k->head_dim, k->value_dim, network, wp, wt);
+		printf("%s %-36s hd %d vd %d: %d network runs (%d empty rows), worst %.3f of "
+		       "the promise, %.2e against the Taylor function (degrees", k->name,
+		       k->polynomial, k->head_dim, k->value_dim, network, empty, wp, wt);
 	for (int e = 0; getenv("E2E_VERBOSE") && e < S.nedges; e++)
 		printf(" %d", S.P[e]);
 	if (getenv("E2E_VERBOSE"))

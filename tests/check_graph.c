@@ -220,7 +220,17 @@ START_TEST(test_mask_warnings)
 	free(out);
 	ck_assert(!plan_of_text("kernel k { poly = x1*x2 + x2*x3 + x3*x1; bound = 0.1; "
 	                        "algorithm = approx; mask = causal; }", &out));
-	ck_assert_msg(strstr(out, "the approx plan cannot honour a mask yet"), "%s", out);
+	ck_assert_msg(strstr(out, "mask of kernel 'k' is refused: the approx plan cannot "
+	                     "honour it (the cyclic graph"), "%s", out);
+	free(out);
+	/* a tree takes a mask with approx: its messages sum by prefix sums */
+	ck_assert(plan_of_text("kernel k { poly = x1*x2 + x2*x3; bound = 0.1; head_dim = 4; "
+	                       "algorithm = approx; mask = causal; }", &out));
+	ck_assert_msg(!strstr(out, "error"), "%s", out);
+	free(out);
+	ck_assert(!plan_of_text("kernel k { poly = x1*x2 + x2*x3; bound = 0.1; head_dim = 4; "
+	                        "algorithm = approx; mask = causal; window = 8; }", &out));
+	ck_assert_msg(strstr(out, "window of kernel 'k' is refused"), "%s", out);
 	free(out);
 	ck_assert(plan_of_text("kernel k { poly = x1*x2 + x2*x3; mask = causal; }", &out));
 	ck_assert_str_eq(out, "");
@@ -312,6 +322,7 @@ static char *slurp(const char *path)
 static const char *const explained[] = {
 	"examples/self_attention", "examples/compose2", "examples/compose3",
 	"examples/star", "tests/golden/explain/approx", "tests/golden/explain/masked",
+	"tests/golden/explain/approx_masked",
 };
 
 START_TEST(test_explain_golden)

@@ -71,6 +71,26 @@ static inline bool tuple_allowed(const pa_kernel_info *k, const int64_t *pos)
 	return true;
 }
 
+/* row_empty: no tuple with x1 at l1 keeps k's mask (its output is 0,
+ * its gradients 0). */
+static inline bool row_empty(const pa_kernel_info *k, int64_t n, int64_t l1)
+{
+	int64_t pos[33] = {0};
+	pos[1] = l1;
+	for (;;) {
+		if (tuple_allowed(k, pos))
+			return false;
+		int j = 2;
+		for (; j <= k->num_vars; j++) {
+			if (++pos[j] < n)
+				break;
+			pos[j] = 0;
+		}
+		if (j > k->num_vars)
+			return true;
+	}
+}
+
 /* ref_cost: the operations pa_reference spends on (batch, n). */
 static inline double ref_cost(const pa_kernel_info *k, int64_t n, int64_t batch)
 {
