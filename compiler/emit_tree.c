@@ -11,6 +11,14 @@
  * matrix.  A kernel is a struct of workspace pointers and, per message,
  * a "prepare" stage (queries, packed keys, key bias, payload) and a
  * "send" stage; "finish" multiplies the root's messages into the output.
+ *
+ * Every stage takes nq query rows and nk key rows (K_run_qk; K is it at
+ * nq = nk = n): only the messages into x1 have x1's rows as queries, so
+ * their queries, log-normalizers and messages, x1's inputs and the output
+ * have nq rows, every other buffer nk.  Query row i of a message into x1
+ * sits at position i + nk − nq, the position its masked micro-kernel
+ * takes, so a causal decoding query visits the key panels up to its own
+ * position and no others.
  */
 #include "polyc.h"
 

@@ -60,6 +60,80 @@ static void self_attention_attend_d64_v64_generic(int64_t nb, int rows,
 		const float *kp = kt + jb * 64 * PA_BK, *kbp = kb + jb * PA_BK;
 		const float *pvp = pv + jb * PA_BK * 64;
 		for (int t0 = 0; t0 < tiles; t0 += 4) {
+			if (rows - t0 <= 1) {
+				/* the last rows fit one vector (a decoding query): a narrow tile */
+				float top0 = -INFINITY;
+				/* scores s[j][i] = q_i . k_j + kb_j: 4 keys x 1 queries in registers */
+				for (int kk = 0; kk < PA_BK; kk += 4) {
+					/* the next panel on its way to cache, a part per step */
+					if (t0 == 0 && jb + 1 < nb) {
+						pa_prefetch_part(kp + 64 * PA_BK, 64 * PA_BK, kk / 4, PA_BK / 4);
+						pa_prefetch_part(pvp + PA_BK * 64, PA_BK * 64, kk / 4, PA_BK / 4);
+					}
+					float s0_0 = kbp[kk];
+					float s1_0 = kbp[kk + 1];
+					float s2_0 = kbp[kk + 2];
+					float s3_0 = kbp[kk + 3];
+					for (int d = 0; d < 64; d++) {
+						const float q0 = qt[d][t0];
+						float k;
+						k = kp[d * PA_BK + kk];
+						s0_0 = k * q0 + s0_0;
+						k = kp[d * PA_BK + kk + 1];
+						s1_0 = k * q0 + s1_0;
+						k = kp[d * PA_BK + kk + 2];
+						s2_0 = k * q0 + s2_0;
+						k = kp[d * PA_BK + kk + 3];
+						s3_0 = k * q0 + s3_0;
+					}
+					top0 = fmaxf(top0, s0_0);
+					s[kk][0] = s0_0;
+					top0 = fmaxf(top0, s1_0);
+					s[kk + 1][0] = s1_0;
+					top0 = fmaxf(top0, s2_0);
+					s[kk + 2][0] = s2_0;
+					top0 = fmaxf(top0, s3_0);
+					s[kk + 3][0] = s3_0;
+				}
+				/* online softmax, one lane per query: a new maximum m rescales
+				 * the sums by r = e^(m_old - m) */
+				const float m0 = fmaxf(mx[t0], top0);
+				const float r0 = pa_expf(mx[t0] - m0);
+				float l0 = sum[t0] * r0;
+				mx[t0] = m0;
+				for (int j = 0; j < PA_BK; j++) {
+					const float p0 = pa_expf(s[j][0] - m0);
+					s[j][0] = p0;
+					l0 = l0 + p0;
+				}
+				sum[t0] = l0;
+				/* payload acc[c][i] = r_i acc[c][i] + sum_j s[j][i] pv[j][c]:
+				 * 4 columns x 1 queries in registers */
+				for (int c = 0; c < 64; c += 4) {
+					float a0_0 = acc[c][t0] * r0;
+					float a1_0 = acc[c + 1][t0] * r0;
+					float a2_0 = acc[c + 2][t0] * r0;
+					float a3_0 = acc[c + 3][t0] * r0;
+					for (int j = 0; j < PA_BK; j++) {
+						const float p0 = s[j][0];
+						const float *pr = pvp + j * 64 + c;
+						float x;
+						x = pr[0];
+						a0_0 = x * p0 + a0_0;
+						x = pr[1];
+						a1_0 = x * p0 + a1_0;
+						x = pr[2];
+						a2_0 = x * p0 + a2_0;
+						x = pr[3];
+						a3_0 = x * p0 + a3_0;
+					}
+					acc[c][t0] = a0_0;
+					acc[c + 1][t0] = a1_0;
+					acc[c + 2][t0] = a2_0;
+					acc[c + 3][t0] = a3_0;
+				}
+				continue;
+			}
 			float top0 = -INFINITY;
 			float top1 = top0;
 			float top2 = top0;
@@ -283,6 +357,80 @@ static __attribute__((target("avx2,fma"))) void self_attention_attend_d64_v64_av
 		const float *kp = kt + jb * 64 * PA_BK, *kbp = kb + jb * PA_BK;
 		const float *pvp = pv + jb * PA_BK * 64;
 		for (int t0 = 0; t0 < tiles; t0 += 16) {
+			if (rows - t0 <= 8) {
+				/* the last rows fit one vector (a decoding query): a narrow tile */
+				__m256 top0 = _mm256_set1_ps(-INFINITY);
+				/* scores s[j][i] = q_i . k_j + kb_j: 4 keys x 8 queries in registers */
+				for (int kk = 0; kk < PA_BK; kk += 4) {
+					/* the next panel on its way to cache, a part per step */
+					if (t0 == 0 && jb + 1 < nb) {
+						pa_prefetch_part(kp + 64 * PA_BK, 64 * PA_BK, kk / 4, PA_BK / 4);
+						pa_prefetch_part(pvp + PA_BK * 64, PA_BK * 64, kk / 4, PA_BK / 4);
+					}
+					__m256 s0_0 = _mm256_broadcast_ss(&kbp[kk]);
+					__m256 s1_0 = _mm256_broadcast_ss(&kbp[kk + 1]);
+					__m256 s2_0 = _mm256_broadcast_ss(&kbp[kk + 2]);
+					__m256 s3_0 = _mm256_broadcast_ss(&kbp[kk + 3]);
+					for (int d = 0; d < 64; d++) {
+						const __m256 q0 = _mm256_loadu_ps(&qt[d][t0]);
+						__m256 k;
+						k = _mm256_broadcast_ss(&kp[d * PA_BK + kk]);
+						s0_0 = _mm256_fmadd_ps(k, q0, s0_0);
+						k = _mm256_broadcast_ss(&kp[d * PA_BK + kk + 1]);
+						s1_0 = _mm256_fmadd_ps(k, q0, s1_0);
+						k = _mm256_broadcast_ss(&kp[d * PA_BK + kk + 2]);
+						s2_0 = _mm256_fmadd_ps(k, q0, s2_0);
+						k = _mm256_broadcast_ss(&kp[d * PA_BK + kk + 3]);
+						s3_0 = _mm256_fmadd_ps(k, q0, s3_0);
+					}
+					top0 = _mm256_max_ps(top0, s0_0);
+					_mm256_storeu_ps(&s[kk][0], s0_0);
+					top0 = _mm256_max_ps(top0, s1_0);
+					_mm256_storeu_ps(&s[kk + 1][0], s1_0);
+					top0 = _mm256_max_ps(top0, s2_0);
+					_mm256_storeu_ps(&s[kk + 2][0], s2_0);
+					top0 = _mm256_max_ps(top0, s3_0);
+					_mm256_storeu_ps(&s[kk + 3][0], s3_0);
+				}
+				/* online softmax, one lane per query: a new maximum m rescales
+				 * the sums by r = e^(m_old - m) */
+				const __m256 m0 = _mm256_max_ps(_mm256_loadu_ps(&mx[t0]), top0);
+				const __m256 r0 = pa_exp8(_mm256_sub_ps(_mm256_loadu_ps(&mx[t0]), m0));
+				__m256 l0 = _mm256_mul_ps(_mm256_loadu_ps(&sum[t0]), r0);
+				_mm256_storeu_ps(&mx[t0], m0);
+				for (int j = 0; j < PA_BK; j++) {
+					const __m256 p0 = pa_exp8(_mm256_sub_ps(_mm256_loadu_ps(&s[j][0]), m0));
+					_mm256_storeu_ps(&s[j][0], p0);
+					l0 = _mm256_add_ps(l0, p0);
+				}
+				_mm256_storeu_ps(&sum[t0], l0);
+				/* payload acc[c][i] = r_i acc[c][i] + sum_j s[j][i] pv[j][c]:
+				 * 4 columns x 8 queries in registers */
+				for (int c = 0; c < 64; c += 4) {
+					__m256 a0_0 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c][t0]), r0);
+					__m256 a1_0 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c + 1][t0]), r0);
+					__m256 a2_0 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c + 2][t0]), r0);
+					__m256 a3_0 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c + 3][t0]), r0);
+					for (int j = 0; j < PA_BK; j++) {
+						const __m256 p0 = _mm256_loadu_ps(&s[j][0]);
+						const float *pr = pvp + j * 64 + c;
+						__m256 x;
+						x = _mm256_broadcast_ss(&pr[0]);
+						a0_0 = _mm256_fmadd_ps(x, p0, a0_0);
+						x = _mm256_broadcast_ss(&pr[1]);
+						a1_0 = _mm256_fmadd_ps(x, p0, a1_0);
+						x = _mm256_broadcast_ss(&pr[2]);
+						a2_0 = _mm256_fmadd_ps(x, p0, a2_0);
+						x = _mm256_broadcast_ss(&pr[3]);
+						a3_0 = _mm256_fmadd_ps(x, p0, a3_0);
+					}
+					_mm256_storeu_ps(&acc[c][t0], a0_0);
+					_mm256_storeu_ps(&acc[c + 1][t0], a1_0);
+					_mm256_storeu_ps(&acc[c + 2][t0], a2_0);
+					_mm256_storeu_ps(&acc[c + 3][t0], a3_0);
+				}
+				continue;
+			}
 			__m256 top0 = _mm256_set1_ps(-INFINITY);
 			__m256 top1 = top0;
 			/* scores s[j][i] = q_i . k_j + kb_j: 4 keys x 16 queries in registers */
@@ -429,6 +577,80 @@ static __attribute__((target("avx512f"))) void self_attention_attend_d64_v64_avx
 		const float *kp = kt + jb * 64 * PA_BK, *kbp = kb + jb * PA_BK;
 		const float *pvp = pv + jb * PA_BK * 64;
 		for (int t0 = 0; t0 < tiles; t0 += 64) {
+			if (rows - t0 <= 16) {
+				/* the last rows fit one vector (a decoding query): a narrow tile */
+				__m512 top0 = _mm512_set1_ps(-INFINITY);
+				/* scores s[j][i] = q_i . k_j + kb_j: 4 keys x 16 queries in registers */
+				for (int kk = 0; kk < PA_BK; kk += 4) {
+					/* the next panel on its way to cache, a part per step */
+					if (t0 == 0 && jb + 1 < nb) {
+						pa_prefetch_part(kp + 64 * PA_BK, 64 * PA_BK, kk / 4, PA_BK / 4);
+						pa_prefetch_part(pvp + PA_BK * 64, PA_BK * 64, kk / 4, PA_BK / 4);
+					}
+					__m512 s0_0 = _mm512_set1_ps(kbp[kk]);
+					__m512 s1_0 = _mm512_set1_ps(kbp[kk + 1]);
+					__m512 s2_0 = _mm512_set1_ps(kbp[kk + 2]);
+					__m512 s3_0 = _mm512_set1_ps(kbp[kk + 3]);
+					for (int d = 0; d < 64; d++) {
+						const __m512 q0 = _mm512_loadu_ps(&qt[d][t0]);
+						__m512 k;
+						k = _mm512_set1_ps(kp[d * PA_BK + kk]);
+						s0_0 = _mm512_fmadd_ps(k, q0, s0_0);
+						k = _mm512_set1_ps(kp[d * PA_BK + kk + 1]);
+						s1_0 = _mm512_fmadd_ps(k, q0, s1_0);
+						k = _mm512_set1_ps(kp[d * PA_BK + kk + 2]);
+						s2_0 = _mm512_fmadd_ps(k, q0, s2_0);
+						k = _mm512_set1_ps(kp[d * PA_BK + kk + 3]);
+						s3_0 = _mm512_fmadd_ps(k, q0, s3_0);
+					}
+					top0 = _mm512_max_ps(top0, s0_0);
+					_mm512_storeu_ps(&s[kk][0], s0_0);
+					top0 = _mm512_max_ps(top0, s1_0);
+					_mm512_storeu_ps(&s[kk + 1][0], s1_0);
+					top0 = _mm512_max_ps(top0, s2_0);
+					_mm512_storeu_ps(&s[kk + 2][0], s2_0);
+					top0 = _mm512_max_ps(top0, s3_0);
+					_mm512_storeu_ps(&s[kk + 3][0], s3_0);
+				}
+				/* online softmax, one lane per query: a new maximum m rescales
+				 * the sums by r = e^(m_old - m) */
+				const __m512 m0 = _mm512_max_ps(_mm512_loadu_ps(&mx[t0]), top0);
+				const __m512 r0 = pa_exp16(_mm512_sub_ps(_mm512_loadu_ps(&mx[t0]), m0));
+				__m512 l0 = _mm512_mul_ps(_mm512_loadu_ps(&sum[t0]), r0);
+				_mm512_storeu_ps(&mx[t0], m0);
+				for (int j = 0; j < PA_BK; j++) {
+					const __m512 p0 = pa_exp16(_mm512_sub_ps(_mm512_loadu_ps(&s[j][0]), m0));
+					_mm512_storeu_ps(&s[j][0], p0);
+					l0 = _mm512_add_ps(l0, p0);
+				}
+				_mm512_storeu_ps(&sum[t0], l0);
+				/* payload acc[c][i] = r_i acc[c][i] + sum_j s[j][i] pv[j][c]:
+				 * 4 columns x 16 queries in registers */
+				for (int c = 0; c < 64; c += 4) {
+					__m512 a0_0 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c][t0]), r0);
+					__m512 a1_0 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 1][t0]), r0);
+					__m512 a2_0 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 2][t0]), r0);
+					__m512 a3_0 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 3][t0]), r0);
+					for (int j = 0; j < PA_BK; j++) {
+						const __m512 p0 = _mm512_loadu_ps(&s[j][0]);
+						const float *pr = pvp + j * 64 + c;
+						__m512 x;
+						x = _mm512_set1_ps(pr[0]);
+						a0_0 = _mm512_fmadd_ps(x, p0, a0_0);
+						x = _mm512_set1_ps(pr[1]);
+						a1_0 = _mm512_fmadd_ps(x, p0, a1_0);
+						x = _mm512_set1_ps(pr[2]);
+						a2_0 = _mm512_fmadd_ps(x, p0, a2_0);
+						x = _mm512_set1_ps(pr[3]);
+						a3_0 = _mm512_fmadd_ps(x, p0, a3_0);
+					}
+					_mm512_storeu_ps(&acc[c][t0], a0_0);
+					_mm512_storeu_ps(&acc[c + 1][t0], a1_0);
+					_mm512_storeu_ps(&acc[c + 2][t0], a2_0);
+					_mm512_storeu_ps(&acc[c + 3][t0], a3_0);
+				}
+				continue;
+			}
 			__m512 top0 = _mm512_set1_ps(-INFINITY);
 			__m512 top1 = top0;
 			__m512 top2 = top0;

@@ -1,25 +1,35 @@
 /*
  * pa_call.c - the extended entry point (polyattn.h, pa_call): a call with
  * lengths, row strides, heads and fewer queries than keys becomes dense
- * calls of the kernel's plain entry points (K_info.run, .train, .backward).
+ * calls of the kernel's entry points.
  *
  * The batch entries are grouped by (q_len, k_len), in increasing order of
- * the pair; a group of G entries is one dense call of batch G·heads and
- * n = k_len.  Its inputs are gathered into dense buffers: the key inputs'
- * first k_len rows, and x1's (the queries') q_len rows below
- * k_len − q_len zero rows, so query row i sits at position
- * i + k_len − q_len.  The outputs of the padding rows are discarded and
- * their grad_out is 0, so they add no gradient.  Every group writes into
- * the call's workspace; out and the gradients are scattered from it, rows
- * past the lengths as zeros, only once every group has succeeded.
+ * the pair; a group of G entries is one dense call of batch G·heads.  Its
+ * inputs are gathered into dense buffers, and the dense call places query
+ * row i at position i + k_len − q_len in one of two ways:
+ *   - a kernel with _qk entry points (K_info.run_qk, .saved_floats_qk,
+ *     .train_qk, .backward_qk: every exact tree kernel) runs them with
+ *     nq = q_len and nk = k_len on the key inputs' first k_len rows and
+ *     x1's (the queries') q_len rows alone: a decoding query costs O(k_len)
+ *     per message it receives;
+ *   - any other kernel runs K_info.run, .train, .backward with n = k_len,
+ *     x1's q_len rows below k_len − q_len zero rows.  The outputs of the
+ *     padding rows are discarded and their grad_out is 0, so they add no
+ *     gradient.
+ * (For PA_FORWARD run_qk alone decides; for training all four _qk entry
+ * points must be there.)  Every group writes into the call's workspace;
+ * out and the gradients are scattered from it, rows past the lengths as
+ * zeros, only once every group has succeeded.
  *
  * saved, after PA_TRAIN: a header of HEADER floats (a check of the call's
- * shape, cleared when the train starts and written when it succeeded, so
- * a PA_BACKWARD refuses the saved of a failed train), then per group its dense call's saved and the
- * outputs of its padding rows (the dense backward takes them as part of
- * out), each at a 16-float boundary.  A call that needs no gathering (no
- * lengths short of nk, nq = nk, dense layouts) runs the plain entry point
- * on the caller's buffers, with the same saved layout.
+ * shape and of which entry points filled it, cleared when the train
+ * starts and written when it succeeded, so a PA_BACKWARD refuses the
+ * saved of a failed train), then per group its dense call's saved and,
+ * through the padding path, the outputs of its padding rows (the dense
+ * backward takes them as part of out), each at a 16-float boundary.  A
+ * call that needs no gathering (no lengths short of nq and nk, dense
+ * layouts, and nq = nk unless the _qk entry points run it) runs the dense
+ * entry point on the caller's buffers, with the same saved layout.
  */
 #include "pa_kernel.h"
 
