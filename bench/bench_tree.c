@@ -19,7 +19,7 @@
  * kernel runs them natively through K_info.run_qk, O(nq·nk) work) beside
  * the padded path the call layer took before (the dense nk × nk kernel
  * with x1's inputs padded by nk − nq zero rows at the top), the two
- * called in turn; the TSV gets "decode_qNQ 4096 seconds" lines for the
+ * timed in alternating blocks; the TSV gets "decode_qNQ 4096 seconds" lines for the
  * PyTorch comparison of bench/run.sh.
  * usage: bench_tree [-k KERNEL]... [-n N]... [TSV]
  *   -k, -n  time only these kernels / lengths (default: all of them)
@@ -161,21 +161,23 @@ static void decode_init(Decode *d, const pa_kernel_info *k, int nq, int nk)
 	                 .inputs = (const float *const *)d->in, .out = d->out};
 }
 
-/* decode_time: d's K_call and padded dense call, in turn, 2·REPS times. */
+/* decode_time: d's K_call and padded dense call, 2·REPS times each: in
+ * two rounds of REPS calls of one then REPS of the other (a decoding loop
+ * calls K_call over and over on a context that stays in cache; a padded
+ * call between every two would flush it), the first call of each block
+ * untimed. */
 static void decode_time(const pa_kernel_info *k, Decode *d)
 {
 	const float *padded[3] = {d->pad_q, d->in[1], d->in[2]};
-	for (int r = -1; r < 2 * REPS; r++) {  /* r = -1 warms up */
-		double t0 = now();
-		if (k->call(&d->c) != PA_OK)
-			abort();
-		double t1 = now();
-		if (k->run(1, d->nk, padded, d->pad_out) != PA_OK)
-			abort();
-		double t2 = now();
-		if (r >= 0)
-			d->call[r] = t1 - t0, d->padded[r] = t2 - t1;
-	}
+	for (int round = 0; round < 2; round++)
+		for (int which = 0; which < 2; which++)
+			for (int r = -1; r < REPS; r++) {
+				double t0 = now();
+				if ((which ? k->run(1, d->nk, padded, d->pad_out) : k->call(&d->c)) != PA_OK)
+					abort();
+				if (r >= 0)
+					(which ? d->padded : d->call)[round * REPS + r] = now() - t0;
+			}
 	qsort(d->call, 2 * REPS, sizeof *d->call, cmp_double);
 	qsort(d->padded, 2 * REPS, sizeof *d->padded, cmp_double);
 	for (int i = 0; i < 3; i++)
@@ -268,7 +270,8 @@ int main(int argc, char **argv)
 			if (tsv)
 				fprintf(tsv, "%s\t%d\t%.6f\n", name, nk, tc);
 		}
-		printf("(medians of %d calls, K_call and padded in turn)\n", 2 * REPS);
+		printf("(medians of %d calls, K_call and padded in blocks of %d, two rounds)\n",
+		       2 * REPS, REPS);
 	}
 	if (tsv)
 		fclose(tsv);
