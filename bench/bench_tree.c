@@ -13,6 +13,14 @@
  * causal kernels (mask = causal) run at n = 4096 only; their useful work
  * is that of the pairs the mask allows, n·(n+1)/2 per edge, and the run
  * ends with their time beside the unmasked kernel's.
+ *
+ * Decoding: attn_causal with 1 and with 64 queries against nk = 4096
+ * keys through K_call (query row i at position i + nk − nq; the tree
+ * kernel runs them natively through K_info.run_qk, O(nq·nk) work) beside
+ * the padded path the call layer took before (the dense nk × nk kernel
+ * with x1's inputs padded by nk − nq zero rows at the top), the two
+ * timed in alternating blocks; the TSV gets "decode_qNQ 4096 seconds" lines for the
+ * PyTorch comparison of bench/run.sh.
  * usage: bench_tree [-k KERNEL]... [-n N]... [TSV]
  *   -k, -n  time only these kernels / lengths (default: all of them)
  *   TSV     also write "kernel n seconds" lines there
@@ -23,6 +31,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "polyattn.h"
 #include "peak.h"
 #include "timing.h"
 #include "pa_simd.h"
@@ -122,6 +131,60 @@ static double time_ratio(const pa_kernel_info *a, const pa_kernel_info *b, int n
 	return ta[REPS] / tb[REPS];
 }
 
+/* A decoding call: nq queries of x1 against nk keys, through K_call, and
+ * the same as one dense padded call of K. */
+typedef struct Decode {
+	int nq, nk;
+	float *in[3], *pad_q, *out, *pad_out;
+	pa_call c;
+	double call[2 * REPS], padded[2 * REPS];
+} Decode;
+
+/* decode_init: uniform random inputs in [-0.5, 0.5) for k (x1*x2, three
+ * inputs: x1's factor, x2's factor, x2's values). */
+static void decode_init(Decode *d, const pa_kernel_info *k, int nq, int nk)
+{
+	unsigned seed = 777;
+	d->nq = nq, d->nk = nk;
+	for (int i = 0; i < 3; i++) {
+		const size_t len = (size_t)(k->inputs[i].variable == 1 ? nq : nk) * k->inputs[i].cols;
+		d->in[i] = malloc(sizeof(float) * len);
+		for (size_t e = 0; e < len; e++)
+			d->in[i][e] = (float)((double)rand_r(&seed) / RAND_MAX - 0.5);
+	}
+	const int hd = k->inputs[0].cols;
+	d->pad_q = calloc((size_t)nk * hd, sizeof(float));
+	memcpy(d->pad_q + (size_t)(nk - nq) * hd, d->in[0], sizeof(float) * nq * hd);
+	d->out = malloc(sizeof(float) * nq * k->value_dim);
+	d->pad_out = malloc(sizeof(float) * nk * k->value_dim);
+	d->c = (pa_call){.mode = PA_FORWARD, .batch = 1, .nq = nq, .nk = nk,
+	                 .inputs = (const float *const *)d->in, .out = d->out};
+}
+
+/* decode_time: d's K_call and padded dense call, 2·REPS times each: in
+ * two rounds of REPS calls of one then REPS of the other (a decoding loop
+ * calls K_call over and over on a context that stays in cache; a padded
+ * call between every two would flush it), the first call of each block
+ * untimed. */
+static void decode_time(const pa_kernel_info *k, Decode *d)
+{
+	const float *padded[3] = {d->pad_q, d->in[1], d->in[2]};
+	for (int round = 0; round < 2; round++)
+		for (int which = 0; which < 2; which++)
+			for (int r = -1; r < REPS; r++) {
+				double t0 = now();
+				if ((which ? k->run(1, d->nk, padded, d->pad_out) : k->call(&d->c)) != PA_OK)
+					abort();
+				if (r >= 0)
+					(which ? d->padded : d->call)[round * REPS + r] = now() - t0;
+			}
+	qsort(d->call, 2 * REPS, sizeof *d->call, cmp_double);
+	qsort(d->padded, 2 * REPS, sizeof *d->padded, cmp_double);
+	for (int i = 0; i < 3; i++)
+		free(d->in[i]);
+	free(d->pad_q), free(d->out), free(d->pad_out);
+}
+
 /* selected = whether name is among the -k (or v among the -n) arguments
  * of argv, or there are none. */
 static int selected(int argc, char **argv, const char *flag, const char *name, int v)
@@ -188,6 +251,28 @@ int main(int argc, char **argv)
 			       "(medians of %d calls, the two in turn)\n", kernels[k].info->name,
 			       lengths[k][0], r, kernels[k].unmasked->name, 2 * REPS);
 		}
+	if (selected(argc, argv, "-k", "decode", 0)) {
+		static const int nqs[] = {1, 64};
+		const int nk = 4096;
+		printf("\ndecoding, %s (causal x1*x2) through K_call, nk = %d keys, query row i at\n"
+		       "position i + nk - nq; padded: the dense nk x nk call with nk - nq zero query rows\n",
+		       attn_causal_info.name, nk);
+		printf("%-10s %6s %6s %12s %12s %9s\n", "row", "nq", "nk", "K_call s", "padded s",
+		       "speedup");
+		for (int q = 0; q < 2; q++) {
+			Decode d;
+			decode_init(&d, &attn_causal_info, nqs[q], nk);
+			decode_time(&attn_causal_info, &d);
+			const double tc = d.call[REPS], tp = d.padded[REPS];
+			char name[32];
+			snprintf(name, sizeof name, "decode_q%d", nqs[q]);
+			printf("%-10s %6d %6d %12.6f %12.6f %8.1fx\n", name, nqs[q], nk, tc, tp, tp / tc);
+			if (tsv)
+				fprintf(tsv, "%s\t%d\t%.6f\n", name, nk, tc);
+		}
+		printf("(medians of %d calls, K_call and padded in blocks of %d, two rounds)\n",
+		       2 * REPS, REPS);
+	}
 	if (tsv)
 		fclose(tsv);
 	return 0;

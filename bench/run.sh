@@ -13,7 +13,9 @@ if python3 -c "import torch" 2>/dev/null; then
 	            { printf "%-13s %6d %10.4f %10.4f %8.2fx\n", $1, $2, t[$1 " " $2], $3, $3 / t[$1 " " $2] }' \
 	    "$out/polyc.tsv" "$out/torch.tsv"
 	echo "(attn: torch.nn.functional.scaled_dot_product_attention, attn_causal with is_causal=True;"
-	echo " trees: matmul + max-subtraction, path2_causal with -inf above the diagonal)"
+	echo " trees: matmul + max-subtraction, path2_causal with -inf above the diagonal;"
+	echo " decode_qNQ: NQ queries against n keys, polyc through K_call, torch SDPA with a"
+	echo " boolean causal mask aligned bottom-right)"
 else
 	echo
 	echo "PyTorch not found: 'pip install torch numpy' adds the comparison."

@@ -6,6 +6,11 @@ the O(n^2) formulation with matrix products and max-subtraction: each
 message is softmax(Q K^T + key bias) V together with its log-normalizer,
 children before parents; a causal tree adds -inf above the diagonal.  Prints "kernel n seconds"
 lines (median of runs), the same inputs' shapes as bench_tree.c.
+
+Decoding (decode_q1, decode_q64): scaled_dot_product_attention of nq
+queries against nk = 4096 keys with the causal mask aligned bottom-right
+(query row i at position i + nk - nq, as K_call places it), an explicit
+boolean mask; n in the output is nk.  --decode prints these rows alone.
 """
 import statistics
 import sys
@@ -79,9 +84,28 @@ KERNELS = [("attn", attn, 3, None), ("path2", path2, 6, None), ("path3", path3, 
            ("path2_causal", path2_causal, 6, 4096)]
 
 
+def decode(nq, nk):
+    """Median seconds of SDPA for nq queries against nk causal keys."""
+    q = (torch.rand(1, 1, nq, D) - 0.5)
+    k = (torch.rand(1, 1, nk, D) - 0.5)
+    v = (torch.rand(1, 1, nk, D) - 0.5)
+    rows = torch.arange(nq)[:, None] + (nk - nq)
+    mask = torch.arange(nk)[None, :] <= rows  # True: the key is seen
+    fn = lambda: torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, scale=1.0)
+    fn()
+    times = []
+    for _ in range(14):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
 def main():
     torch.set_grad_enabled(False)
-    for name, fn, inputs, only_n in KERNELS:
+    # --decode: the decoding rows alone
+    for name, fn, inputs, only_n in [] if "--decode" in sys.argv else KERNELS:
         for n in (only_n,) if only_n else (1024, 4096, 16384):
             x = [torch.rand(n, D) - 0.5 for _ in range(inputs)]
             fn(x)
@@ -92,6 +116,8 @@ def main():
                 times.append(time.perf_counter() - t)
             print(f"{name}\t{n}\t{statistics.median(times):.6f}")
             sys.stdout.flush()
+    for nq in (1, 64):
+        print(f"decode_q{nq}\t4096\t{decode(nq, 4096):.6f}")
 
 
 if __name__ == "__main__":

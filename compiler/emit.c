@@ -304,6 +304,17 @@ void emit_program_h(Emitter *E, const Plan *plans, int nplans)
 			emit_line(E, "	const float *saved, const float *grad_out, "
 			          "float *const grad_inputs[]);");
 		}
+		if (plan_runs_qk(&plans[i])) {
+			emit_line(E, "pa_status %s_run_qk(int64_t batch, int64_t nq, int64_t nk, "
+			          "const float *const inputs[], float *out);", k->name);
+			emit_line(E, "int64_t %s_saved_floats_qk(int64_t batch, int64_t nq, int64_t nk);", k->name);
+			emit_line(E, "pa_status %s_train_qk(int64_t batch, int64_t nq, int64_t nk, "
+			          "const float *const inputs[], float *out, float *saved);", k->name);
+			emit_line(E, "pa_status %s_backward_qk(int64_t batch, int64_t nq, int64_t nk, "
+			          "const float *const inputs[],", k->name);
+			emit_line(E, "	const float *out, const float *saved, const float *grad_out, "
+			          "float *const grad_inputs[]);");
+		}
 		emit_line(E, "pa_status %s_call(const pa_call *c);", k->name);
 		emit_line(E, "int64_t %s_call_saved_floats(const pa_call *c);", k->name);
 		emit_line(E, "extern const pa_kernel_info %s_info;", k->name);

@@ -13,7 +13,10 @@
  *   - the payload acc[c][i] += Σ_j s[j][i] · pv[j][c], a register tile of
  *     CR columns × QV vectors.
  * So the whole softmax is elementwise: no horizontal reduction, no scalar
- * per-row bookkeeping.  The same printing code serves every instruction
+ * per-row bookkeeping.  When the rows left fit one vector (a decoding
+ * query, the last rows of a task) the tile is one vector wide: each lane
+ * does the same operations in the same order either way, so a query's
+ * result does not depend on the tile that carried it.  The same printing code serves every instruction
  * set; what differs is one row per operation in simd_table below and one
  * row of isa_shape, so a new ISA is new rows, not new branches.
  *
@@ -188,12 +191,15 @@ typedef struct Attend {
 	int dvp;                 /* dv rounded up to 16: the payload's stride */
 	bool masked;             /* the masked variant (see the top) */
 	Isa isa;
+	int qv;                  /* vectors per query tile being printed: the
+	                            ISA's, or 1 for the narrow tile */
 } Attend;
 
 /* Per-ISA shorthands of the printing functions below. */
 #define W (isa_shape[a->isa].width)
-#define QV (isa_shape[a->isa].qv)
-#define QT (W * QV)              /* queries per tile */
+#define QV (a->qv)
+#define QT (W * QV)              /* queries per tile being printed */
+#define QT_WIDE (W * isa_shape[a->isa].qv) /* queries per full tile */
 
 /* emit_score_tile: s[kk..kk+kr)[tile] = q . k + kb in registers, and the
  * panel's maximum per query in top<v>. */
@@ -349,7 +355,7 @@ static void emit_prologue(Emitter *E, const Attend *a)
 	emit_line(E, "float (*const qt)[PA_TQ] = (float (*)[PA_TQ])scratch;");
 	emit_line(E, "float mx[PA_TQ] __attribute__((aligned(64)));");
 	emit_line(E, "float sum[PA_TQ] __attribute__((aligned(64)));");
-	emit_line(E, "float s[PA_BK][%d] __attribute__((aligned(64)));", QT);
+	emit_line(E, "float s[PA_BK][%d] __attribute__((aligned(64)));", QT_WIDE);
 	if (a->dv)
 		emit_line(E, "float (*const acc)[PA_TQ] = (float (*)[PA_TQ])(scratch + %d * PA_TQ);", a->dim);
 	else
@@ -364,7 +370,7 @@ static void emit_prologue(Emitter *E, const Attend *a)
 	emit_line(E, "mx[i] = -INFINITY;");
 	emit_line(E, "sum[i] = 0.0f;");
 	emit_close(E);
-	emit_line(E, "const int tiles = (rows + %d) / %d * %d;", QT - 1, QT, QT);
+	emit_line(E, "const int tiles = (rows + %d) / %d * %d;", QT_WIDE - 1, QT_WIDE, QT_WIDE);
 }
 
 /* emit_epilogue: o_i = acc[.][i] / sum_i, lse_i = m_i + log sum_i. */
@@ -387,6 +393,22 @@ static void emit_epilogue(Emitter *E, const Attend *a)
 	else
 		emit_line(E, "lse[i] = mx[i] + logf(sum[i]);");
 	emit_close(E);
+}
+
+/* emit_tile: one query tile of QV vectors against one panel. */
+static void emit_tile(Emitter *E, const Attend *a, const char *T)
+{
+	Isa isa = a->isa;
+	if (a->masked)
+		emit_tile_range(E, a);
+	for (int v = 0; v < QV; v++)
+		emit_line(E, "%s top%d = %s;", T, v, v ? "top0" : S1(SET1, "-INFINITY"));
+	emit_score_tile(E, a, T);
+	if (a->masked)
+		emit_mask_tile(E, a);
+	emit_softmax(E, a, T);
+	if (a->dv)
+		emit_payload_tile(E, a, T);
 }
 
 /* emit_variant: the whole micro-kernel for one ISA. */
@@ -414,16 +436,16 @@ static void emit_variant(Emitter *E, const Attend *a)
 	if (a->dv)
 		emit_line(E, "const float *pvp = pv + jb * PA_BK * %d;", a->dvp);
 	emit_open(E, "for (int t0 = 0; t0 < tiles; t0 += %d)", QT);
-	if (a->masked)
-		emit_tile_range(E, a);
-	for (int v = 0; v < QV; v++)
-		emit_line(E, "%s top%d = %s;", T, v, v ? "top0" : S1(SET1, "-INFINITY"));
-	emit_score_tile(E, a, T);
-	if (a->masked)
-		emit_mask_tile(E, a);
-	emit_softmax(E, a, T);
-	if (a->dv)
-		emit_payload_tile(E, a, T);
+	if (QV > 1) {
+		Attend narrow = *a;
+		narrow.qv = 1;
+		emit_open(E, "if (rows - t0 <= %d)", W);
+		emit_line(E, "/* the last rows fit one vector (a decoding query): a narrow tile */");
+		emit_tile(E, &narrow, T);
+		emit_line(E, "continue;");
+		emit_close(E);
+	}
+	emit_tile(E, a, T);
 	emit_close(E);
 	emit_close(E);
 	emit_epilogue(E, a);
@@ -436,12 +458,13 @@ static void emit_variant(Emitter *E, const Attend *a)
 #undef W
 #undef QV
 #undef QT
+#undef QT_WIDE
 
 /* emit_attend: the micro-kernel of every ISA for (dim, dv), and the
  * function that picks one for this CPU. */
 void emit_attend(Emitter *E, const char *kname, int dim, int dv, bool masked)
 {
-	Attend a = {kname, dim, dv, (dv + 15) / 16 * 16, masked, ISA_GENERIC};
+	Attend a = {kname, dim, dv, (dv + 15) / 16 * 16, masked, ISA_GENERIC, 0};
 	const char *mk = masked ? "_masked" : "";
 	emit_line(E, "/*");
 	emit_line(E, " * Attention of rows q[0 .. rows-1] (rows <= PA_TQ) over nb panels of PA_BK");
@@ -457,6 +480,7 @@ void emit_attend(Emitter *E, const char *kname, int dim, int dv, bool masked)
 	emit_line(E, " */");
 	for (int isa = 0; isa < ISA__COUNT; isa++) {
 		a.isa = isa;
+		a.qv = isa_shape[isa].qv;
 		emit_variant(E, &a);
 	}
 	emit_line(E, "static pa_attend%s_fn %s_attend_d%d_v%d%s(void)", masked ? "_mask" : "",

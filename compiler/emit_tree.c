@@ -11,6 +11,14 @@
  * matrix.  A kernel is a struct of workspace pointers and, per message,
  * a "prepare" stage (queries, packed keys, key bias, payload) and a
  * "send" stage; "finish" multiplies the root's messages into the output.
+ *
+ * Every stage takes nq query rows and nk key rows (K_run_qk; K is it at
+ * nq = nk = n): only the messages into x1 have x1's rows as queries, so
+ * their queries, log-normalizers and messages, x1's inputs and the output
+ * have nq rows, every other buffer nk.  Query row i of a message into x1
+ * sits at position i + nk − nq, the position its masked micro-kernel
+ * takes, so a causal decoding query visits the key panels up to its own
+ * position and no others.
  */
 #include "polyc.h"
 
@@ -79,7 +87,9 @@ static uint32_t children(const Plan *p, int j)
 /* A workspace buffer: batch × rows × cols floats. */
 typedef struct Buf {
 	char name[16];           /* member of struct K_work */
-	const char *rows;        /* "n", "np" (keys padded to panels) or "1" */
+	const char *rows;        /* "nq" (x1's rows), "nk" (every other
+	                            variable's), "np" (keys padded to panels)
+	                            or "1" */
 	int cols;
 	bool kept;               /* training keeps it for the backward (saved) */
 } Buf;
@@ -101,6 +111,13 @@ static void add_buf(Buf *b, int *nb, const char *pre, int j, const char *rows,
 	b[(*nb)++].cols = cols;
 }
 
+/* query_rows = the rows of message msg's queries and results: "nq" for a
+ * message into x1 (x1's rows are the queries), "nk" for the others. */
+static const char *query_rows(const Message *msg)
+{
+	return msg->parent == 1 ? "nq" : "nk";
+}
+
 /* work_buffers: every buffer the kernel of p needs, in workspace order:
  * per message its queries, packed keys, key bias, log-normalizer and (if
  * it carries values) payload and normalized message; per component
@@ -110,14 +127,15 @@ static int work_buffers(const Plan *p, Buf *b)
 	int nb = 0, vd = p->g->k->value_dim;
 	for (int i = 0; i < p->nmsg; i++) {
 		const Message *m = &p->msg[i];
-		add_buf(b, &nb, "q", m->var, "n", m->dim);
+		const char *rows = query_rows(m);
+		add_buf(b, &nb, "q", m->var, rows, m->dim);
 		add_buf(b, &nb, "kt", m->var, "np", m->dim);
 		add_buf(b, &nb, "kb", m->var, "np", 1);
-		add_buf(b, &nb, "lse", m->var, "n", 1);
+		add_buf(b, &nb, "lse", m->var, rows, 1);
 		b[nb - 1].kept = true;
 		if (m->values) {
 			add_buf(b, &nb, "pv", m->var, "np", padded(vd));
-			add_buf(b, &nb, "o", m->var, "n", vd);
+			add_buf(b, &nb, "o", m->var, rows, vd);
 			b[nb - 1].kept = true;
 		}
 	}
@@ -280,20 +298,23 @@ static void emit_prepare(Emitter *E, const Plan *p, int j, const Message *msg)
 		          j, msg->parent, j, msg->parent);
 	else
 		emit_line(E, "/* component rooted at x%d: its weights and payload */", j);
-	emit_line(E, "static void %s_prepare_x%d(int64_t batch, int64_t n,", k->name, j);
+	emit_line(E, "static void %s_prepare_x%d(int64_t batch, int64_t nq, int64_t nk,", k->name, j);
 	emit_open(E, "\tconst float *const in[], const struct %s_work *w)", k->name);
-	emit_line(E, "const int64_t nb = (n + PA_BK - 1) / PA_BK, np = nb * PA_BK;");
+	emit_line(E, "const int64_t nb = (nk + PA_BK - 1) / PA_BK, np = nb * PA_BK;");
+	const bool x1_queries = msg && msg->parent == 1 && p->g->edge[msg->edge].nmono;
+	if (!x1_queries)
+		emit_line(E, "(void)nq; /* every row here is a key row */");
 	if (!msg && !(k->values >> j & 1) && !p->g->nbias[j])
 		emit_line(E, "(void)in; /* a root with neither values nor biases */");
 	emit_line(E, "#pragma omp parallel for collapse(2) schedule(static)");
 	emit_open(E, "for (int64_t b = 0; b < batch; b++)");
 	emit_open(E, "for (int64_t r = 0; r < np; r++)");
-	emit_line(E, "const int64_t row = b * n + r;");
+	emit_line(E, "const int64_t row = b * nk + r;");
 	if (msg)
 		emit_line(E, "float *kt = w->kt%d + (b * nb + r / PA_BK) * %d * PA_BK + r %% PA_BK;", j, dim);
 	if (vals)
 		emit_line(E, "float *pv = w->pv%d + (b * np + r) * %d;", j, padded(vd));
-	emit_open(E, "if (r >= n)");
+	emit_open(E, "if (r >= nk)");
 	emit_line(E, "/* padding: a key that weighs nothing */");
 	if (msg)
 		emit_line(E, "for (int d = 0; d < %d; d++)", dim);
@@ -308,7 +329,8 @@ static void emit_prepare(Emitter *E, const Plan *p, int j, const Message *msg)
 	emit_close(E);
 	if (msg) {
 		emit_keys(E, p, msg);
-		emit_queries(E, p, msg);
+		if (msg->parent != 1)
+			emit_queries(E, p, msg);
 	}
 	char kb[32];
 	snprintf(kb, sizeof kb, "w->kb%d", j);
@@ -317,6 +339,16 @@ static void emit_prepare(Emitter *E, const Plan *p, int j, const Message *msg)
 		emit_payload_row(E, p, j, "pv");
 	emit_close(E);
 	emit_close(E);
+	if (x1_queries) {
+		emit_line(E, "/* the queries: x1's nq rows */");
+		emit_line(E, "#pragma omp parallel for collapse(2) schedule(static)");
+		emit_open(E, "for (int64_t b = 0; b < batch; b++)");
+		emit_open(E, "for (int64_t r = 0; r < nq; r++)");
+		emit_line(E, "const int64_t row = b * nq + r;");
+		emit_queries(E, p, msg);
+		emit_close(E);
+		emit_close(E);
+	}
 	emit_close(E);
 	emit_line(E, "");
 }
@@ -339,11 +371,18 @@ static void emit_send(Emitter *E, const Plan *p, const Message *msg)
 	int dv = msg->values ? k->value_dim : 0;
 	emit_line(E, "/* message x%d -> x%d: every row of x%d attends over the rows of x%d */",
 	          msg->var, msg->parent, msg->parent, msg->var);
-	emit_line(E, "static void %s_send_x%d(int64_t batch, int64_t n, const struct %s_work *w)",
+	emit_line(E, "static void %s_send_x%d(int64_t batch, int64_t nq, int64_t nk, const struct %s_work *w)",
 	          k->name, msg->var, k->name);
 	emit_open(E, "");
-	emit_line(E, "const int64_t nb = (n + PA_BK - 1) / PA_BK, np = nb * PA_BK;");
-	emit_line(E, "const int64_t tasks = (n + PA_TQ - 1) / PA_TQ;");
+	emit_line(E, "const int64_t nb = (nk + PA_BK - 1) / PA_BK, np = nb * PA_BK;");
+	if (msg->parent == 1) {
+		emit_line(E, "/* the queries are x1's nq rows, row i at position i + nk - nq */");
+		emit_line(E, "const int64_t rows = nq%s;", k->nmasks ? ", off = nk - nq" : "");
+	} else {
+		emit_line(E, "const int64_t rows = nk;");
+		emit_line(E, "(void)nq;");
+	}
+	emit_line(E, "const int64_t tasks = (rows + PA_TQ - 1) / PA_TQ;");
 	if (k->nmasks)
 		emit_line(E, "const pa_attend_mask_fn attend = %s_attend_d%d_v%d_masked();",
 		          k->name, msg->dim, dv);
@@ -363,24 +402,24 @@ static void emit_send(Emitter *E, const Plan *p, const Message *msg)
 	} else {
 		emit_open(E, "for (int64_t t = 0; t < tasks; t++)");
 	}
-	emit_line(E, "const int64_t end = (t + 1) * PA_TQ < n ? (t + 1) * PA_TQ : n;");
+	emit_line(E, "const int64_t end = (t + 1) * PA_TQ < rows ? (t + 1) * PA_TQ : rows;");
 	emit_line(E, "const int64_t i = t * PA_TQ;");
 	if (k->nmasks) {
 		char lo[32], hi[32];
-		emit_line(E, "/* the mask: key rows r with %s <= r - row <= %s */",
+		emit_line(E, "/* the mask: key rows r with %s <= r - position <= %s */",
 		          emit_mask_bound(lo, sizeof lo, msg->lo), emit_mask_bound(hi, sizeof hi, msg->hi));
-		emit_line(E, "attend(nb, (int)(end - i), i, %s, %s, w->q%d + (b * n + i) * %d,",
-		          lo, hi, msg->var, msg->dim);
+		emit_line(E, "attend(nb, (int)(end - i), %s, %s, %s, w->q%d + (b * rows + i) * %d,",
+		          msg->parent == 1 ? "i + off" : "i", lo, hi, msg->var, msg->dim);
 	} else {
-		emit_line(E, "attend(nb, (int)(end - i), w->q%d + (b * n + i) * %d,", msg->var, msg->dim);
+		emit_line(E, "attend(nb, (int)(end - i), w->q%d + (b * rows + i) * %d,", msg->var, msg->dim);
 	}
 	emit_line(E, "\tw->kt%d + b * np * %d, w->kb%d + b * np,", msg->var, msg->dim, msg->var);
 	if (dv)
-		emit_line(E, "\tw->pv%d + b * np * %d, w->o%d + (b * n + i) * %d,", msg->var,
+		emit_line(E, "\tw->pv%d + b * np * %d, w->o%d + (b * rows + i) * %d,", msg->var,
 		          padded(dv), msg->var, dv);
 	else
 		emit_line(E, "\tNULL, NULL,");
-	emit_line(E, "\tw->lse%d + b * n + i, scratch);", msg->var);
+	emit_line(E, "\tw->lse%d + b * rows + i, scratch);", msg->var);
 	emit_close(E);
 	emit_close(E);
 	emit_close(E);
@@ -406,20 +445,20 @@ static void emit_finish(Emitter *E, const Plan *p)
 		o += snprintf(expr + o, sizeof expr - o, "%sw->c%d[b * %d + v]",
 		              o ? " * " : "", p->root[r], vd);
 	emit_line(E, "/* output: x1's values, the messages x1 receives, the other components */");
-	emit_line(E, "static void %s_finish(int64_t batch, int64_t n, const float *const in[],", k->name);
+	emit_line(E, "static void %s_finish(int64_t batch, int64_t nq, int64_t nk, const float *const in[],", k->name);
 	emit_open(E, "\tconst struct %s_work *w, float *out)", k->name);
-	emit_line(E, "const int64_t np = (n + PA_BK - 1) / PA_BK * PA_BK;");
+	emit_line(E, "const int64_t np = (nk + PA_BK - 1) / PA_BK * PA_BK;");
 	emit_line(E, "(void)in, (void)w, (void)np;");
 	for (int r = 1; r < p->nroots; r++) {
 		int x = p->root[r];
 		emit_line(E, "for (int64_t b = 0; b < batch; b++)");
-		emit_line(E, "\tpa_softmax_average(n, w->kb%d + b * np, w->pv%d + b * np * %d, %d, %d, w->c%d + b * %d);",
+		emit_line(E, "\tpa_softmax_average(nk, w->kb%d + b * np, w->pv%d + b * np * %d, %d, %d, w->c%d + b * %d);",
 		          x, x, padded(vd), padded(vd), vd, x, vd);
 	}
 	emit_line(E, "#pragma omp parallel for collapse(2) schedule(static)");
 	emit_open(E, "for (int64_t b = 0; b < batch; b++)");
-	emit_open(E, "for (int64_t r = 0; r < n; r++)");
-	emit_line(E, "const int64_t row = b * n + r;");
+	emit_open(E, "for (int64_t r = 0; r < nq; r++)");
+	emit_line(E, "const int64_t row = b * nq + r;");
 	if (k->nmasks && children(p, 1)) {
 		char none[512];
 		int c = 0;
@@ -492,18 +531,19 @@ static void emit_workspace(Emitter *E, const Plan *p, const Buf *b, int nb,
 	emit_line(E, "};");
 }
 
-/* emit_run: the forward; saved = NULL keeps nothing, otherwise the
- * log-normalizers and messages go to saved for the backward. */
+/* emit_run: the forward over nq query and nk key rows; saved = NULL
+ * keeps nothing, otherwise the log-normalizers and messages go to saved
+ * for the backward. */
 static void emit_run(Emitter *E, const Plan *p, const Buf *b, int nb,
                      const char *base)
 {
 	const Kernel *k = p->g->k;
-	emit_line(E, "static pa_status %s_run(int64_t batch, int64_t n, const float *const inputs[], float *out,", base);
-	emit_open(E, "\tfloat *saved)");
-	emit_line(E, "const pa_status st = pa_check_args(&%s_info, batch, n, inputs, out);", k->name);
+	emit_line(E, "static pa_status %s_run(int64_t batch, int64_t nq, int64_t nk, const float *const inputs[],", base);
+	emit_open(E, "\tfloat *out, float *saved)");
+	emit_line(E, "const pa_status st = pa_check_args_qk(&%s_info, batch, nq, nk, inputs, out);", k->name);
 	emit_line(E, "if (st != PA_OK)");
 	emit_line(E, "\treturn st;");
-	emit_line(E, "const int64_t np = (n + PA_BK - 1) / PA_BK * PA_BK;");
+	emit_line(E, "const int64_t np = (nk + PA_BK - 1) / PA_BK * PA_BK;");
 	emit_line(E, "size_t total = 0, kept = 0;");
 	emit_line(E, "size_t *const keep = saved ? &kept : &total;");
 	emit_carves(E, p, b, nb, false);
@@ -513,52 +553,70 @@ static void emit_run(Emitter *E, const Plan *p, const Buf *b, int nb,
 		emit_line(E, "(void)keep; /* no buffer is kept */");
 	emit_workspace(E, p, b, nb, "saved");
 	for (int i = 0; i < p->nmsg; i++) {
-		emit_line(E, "%s_prepare_x%d(batch, n, inputs, &w);", k->name, p->msg[i].var);
-		emit_line(E, "%s_send_x%d(batch, n, &w);", k->name, p->msg[i].var);
+		emit_line(E, "%s_prepare_x%d(batch, nq, nk, inputs, &w);", k->name, p->msg[i].var);
+		emit_line(E, "%s_send_x%d(batch, nq, nk, &w);", k->name, p->msg[i].var);
 	}
 	for (int r = 1; r < p->nroots; r++)
-		emit_line(E, "%s_prepare_x%d(batch, n, inputs, &w);", k->name, p->root[r]);
-	emit_line(E, "%s_finish(batch, n, inputs, &w, out);", k->name);
+		emit_line(E, "%s_prepare_x%d(batch, nq, nk, inputs, &w);", k->name, p->root[r]);
+	emit_line(E, "%s_finish(batch, nq, nk, inputs, &w, out);", k->name);
 	emit_line(E, "pa_free(ws);");
 	emit_line(E, "return PA_OK;");
 	emit_close(E);
 	emit_line(E, "");
 }
 
-/* emit_entry: the kernel's entry point over its forward. */
+/* emit_entry: the kernel's entry points over its forward: K_run_qk
+ * (nq query rows, nk key rows) and K, the same with nq = nk = n; with
+ * entry, static ones named after it. */
 static void emit_entry(Emitter *E, const Plan *p, const char *entry)
 {
-	const Kernel *k = p->g->k;
-	if (entry)
-		emit_line(E, "static pa_status %s(int64_t batch, int64_t n, const float *const inputs[], float *out)", entry);
-	else
-		emit_line(E, "pa_status %s(int64_t batch, int64_t n, const float *const inputs[], float *out)", k->name);
+	const char *name = entry ? entry : p->g->k->name, *qual = entry ? "static " : "";
+	emit_line(E, "/* nq query rows (x1's) against nk key rows, query row i at position");
+	emit_line(E, " * i + nk - nq */");
+	emit_line(E, "%spa_status %s_run_qk(int64_t batch, int64_t nq, int64_t nk, const float *const inputs[],", qual, name);
+	emit_open(E, "\tfloat *out)");
+	emit_line(E, "return %s_run(batch, nq, nk, inputs, out, NULL);", name);
+	emit_close(E);
+	emit_line(E, "");
+	emit_line(E, "%spa_status %s(int64_t batch, int64_t n, const float *const inputs[], float *out)", qual, name);
 	emit_open(E, "");
-	emit_line(E, "return %s_run(batch, n, inputs, out, NULL);", entry ? entry : k->name);
+	emit_line(E, "return %s_run_qk(batch, n, n, inputs, out);", name);
 	emit_close(E);
 	emit_line(E, "");
 }
 
-/* emit_train: K_saved_floats and K_train (doc/training.md); with entry,
- * static ones named after it (the exact part of an approximate kernel). */
+/* emit_train: K_saved_floats_qk and K_train_qk (doc/training.md), and
+ * K_saved_floats and K_train over them; with entry, static ones named
+ * after it (the exact part of an approximate kernel). */
 static void emit_train(Emitter *E, const Plan *p, const Buf *b, int nb,
                        const char *entry)
 {
 	const char *name = entry ? entry : p->g->k->name, *qual = entry ? "static " : "";
 	emit_line(E, "/* training: the forward keeps each message's log-normalizer and");
 	emit_line(E, " * normalized message in saved, this many floats */");
-	emit_line(E, "%sint64_t %s_saved_floats(int64_t batch, int64_t n)", qual, name);
+	emit_line(E, "%sint64_t %s_saved_floats_qk(int64_t batch, int64_t nq, int64_t nk)", qual, name);
 	emit_open(E, "");
 	emit_line(E, "size_t kept = 0;");
+	emit_line(E, "(void)nq, (void)nk;");
 	emit_carves(E, p, b, nb, true);
 	emit_line(E, "return kept == SIZE_MAX || kept > INT64_MAX ? -1 : (int64_t)kept;");
 	emit_close(E);
 	emit_line(E, "");
-	emit_line(E, "%spa_status %s_train(int64_t batch, int64_t n, const float *const inputs[], float *out,", qual, name);
-	emit_open(E, "\tfloat *saved)");
+	emit_line(E, "%sint64_t %s_saved_floats(int64_t batch, int64_t n)", qual, name);
+	emit_open(E, "");
+	emit_line(E, "return %s_saved_floats_qk(batch, n, n);", name);
+	emit_close(E);
+	emit_line(E, "");
+	emit_line(E, "%spa_status %s_train_qk(int64_t batch, int64_t nq, int64_t nk, const float *const inputs[],", qual, name);
+	emit_open(E, "\tfloat *out, float *saved)");
 	emit_line(E, "if (!saved)");
 	emit_line(E, "\treturn PA_ERR_NULL;");
-	emit_line(E, "return %s_run(batch, n, inputs, out, saved);", name);
+	emit_line(E, "return %s_run(batch, nq, nk, inputs, out, saved);", name);
+	emit_close(E);
+	emit_line(E, "");
+	emit_line(E, "%spa_status %s_train(int64_t batch, int64_t n, const float *const inputs[], float *out,", qual, name);
+	emit_open(E, "\tfloat *saved)");
+	emit_line(E, "return %s_train_qk(batch, n, n, inputs, out, saved);", name);
 	emit_close(E);
 	emit_line(E, "");
 }
@@ -609,16 +667,17 @@ static void emit_backward(Emitter *E, const Plan *p, const Buf *b, int nb,
                           const char *entry)
 {
 	const Kernel *k = p->g->k;
+	const char *name = entry ? entry : k->name, *qual = entry ? "static " : "";
 	emit_line(E, "/* the backward: the reverse message pass, root first */");
-	emit_line(E, "%spa_status %s_backward(int64_t batch, int64_t n, const float *const inputs[],",
-	          entry ? "static " : "", entry ? entry : k->name);
+	emit_line(E, "%spa_status %s_backward_qk(int64_t batch, int64_t nq, int64_t nk, const float *const inputs[],",
+	          qual, name);
 	emit_open(E, "\tconst float *out, const float *saved, const float *grad_out, float *const grad_inputs[])");
-	emit_line(E, "pa_status st = pa_check_args(&%s_info, batch, n, inputs, out);", k->name);
+	emit_line(E, "pa_status st = pa_check_args_qk(&%s_info, batch, nq, nk, inputs, out);", k->name);
 	emit_line(E, "if (st == PA_OK)");
-	emit_line(E, "\tst = pa_check_grad_args(&%s_info, batch, n, saved, grad_out, grad_inputs);", k->name);
+	emit_line(E, "\tst = pa_check_grad_args_qk(&%s_info, batch, nq, nk, saved, grad_out, grad_inputs);", k->name);
 	emit_line(E, "if (st != PA_OK)");
 	emit_line(E, "\treturn st;");
-	emit_line(E, "const int64_t np = (n + PA_BK - 1) / PA_BK * PA_BK;");
+	emit_line(E, "const int64_t np = (nk + PA_BK - 1) / PA_BK * PA_BK;");
 	emit_line(E, "size_t total = 0, kept = 0;");
 	emit_line(E, "size_t *const keep = &kept;");
 	emit_carves(E, p, b, nb, false);
@@ -627,9 +686,9 @@ static void emit_backward(Emitter *E, const Plan *p, const Buf *b, int nb,
 	emit_line(E, "float *const kept_base = (float *)saved;");
 	emit_workspace(E, p, b, nb, "kept_base");
 	for (int i = 0; i < p->nmsg; i++)
-		emit_line(E, "%s_prepare_x%d(batch, n, inputs, &w);", k->name, p->msg[i].var);
+		emit_line(E, "%s_prepare_x%d(batch, nq, nk, inputs, &w);", k->name, p->msg[i].var);
 	for (int r = 1; r < p->nroots; r++)
-		emit_line(E, "%s_prepare_x%d(batch, n, inputs, &w);", k->name, p->root[r]);
+		emit_line(E, "%s_prepare_x%d(batch, nq, nk, inputs, &w);", k->name, p->root[r]);
 	emit_tree_plan(E, p);
 	emit_line(E, "pa_tree_bufs bufs[%d] = {{0}};", p->g->nvars + 1);
 	for (int i = 0; i < nb; i++) {
@@ -639,9 +698,14 @@ static void emit_backward(Emitter *E, const Plan *p, const Buf *b, int nb,
 		if (strcmp(member, "c") != 0)
 			emit_line(E, "bufs[%d].%s = w.%s;", j, member, b[i].name);
 	}
-	emit_line(E, "st = pa_tree_backward(&%s_info, &plan, bufs, batch, n, inputs, grad_out, grad_inputs);", k->name);
+	emit_line(E, "st = pa_tree_backward(&%s_info, &plan, bufs, batch, nq, nk, inputs, grad_out, grad_inputs);", k->name);
 	emit_line(E, "pa_free(ws);");
 	emit_line(E, "return st;");
+	emit_close(E);
+	emit_line(E, "");
+	emit_line(E, "%spa_status %s_backward(int64_t batch, int64_t n, const float *const inputs[],", qual, name);
+	emit_open(E, "\tconst float *out, const float *saved, const float *grad_out, float *const grad_inputs[])");
+	emit_line(E, "return %s_backward_qk(batch, n, n, inputs, out, saved, grad_out, grad_inputs);", name);
 	emit_close(E);
 	emit_line(E, "");
 }

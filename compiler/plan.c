@@ -401,7 +401,7 @@ bool plan_runs_qk(const Plan *p)
 	if (p->use != USE_EXACT)
 		return false;
 	switch (p->kind) {
-	case PLAN_TREE: return false;
+	case PLAN_TREE: return true;  /* emit_tree.c */
 	case PLAN_ELIM: return false;
 	}
 	return false;

@@ -19,12 +19,12 @@ extern const pa_kernel_info self_attention_info;
 /* workspace: per message x_j -> parent, queries q, packed keys kt,
  * key bias kb, log-normalizer lse, payload pv, normalized message o */
 struct self_attention_work {
-	float *q2; /* batch x n x 64 */
+	float *q2; /* batch x nq x 64 */
 	float *kt2; /* batch x np x 64 */
 	float *kb2; /* batch x np x 1 */
-	float *lse2; /* batch x n x 1 */
+	float *lse2; /* batch x nq x 1 */
 	float *pv2; /* batch x np x 64 */
-	float *o2; /* batch x n x 64 */
+	float *o2; /* batch x nq x 64 */
 	float *scratch; /* threads x PA_TQ x 128: the micro-kernels' tasks */
 };
 
@@ -60,6 +60,80 @@ static void self_attention_attend_d64_v64_generic(int64_t nb, int rows,
 		const float *kp = kt + jb * 64 * PA_BK, *kbp = kb + jb * PA_BK;
 		const float *pvp = pv + jb * PA_BK * 64;
 		for (int t0 = 0; t0 < tiles; t0 += 4) {
+			if (rows - t0 <= 1) {
+				/* the last rows fit one vector (a decoding query): a narrow tile */
+				float top0 = -INFINITY;
+				/* scores s[j][i] = q_i . k_j + kb_j: 4 keys x 1 queries in registers */
+				for (int kk = 0; kk < PA_BK; kk += 4) {
+					/* the next panel on its way to cache, a part per step */
+					if (t0 == 0 && jb + 1 < nb) {
+						pa_prefetch_part(kp + 64 * PA_BK, 64 * PA_BK, kk / 4, PA_BK / 4);
+						pa_prefetch_part(pvp + PA_BK * 64, PA_BK * 64, kk / 4, PA_BK / 4);
+					}
+					float s0_0 = kbp[kk];
+					float s1_0 = kbp[kk + 1];
+					float s2_0 = kbp[kk + 2];
+					float s3_0 = kbp[kk + 3];
+					for (int d = 0; d < 64; d++) {
+						const float q0 = qt[d][t0];
+						float k;
+						k = kp[d * PA_BK + kk];
+						s0_0 = k * q0 + s0_0;
+						k = kp[d * PA_BK + kk + 1];
+						s1_0 = k * q0 + s1_0;
+						k = kp[d * PA_BK + kk + 2];
+						s2_0 = k * q0 + s2_0;
+						k = kp[d * PA_BK + kk + 3];
+						s3_0 = k * q0 + s3_0;
+					}
+					top0 = fmaxf(top0, s0_0);
+					s[kk][0] = s0_0;
+					top0 = fmaxf(top0, s1_0);
+					s[kk + 1][0] = s1_0;
+					top0 = fmaxf(top0, s2_0);
+					s[kk + 2][0] = s2_0;
+					top0 = fmaxf(top0, s3_0);
+					s[kk + 3][0] = s3_0;
+				}
+				/* online softmax, one lane per query: a new maximum m rescales
+				 * the sums by r = e^(m_old - m) */
+				const float m0 = fmaxf(mx[t0], top0);
+				const float r0 = pa_expf(mx[t0] - m0);
+				float l0 = sum[t0] * r0;
+				mx[t0] = m0;
+				for (int j = 0; j < PA_BK; j++) {
+					const float p0 = pa_expf(s[j][0] - m0);
+					s[j][0] = p0;
+					l0 = l0 + p0;
+				}
+				sum[t0] = l0;
+				/* payload acc[c][i] = r_i acc[c][i] + sum_j s[j][i] pv[j][c]:
+				 * 4 columns x 1 queries in registers */
+				for (int c = 0; c < 64; c += 4) {
+					float a0_0 = acc[c][t0] * r0;
+					float a1_0 = acc[c + 1][t0] * r0;
+					float a2_0 = acc[c + 2][t0] * r0;
+					float a3_0 = acc[c + 3][t0] * r0;
+					for (int j = 0; j < PA_BK; j++) {
+						const float p0 = s[j][0];
+						const float *pr = pvp + j * 64 + c;
+						float x;
+						x = pr[0];
+						a0_0 = x * p0 + a0_0;
+						x = pr[1];
+						a1_0 = x * p0 + a1_0;
+						x = pr[2];
+						a2_0 = x * p0 + a2_0;
+						x = pr[3];
+						a3_0 = x * p0 + a3_0;
+					}
+					acc[c][t0] = a0_0;
+					acc[c + 1][t0] = a1_0;
+					acc[c + 2][t0] = a2_0;
+					acc[c + 3][t0] = a3_0;
+				}
+				continue;
+			}
 			float top0 = -INFINITY;
 			float top1 = top0;
 			float top2 = top0;
@@ -283,6 +357,80 @@ static __attribute__((target("avx2,fma"))) void self_attention_attend_d64_v64_av
 		const float *kp = kt + jb * 64 * PA_BK, *kbp = kb + jb * PA_BK;
 		const float *pvp = pv + jb * PA_BK * 64;
 		for (int t0 = 0; t0 < tiles; t0 += 16) {
+			if (rows - t0 <= 8) {
+				/* the last rows fit one vector (a decoding query): a narrow tile */
+				__m256 top0 = _mm256_set1_ps(-INFINITY);
+				/* scores s[j][i] = q_i . k_j + kb_j: 4 keys x 8 queries in registers */
+				for (int kk = 0; kk < PA_BK; kk += 4) {
+					/* the next panel on its way to cache, a part per step */
+					if (t0 == 0 && jb + 1 < nb) {
+						pa_prefetch_part(kp + 64 * PA_BK, 64 * PA_BK, kk / 4, PA_BK / 4);
+						pa_prefetch_part(pvp + PA_BK * 64, PA_BK * 64, kk / 4, PA_BK / 4);
+					}
+					__m256 s0_0 = _mm256_broadcast_ss(&kbp[kk]);
+					__m256 s1_0 = _mm256_broadcast_ss(&kbp[kk + 1]);
+					__m256 s2_0 = _mm256_broadcast_ss(&kbp[kk + 2]);
+					__m256 s3_0 = _mm256_broadcast_ss(&kbp[kk + 3]);
+					for (int d = 0; d < 64; d++) {
+						const __m256 q0 = _mm256_loadu_ps(&qt[d][t0]);
+						__m256 k;
+						k = _mm256_broadcast_ss(&kp[d * PA_BK + kk]);
+						s0_0 = _mm256_fmadd_ps(k, q0, s0_0);
+						k = _mm256_broadcast_ss(&kp[d * PA_BK + kk + 1]);
+						s1_0 = _mm256_fmadd_ps(k, q0, s1_0);
+						k = _mm256_broadcast_ss(&kp[d * PA_BK + kk + 2]);
+						s2_0 = _mm256_fmadd_ps(k, q0, s2_0);
+						k = _mm256_broadcast_ss(&kp[d * PA_BK + kk + 3]);
+						s3_0 = _mm256_fmadd_ps(k, q0, s3_0);
+					}
+					top0 = _mm256_max_ps(top0, s0_0);
+					_mm256_storeu_ps(&s[kk][0], s0_0);
+					top0 = _mm256_max_ps(top0, s1_0);
+					_mm256_storeu_ps(&s[kk + 1][0], s1_0);
+					top0 = _mm256_max_ps(top0, s2_0);
+					_mm256_storeu_ps(&s[kk + 2][0], s2_0);
+					top0 = _mm256_max_ps(top0, s3_0);
+					_mm256_storeu_ps(&s[kk + 3][0], s3_0);
+				}
+				/* online softmax, one lane per query: a new maximum m rescales
+				 * the sums by r = e^(m_old - m) */
+				const __m256 m0 = _mm256_max_ps(_mm256_loadu_ps(&mx[t0]), top0);
+				const __m256 r0 = pa_exp8(_mm256_sub_ps(_mm256_loadu_ps(&mx[t0]), m0));
+				__m256 l0 = _mm256_mul_ps(_mm256_loadu_ps(&sum[t0]), r0);
+				_mm256_storeu_ps(&mx[t0], m0);
+				for (int j = 0; j < PA_BK; j++) {
+					const __m256 p0 = pa_exp8(_mm256_sub_ps(_mm256_loadu_ps(&s[j][0]), m0));
+					_mm256_storeu_ps(&s[j][0], p0);
+					l0 = _mm256_add_ps(l0, p0);
+				}
+				_mm256_storeu_ps(&sum[t0], l0);
+				/* payload acc[c][i] = r_i acc[c][i] + sum_j s[j][i] pv[j][c]:
+				 * 4 columns x 8 queries in registers */
+				for (int c = 0; c < 64; c += 4) {
+					__m256 a0_0 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c][t0]), r0);
+					__m256 a1_0 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c + 1][t0]), r0);
+					__m256 a2_0 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c + 2][t0]), r0);
+					__m256 a3_0 = _mm256_mul_ps(_mm256_loadu_ps(&acc[c + 3][t0]), r0);
+					for (int j = 0; j < PA_BK; j++) {
+						const __m256 p0 = _mm256_loadu_ps(&s[j][0]);
+						const float *pr = pvp + j * 64 + c;
+						__m256 x;
+						x = _mm256_broadcast_ss(&pr[0]);
+						a0_0 = _mm256_fmadd_ps(x, p0, a0_0);
+						x = _mm256_broadcast_ss(&pr[1]);
+						a1_0 = _mm256_fmadd_ps(x, p0, a1_0);
+						x = _mm256_broadcast_ss(&pr[2]);
+						a2_0 = _mm256_fmadd_ps(x, p0, a2_0);
+						x = _mm256_broadcast_ss(&pr[3]);
+						a3_0 = _mm256_fmadd_ps(x, p0, a3_0);
+					}
+					_mm256_storeu_ps(&acc[c][t0], a0_0);
+					_mm256_storeu_ps(&acc[c + 1][t0], a1_0);
+					_mm256_storeu_ps(&acc[c + 2][t0], a2_0);
+					_mm256_storeu_ps(&acc[c + 3][t0], a3_0);
+				}
+				continue;
+			}
 			__m256 top0 = _mm256_set1_ps(-INFINITY);
 			__m256 top1 = top0;
 			/* scores s[j][i] = q_i . k_j + kb_j: 4 keys x 16 queries in registers */
@@ -429,6 +577,80 @@ static __attribute__((target("avx512f"))) void self_attention_attend_d64_v64_avx
 		const float *kp = kt + jb * 64 * PA_BK, *kbp = kb + jb * PA_BK;
 		const float *pvp = pv + jb * PA_BK * 64;
 		for (int t0 = 0; t0 < tiles; t0 += 64) {
+			if (rows - t0 <= 16) {
+				/* the last rows fit one vector (a decoding query): a narrow tile */
+				__m512 top0 = _mm512_set1_ps(-INFINITY);
+				/* scores s[j][i] = q_i . k_j + kb_j: 4 keys x 16 queries in registers */
+				for (int kk = 0; kk < PA_BK; kk += 4) {
+					/* the next panel on its way to cache, a part per step */
+					if (t0 == 0 && jb + 1 < nb) {
+						pa_prefetch_part(kp + 64 * PA_BK, 64 * PA_BK, kk / 4, PA_BK / 4);
+						pa_prefetch_part(pvp + PA_BK * 64, PA_BK * 64, kk / 4, PA_BK / 4);
+					}
+					__m512 s0_0 = _mm512_set1_ps(kbp[kk]);
+					__m512 s1_0 = _mm512_set1_ps(kbp[kk + 1]);
+					__m512 s2_0 = _mm512_set1_ps(kbp[kk + 2]);
+					__m512 s3_0 = _mm512_set1_ps(kbp[kk + 3]);
+					for (int d = 0; d < 64; d++) {
+						const __m512 q0 = _mm512_loadu_ps(&qt[d][t0]);
+						__m512 k;
+						k = _mm512_set1_ps(kp[d * PA_BK + kk]);
+						s0_0 = _mm512_fmadd_ps(k, q0, s0_0);
+						k = _mm512_set1_ps(kp[d * PA_BK + kk + 1]);
+						s1_0 = _mm512_fmadd_ps(k, q0, s1_0);
+						k = _mm512_set1_ps(kp[d * PA_BK + kk + 2]);
+						s2_0 = _mm512_fmadd_ps(k, q0, s2_0);
+						k = _mm512_set1_ps(kp[d * PA_BK + kk + 3]);
+						s3_0 = _mm512_fmadd_ps(k, q0, s3_0);
+					}
+					top0 = _mm512_max_ps(top0, s0_0);
+					_mm512_storeu_ps(&s[kk][0], s0_0);
+					top0 = _mm512_max_ps(top0, s1_0);
+					_mm512_storeu_ps(&s[kk + 1][0], s1_0);
+					top0 = _mm512_max_ps(top0, s2_0);
+					_mm512_storeu_ps(&s[kk + 2][0], s2_0);
+					top0 = _mm512_max_ps(top0, s3_0);
+					_mm512_storeu_ps(&s[kk + 3][0], s3_0);
+				}
+				/* online softmax, one lane per query: a new maximum m rescales
+				 * the sums by r = e^(m_old - m) */
+				const __m512 m0 = _mm512_max_ps(_mm512_loadu_ps(&mx[t0]), top0);
+				const __m512 r0 = pa_exp16(_mm512_sub_ps(_mm512_loadu_ps(&mx[t0]), m0));
+				__m512 l0 = _mm512_mul_ps(_mm512_loadu_ps(&sum[t0]), r0);
+				_mm512_storeu_ps(&mx[t0], m0);
+				for (int j = 0; j < PA_BK; j++) {
+					const __m512 p0 = pa_exp16(_mm512_sub_ps(_mm512_loadu_ps(&s[j][0]), m0));
+					_mm512_storeu_ps(&s[j][0], p0);
+					l0 = _mm512_add_ps(l0, p0);
+				}
+				_mm512_storeu_ps(&sum[t0], l0);
+				/* payload acc[c][i] = r_i acc[c][i] + sum_j s[j][i] pv[j][c]:
+				 * 4 columns x 16 queries in registers */
+				for (int c = 0; c < 64; c += 4) {
+					__m512 a0_0 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c][t0]), r0);
+					__m512 a1_0 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 1][t0]), r0);
+					__m512 a2_0 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 2][t0]), r0);
+					__m512 a3_0 = _mm512_mul_ps(_mm512_loadu_ps(&acc[c + 3][t0]), r0);
+					for (int j = 0; j < PA_BK; j++) {
+						const __m512 p0 = _mm512_loadu_ps(&s[j][0]);
+						const float *pr = pvp + j * 64 + c;
+						__m512 x;
+						x = _mm512_set1_ps(pr[0]);
+						a0_0 = _mm512_fmadd_ps(x, p0, a0_0);
+						x = _mm512_set1_ps(pr[1]);
+						a1_0 = _mm512_fmadd_ps(x, p0, a1_0);
+						x = _mm512_set1_ps(pr[2]);
+						a2_0 = _mm512_fmadd_ps(x, p0, a2_0);
+						x = _mm512_set1_ps(pr[3]);
+						a3_0 = _mm512_fmadd_ps(x, p0, a3_0);
+					}
+					_mm512_storeu_ps(&acc[c][t0], a0_0);
+					_mm512_storeu_ps(&acc[c + 1][t0], a1_0);
+					_mm512_storeu_ps(&acc[c + 2][t0], a2_0);
+					_mm512_storeu_ps(&acc[c + 3][t0], a3_0);
+				}
+				continue;
+			}
 			__m512 top0 = _mm512_set1_ps(-INFINITY);
 			__m512 top1 = top0;
 			__m512 top2 = top0;
@@ -638,16 +860,16 @@ static pa_attend_fn self_attention_attend_d64_v64(void)
 }
 
 /* message x2 -> x1, inputs: keys of x2, queries of x1 */
-static void self_attention_prepare_x2(int64_t batch, int64_t n,
+static void self_attention_prepare_x2(int64_t batch, int64_t nq, int64_t nk,
 	const float *const in[], const struct self_attention_work *w) {
-	const int64_t nb = (n + PA_BK - 1) / PA_BK, np = nb * PA_BK;
+	const int64_t nb = (nk + PA_BK - 1) / PA_BK, np = nb * PA_BK;
 	#pragma omp parallel for collapse(2) schedule(static)
 	for (int64_t b = 0; b < batch; b++) {
 		for (int64_t r = 0; r < np; r++) {
-			const int64_t row = b * n + r;
+			const int64_t row = b * nk + r;
 			float *kt = w->kt2 + (b * nb + r / PA_BK) * 64 * PA_BK + r % PA_BK;
 			float *pv = w->pv2 + (b * np + r) * 64;
-			if (r >= n) {
+			if (r >= nk) {
 				/* padding: a key that weighs nothing */
 				for (int d = 0; d < 64; d++)
 					kt[d * PA_BK] = 0.0f;
@@ -662,6 +884,17 @@ static void self_attention_prepare_x2(int64_t batch, int64_t n,
 				for (int l = 0; l < 64; l++)
 					kt[l * PA_BK] = f1[l];
 			}
+			float bias = 0.0f;
+			w->kb2[b * np + r] = bias;
+			for (int v = 0; v < 64; v++)
+				pv[v] = in[2][row * 64 + v];
+		}
+	}
+	/* the queries: x1's nq rows */
+	#pragma omp parallel for collapse(2) schedule(static)
+	for (int64_t b = 0; b < batch; b++) {
+		for (int64_t r = 0; r < nq; r++) {
+			const int64_t row = b * nq + r;
 			float *q = w->q2 + row * 64;
 			/* queries: x1's side of monomial 0, times scale * c */
 			{
@@ -669,19 +902,17 @@ static void self_attention_prepare_x2(int64_t batch, int64_t n,
 				for (int l = 0; l < 64; l++)
 					q[0 + l] = 0.125f * (f0[l]);
 			}
-			float bias = 0.0f;
-			w->kb2[b * np + r] = bias;
-			for (int v = 0; v < 64; v++)
-				pv[v] = in[2][row * 64 + v];
 		}
 	}
 }
 
 /* message x2 -> x1: every row of x1 attends over the rows of x2 */
-static void self_attention_send_x2(int64_t batch, int64_t n, const struct self_attention_work *w)
+static void self_attention_send_x2(int64_t batch, int64_t nq, int64_t nk, const struct self_attention_work *w)
 {
-	const int64_t nb = (n + PA_BK - 1) / PA_BK, np = nb * PA_BK;
-	const int64_t tasks = (n + PA_TQ - 1) / PA_TQ;
+	const int64_t nb = (nk + PA_BK - 1) / PA_BK, np = nb * PA_BK;
+	/* the queries are x1's nq rows, row i at position i + nk - nq */
+	const int64_t rows = nq;
+	const int64_t tasks = (rows + PA_TQ - 1) / PA_TQ;
 	const pa_attend_fn attend = self_attention_attend_d64_v64();
 	#pragma omp parallel
 	{
@@ -689,46 +920,46 @@ static void self_attention_send_x2(int64_t batch, int64_t n, const struct self_a
 		#pragma omp for collapse(2) schedule(dynamic)
 		for (int64_t b = 0; b < batch; b++) {
 			for (int64_t t = 0; t < tasks; t++) {
-				const int64_t end = (t + 1) * PA_TQ < n ? (t + 1) * PA_TQ : n;
+				const int64_t end = (t + 1) * PA_TQ < rows ? (t + 1) * PA_TQ : rows;
 				const int64_t i = t * PA_TQ;
-				attend(nb, (int)(end - i), w->q2 + (b * n + i) * 64,
+				attend(nb, (int)(end - i), w->q2 + (b * rows + i) * 64,
 					w->kt2 + b * np * 64, w->kb2 + b * np,
-					w->pv2 + b * np * 64, w->o2 + (b * n + i) * 64,
-					w->lse2 + b * n + i, scratch);
+					w->pv2 + b * np * 64, w->o2 + (b * rows + i) * 64,
+					w->lse2 + b * rows + i, scratch);
 			}
 		}
 	}
 }
 
 /* output: x1's values, the messages x1 receives, the other components */
-static void self_attention_finish(int64_t batch, int64_t n, const float *const in[],
+static void self_attention_finish(int64_t batch, int64_t nq, int64_t nk, const float *const in[],
 	const struct self_attention_work *w, float *out) {
-	const int64_t np = (n + PA_BK - 1) / PA_BK * PA_BK;
+	const int64_t np = (nk + PA_BK - 1) / PA_BK * PA_BK;
 	(void)in, (void)w, (void)np;
 	#pragma omp parallel for collapse(2) schedule(static)
 	for (int64_t b = 0; b < batch; b++) {
-		for (int64_t r = 0; r < n; r++) {
-			const int64_t row = b * n + r;
+		for (int64_t r = 0; r < nq; r++) {
+			const int64_t row = b * nq + r;
 			for (int v = 0; v < 64; v++)
 				out[row * 64 + v] = w->o2[row * 64 + v];
 		}
 	}
 }
 
-static pa_status self_attention_run(int64_t batch, int64_t n, const float *const inputs[], float *out,
-	float *saved) {
-	const pa_status st = pa_check_args(&self_attention_info, batch, n, inputs, out);
+static pa_status self_attention_run(int64_t batch, int64_t nq, int64_t nk, const float *const inputs[],
+	float *out, float *saved) {
+	const pa_status st = pa_check_args_qk(&self_attention_info, batch, nq, nk, inputs, out);
 	if (st != PA_OK)
 		return st;
-	const int64_t np = (n + PA_BK - 1) / PA_BK * PA_BK;
+	const int64_t np = (nk + PA_BK - 1) / PA_BK * PA_BK;
 	size_t total = 0, kept = 0;
 	size_t *const keep = saved ? &kept : &total;
-	const size_t at_q2 = pa_carve(&total, batch, n, 64);
+	const size_t at_q2 = pa_carve(&total, batch, nq, 64);
 	const size_t at_kt2 = pa_carve(&total, batch, np, 64);
 	const size_t at_kb2 = pa_carve(&total, batch, np, 1);
-	const size_t at_lse2 = pa_carve(keep, batch, n, 1);
+	const size_t at_lse2 = pa_carve(keep, batch, nq, 1);
 	const size_t at_pv2 = pa_carve(&total, batch, np, 64);
-	const size_t at_o2 = pa_carve(keep, batch, n, 64);
+	const size_t at_o2 = pa_carve(keep, batch, nq, 64);
 	const size_t at_scratch = pa_carve(&total, pa_max_threads(), PA_TQ, 128);
 	if (total == SIZE_MAX || kept == SIZE_MAX)
 		return PA_ERR_ARGUMENT;
@@ -745,52 +976,70 @@ static pa_status self_attention_run(int64_t batch, int64_t n, const float *const
 		.o2 = base + at_o2,
 		.scratch = ws + at_scratch,
 	};
-	self_attention_prepare_x2(batch, n, inputs, &w);
-	self_attention_send_x2(batch, n, &w);
-	self_attention_finish(batch, n, inputs, &w, out);
+	self_attention_prepare_x2(batch, nq, nk, inputs, &w);
+	self_attention_send_x2(batch, nq, nk, &w);
+	self_attention_finish(batch, nq, nk, inputs, &w, out);
 	pa_free(ws);
 	return PA_OK;
 }
 
+/* nq query rows (x1's) against nk key rows, query row i at position
+ * i + nk - nq */
+pa_status self_attention_run_qk(int64_t batch, int64_t nq, int64_t nk, const float *const inputs[],
+	float *out) {
+	return self_attention_run(batch, nq, nk, inputs, out, NULL);
+}
+
 pa_status self_attention(int64_t batch, int64_t n, const float *const inputs[], float *out)
 {
-	return self_attention_run(batch, n, inputs, out, NULL);
+	return self_attention_run_qk(batch, n, n, inputs, out);
 }
 
 /* training: the forward keeps each message's log-normalizer and
  * normalized message in saved, this many floats */
-int64_t self_attention_saved_floats(int64_t batch, int64_t n)
+int64_t self_attention_saved_floats_qk(int64_t batch, int64_t nq, int64_t nk)
 {
 	size_t kept = 0;
-	const size_t at_lse2 = pa_carve(&kept, batch, n, 1);
-	const size_t at_o2 = pa_carve(&kept, batch, n, 64);
+	(void)nq, (void)nk;
+	const size_t at_lse2 = pa_carve(&kept, batch, nq, 1);
+	const size_t at_o2 = pa_carve(&kept, batch, nq, 64);
 	return kept == SIZE_MAX || kept > INT64_MAX ? -1 : (int64_t)kept;
+}
+
+int64_t self_attention_saved_floats(int64_t batch, int64_t n)
+{
+	return self_attention_saved_floats_qk(batch, n, n);
+}
+
+pa_status self_attention_train_qk(int64_t batch, int64_t nq, int64_t nk, const float *const inputs[],
+	float *out, float *saved) {
+	if (!saved)
+		return PA_ERR_NULL;
+	return self_attention_run(batch, nq, nk, inputs, out, saved);
 }
 
 pa_status self_attention_train(int64_t batch, int64_t n, const float *const inputs[], float *out,
 	float *saved) {
-	if (!saved)
-		return PA_ERR_NULL;
-	return self_attention_run(batch, n, inputs, out, saved);
+	return self_attention_train_qk(batch, n, n, inputs, out, saved);
 }
 
 /* the backward: the reverse message pass, root first */
-pa_status self_attention_backward(int64_t batch, int64_t n, const float *const inputs[],
+pa_status self_attention_backward_qk(int64_t batch, int64_t nq, int64_t nk, const float *const inputs[],
 	const float *out, const float *saved, const float *grad_out, float *const grad_inputs[]) {
-	pa_status st = pa_check_args(&self_attention_info, batch, n, inputs, out);
+	pa_status st = pa_check_args_qk(&self_attention_info, batch, nq, nk, inputs, out);
 	if (st == PA_OK)
-		st = pa_check_grad_args(&self_attention_info, batch, n, saved, grad_out, grad_inputs);
+		st = pa_check_grad_args_qk(&self_attention_info, batch, nq, nk, saved, grad_out, grad_inputs);
 	if (st != PA_OK)
 		return st;
-	const int64_t np = (n + PA_BK - 1) / PA_BK * PA_BK;
+	const int64_t np = (nk + PA_BK - 1) / PA_BK * PA_BK;
 	size_t total = 0, kept = 0;
 	size_t *const keep = &kept;
-	const size_t at_q2 = pa_carve(&total, batch, n, 64);
+	const size_t at_q2 = pa_carve(&total, batch, nq, 64);
 	const size_t at_kt2 = pa_carve(&total, batch, np, 64);
 	const size_t at_kb2 = pa_carve(&total, batch, np, 1);
-	const size_t at_lse2 = pa_carve(keep, batch, n, 1);
+	const size_t at_lse2 = pa_carve(keep, batch, nq, 1);
 	const size_t at_pv2 = pa_carve(&total, batch, np, 64);
-	const size_t at_o2 = pa_carve(keep, batch, n, 64);
+	const size_t at_o2 = pa_carve(keep, batch, nq, 64);
 	const size_t at_scratch = pa_carve(&total, pa_max_threads(), PA_TQ, 128);
 	(void)np, (void)keep;
 	/* the prepare stages only read what saved holds */
@@ -810,7 +1059,7 @@ pa_status self_attention_backward(int64_t batch, int64_t n, const float *const i
 		.o2 = base + at_o2,
 		.scratch = ws + at_scratch,
 	};
-	self_attention_prepare_x2(batch, n, inputs, &w);
+	self_attention_prepare_x2(batch, nq, nk, inputs, &w);
 	static const pa_tree_plan plan = {
 		.parent = {0, 0, 1},
 		.nmsg = 1,
@@ -825,9 +1074,14 @@ pa_status self_attention_backward(int64_t batch, int64_t n, const float *const i
 	bufs[2].lse = w.lse2;
 	bufs[2].pv = w.pv2;
 	bufs[2].o = w.o2;
-	st = pa_tree_backward(&self_attention_info, &plan, bufs, batch, n, inputs, grad_out, grad_inputs);
+	st = pa_tree_backward(&self_attention_info, &plan, bufs, batch, nq, nk, inputs, grad_out, grad_inputs);
 	pa_free(ws);
 	return st;
+}
+
+pa_status self_attention_backward(int64_t batch, int64_t n, const float *const inputs[],
+	const float *out, const float *saved, const float *grad_out, float *const grad_inputs[]) {
+	return self_attention_backward_qk(batch, n, n, inputs, out, saved, grad_out, grad_inputs);
 }
 
 /* the extended call: lengths, strides, heads, fewer queries than keys,
@@ -870,4 +1124,8 @@ const pa_kernel_info self_attention_info = {
 	.backward = self_attention_backward,
 	.call = self_attention_call,
 	.call_saved_floats = self_attention_call_saved_floats,
+	.run_qk = self_attention_run_qk,
+	.saved_floats_qk = self_attention_saved_floats_qk,
+	.train_qk = self_attention_train_qk,
+	.backward_qk = self_attention_backward_qk,
 };

@@ -1,25 +1,35 @@
 /*
  * pa_call.c - the extended entry point (polyattn.h, pa_call): a call with
  * lengths, row strides, heads and fewer queries than keys becomes dense
- * calls of the kernel's plain entry points (K_info.run, .train, .backward).
+ * calls of the kernel's entry points.
  *
  * The batch entries are grouped by (q_len, k_len), in increasing order of
- * the pair; a group of G entries is one dense call of batch G·heads and
- * n = k_len.  Its inputs are gathered into dense buffers: the key inputs'
- * first k_len rows, and x1's (the queries') q_len rows below
- * k_len − q_len zero rows, so query row i sits at position
- * i + k_len − q_len.  The outputs of the padding rows are discarded and
- * their grad_out is 0, so they add no gradient.  Every group writes into
- * the call's workspace; out and the gradients are scattered from it, rows
- * past the lengths as zeros, only once every group has succeeded.
+ * the pair; a group of G entries is one dense call of batch G·heads.  Its
+ * inputs are gathered into dense buffers, and the dense call places query
+ * row i at position i + k_len − q_len in one of two ways:
+ *   - a kernel with _qk entry points (K_info.run_qk, .saved_floats_qk,
+ *     .train_qk, .backward_qk: every exact tree kernel) runs them with
+ *     nq = q_len and nk = k_len on the key inputs' first k_len rows and
+ *     x1's (the queries') q_len rows alone: a decoding query costs O(k_len)
+ *     per message it receives;
+ *   - any other kernel runs K_info.run, .train, .backward with n = k_len,
+ *     x1's q_len rows below k_len − q_len zero rows.  The outputs of the
+ *     padding rows are discarded and their grad_out is 0, so they add no
+ *     gradient.
+ * (For PA_FORWARD run_qk alone decides; for training all four _qk entry
+ * points must be there.)  Every group writes into the call's workspace;
+ * out and the gradients are scattered from it, rows past the lengths as
+ * zeros, only once every group has succeeded.
  *
  * saved, after PA_TRAIN: a header of HEADER floats (a check of the call's
- * shape, cleared when the train starts and written when it succeeded, so
- * a PA_BACKWARD refuses the saved of a failed train), then per group its dense call's saved and the
- * outputs of its padding rows (the dense backward takes them as part of
- * out), each at a 16-float boundary.  A call that needs no gathering (no
- * lengths short of nk, nq = nk, dense layouts) runs the plain entry point
- * on the caller's buffers, with the same saved layout.
+ * shape and of which entry points filled it, cleared when the train
+ * starts and written when it succeeded, so a PA_BACKWARD refuses the
+ * saved of a failed train), then per group its dense call's saved and,
+ * through the padding path, the outputs of its padding rows (the dense
+ * backward takes them as part of out), each at a 16-float boundary.  A
+ * call that needs no gathering (no lengths short of nq and nk, dense
+ * layouts, and nq = nk unless the _qk entry points run it) runs the dense
+ * entry point on the caller's buffers, with the same saved layout.
  */
 #include "pa_kernel.h"
 
@@ -32,6 +42,7 @@ enum { HEADER = 16 };        /* floats of saved's header */
  * OpenMP threads (a copy of 4 MB takes a core about a millisecond). */
 enum { PARALLEL_FLOATS = 1 << 15 };
 #define SAVED_MAGIC UINT64_C(0x70615f63616c6c31) /* "pa_call1" */
+#define SAVED_MAGIC_QK UINT64_C(0x70615f63616c6c71) /* "pa_callq" */
 
 /* One tensor of a call: element (b, h, r, c) at base + b·bs + h·hs + r·rs
  * + c, for r < rows, c < cols. */
@@ -56,6 +67,8 @@ typedef struct Call {
 	const pa_kernel_info *k;
 	const pa_call *c;
 	int64_t batch, heads, nq, nk;
+	bool qk;                 /* the groups run the kernel's _qk entry
+	                            points: x1's rows are the queries alone */
 	int64_t *qlen, *klen;    /* per entry */
 	int64_t *group, *slot;   /* per entry: its group (-1: none) and its
 	                            place among the group's members */
@@ -74,6 +87,20 @@ typedef struct Call {
 static bool is_query(const pa_kernel_info *k, int i)
 {
 	return k->inputs[i].variable == 1;
+}
+
+/* trains_qk: k trains through its _qk entry points. */
+static bool trains_qk(const pa_kernel_info *k)
+{
+	return k->train_qk && k->backward_qk && k->saved_floats_qk;
+}
+
+/* rows_of: the rows of a tensor of group g in its dense call: a query
+ * tensor's (x1's inputs, out, grad_out) q with the _qk entry points, else
+ * k (the queries below k − q padding rows); every other tensor's k. */
+static int64_t rows_of(const Call *C, const Group *g, bool query)
+{
+	return query && C->qk ? g->q : g->k;
 }
 
 /* call_free: release what the checks took. */
@@ -149,17 +176,20 @@ static pa_status make_groups(Call *C)
 
 /* size_saved: every group's place in saved and the total (pa_carve's
  * 16-float boundaries); SIZE_MAX when a size overflows or the kernel
- * cannot train. */
+ * cannot train.  Through the _qk entry points a group keeps its dense
+ * call's saved alone (there are no padding rows). */
 static void size_saved(Call *C)
 {
 	const pa_kernel_info *k = C->k;
+	const bool qk = trains_qk(k);
 	size_t total = HEADER;
 	for (int64_t i = 0; i < C->ng && k->saved_floats; i++) {
 		Group *g = &C->g[i];
-		int64_t sf = k->saved_floats(g->count * C->heads, g->k);
+		const int64_t gb = g->count * C->heads;
+		int64_t sf = qk ? k->saved_floats_qk(gb, g->q, g->k)
+		                : k->saved_floats(gb, g->k);
 		g->saved_at = pa_carve(&total, sf, 1, 1);
-		g->pad_at = pa_carve(&total, g->count * C->heads, g->k - g->q,
-		                     k->value_dim);
+		g->pad_at = pa_carve(&total, gb, qk ? 0 : g->k - g->q, k->value_dim);
 	}
 	C->saved_floats = k->saved_floats ? total : SIZE_MAX;
 }
@@ -174,6 +204,7 @@ static pa_status call_shape(const pa_kernel_info *k, const pa_call *c, Call *C)
 	C->batch = c->batch, C->nq = c->nq;
 	C->heads = c->heads ? c->heads : 1;
 	C->nk = c->nk ? c->nk : c->nq;
+	C->qk = c->mode == PA_FORWARD ? k->run_qk != NULL : trains_qk(k);
 	int64_t bh;
 	if (c->batch < 1 || c->nq < 1 || c->heads < 0 || c->nk < 0 ||
 	    C->nk < C->nq || __builtin_mul_overflow(C->batch, C->heads, &bh) ||
@@ -360,7 +391,7 @@ static pa_status check_overlap(const Call *C)
  * bits per float as whole numbers (so saved holds no NaN), then zeros. */
 static void header_of(const Call *C, float h[HEADER])
 {
-	const uint64_t word[2] = {SAVED_MAGIC, shape_hash(C)};
+	const uint64_t word[2] = {C->qk ? SAVED_MAGIC_QK : SAVED_MAGIC, shape_hash(C)};
 	for (int i = 0; i < HEADER; i++)
 		h[i] = i < 8 ? (float)(word[i / 4] >> 16 * (i % 4) & 0xffff) : 0.0f;
 }
@@ -401,18 +432,19 @@ static pa_status call_open(const pa_kernel_info *k, const pa_call *c, Call *C)
 /* ------------------------------------------------------ gather, scatter */
 
 /* gather: the dense rows of group g of tensor v into d (count·heads ×
- * g->k × cols): a query tensor's q rows below k − q zero rows, another's
- * k rows. */
+ * rows_of × cols): a query tensor's q rows (below k − q zero rows when
+ * the kernel pads), another's k rows. */
 static void gather(const Call *C, const Group *g, const View *v, bool query,
                    float *d)
 {
-	const int64_t pad = query ? g->k - g->q : 0, rows = g->k - pad;
+	const int64_t stride = rows_of(C, g, query);
+	const int64_t rows = query ? g->q : g->k, pad = stride - rows;
 	const size_t row_bytes = (size_t)v->cols * sizeof(float);
 	#pragma omp parallel for collapse(2) schedule(static) \
-		if (g->count * C->heads * g->k * v->cols >= PARALLEL_FLOATS)
+		if (g->count * C->heads * stride * v->cols >= PARALLEL_FLOATS)
 	for (int64_t m = 0; m < g->count; m++)
 		for (int64_t h = 0; h < C->heads; h++) {
-			float *o = d + (m * C->heads + h) * g->k * v->cols;
+			float *o = d + (m * C->heads + h) * stride * v->cols;
 			memset(o, 0, (size_t)pad * row_bytes);
 			for (int64_t r = 0; r < rows; r++)
 				memcpy(o + (pad + r) * v->cols, row_of(v, g->member[m], h, r),
@@ -435,7 +467,8 @@ static void scatter(const Call *C, const View *v, bool query, const float *ws,
 			const int64_t gi = C->group[b];
 			const Group *g = gi >= 0 ? &C->g[gi] : NULL;
 			const int64_t valid = !g ? 0 : query ? g->q : g->k;
-			const int64_t pad = g && query ? g->k - g->q : 0;
+			const int64_t stride = g ? rows_of(C, g, query) : 0;
+			const int64_t pad = stride - valid;
 			for (int64_t r = 0; r < v->rows; r++) {
 				float *o = (float *)row_of(v, b, h, r);
 				if (r >= valid) {
@@ -443,7 +476,7 @@ static void scatter(const Call *C, const View *v, bool query, const float *ws,
 					continue;
 				}
 				const float *d = ws + C->at[gi * (ni + 1) + which];
-				memcpy(o, d + ((C->slot[b] * C->heads + h) * g->k + pad + r) * v->cols,
+				memcpy(o, d + ((C->slot[b] * C->heads + h) * stride + pad + r) * v->cols,
 				       row_bytes);
 			}
 		}
@@ -470,13 +503,15 @@ static void write_header(const Call *C)
 
 /* ------------------------------------------------------------ running */
 
-/* plain: the call is the plain entry point's, on the caller's buffers
- * (every length full, nq = nk, every layout dense). */
+/* plain: the call is one dense call on the caller's buffers (every
+ * length full, every layout dense, and nq = nk unless the _qk entry
+ * points run it). */
 static bool plain(const Call *C)
 {
 	const pa_call *c = C->c;
-	if (C->ng != 1 || C->g[0].count != C->batch || C->g[0].q != C->nk ||
-	    C->nq != C->nk || !view_dense(C, &C->out))
+	if (C->ng != 1 || C->g[0].count != C->batch || C->g[0].q != C->nq ||
+	    C->g[0].k != C->nk || (!C->qk && C->nq != C->nk) ||
+	    !view_dense(C, &C->out))
 		return false;
 	for (int i = 0; i < C->k->num_inputs; i++)
 		if (!view_dense(C, &C->in[i]) ||
@@ -490,7 +525,8 @@ static bool plain(const Call *C)
 static void carve_inputs(const Call *C, const Group *g, size_t *total, size_t *at)
 {
 	for (int i = 0; i < C->k->num_inputs; i++)
-		at[i] = pa_carve(total, g->count * C->heads, g->k, C->k->inputs[i].cols);
+		at[i] = pa_carve(total, g->count * C->heads, rows_of(C, g, is_query(C->k, i)),
+		                 C->k->inputs[i].cols);
 }
 
 /* scratch_floats: the largest over groups of the dense inputs (and, for
@@ -502,7 +538,7 @@ static size_t scratch_floats(const Call *C, bool backward)
 		size_t total = 0;
 		carve_inputs(C, &C->g[i], &total, at);
 		for (int twice = 0; backward && twice < 2; twice++)
-			pa_carve(&total, C->g[i].count * C->heads, C->g[i].k,
+			pa_carve(&total, C->g[i].count * C->heads, rows_of(C, &C->g[i], true),
 			         C->k->value_dim);
 		most = total > most ? total : most;
 	}
@@ -520,9 +556,11 @@ static pa_status run_forward(Call *C)
 		memset(c->saved, 0, HEADER * sizeof(float));
 	if (plain(C)) {
 		int64_t bh = C->batch * C->heads;
-		pa_status st = train ? k->train(bh, C->nk, c->inputs, c->out,
-		                                c->saved + C->g[0].saved_at)
-		                     : k->run(bh, C->nk, c->inputs, c->out);
+		float *saved = train ? c->saved + C->g[0].saved_at : NULL;
+		pa_status st = C->qk ? (train ? k->train_qk(bh, C->nq, C->nk, c->inputs, c->out, saved)
+		                              : k->run_qk(bh, C->nq, C->nk, c->inputs, c->out))
+		                     : (train ? k->train(bh, C->nk, c->inputs, c->out, saved)
+		                              : k->run(bh, C->nk, c->inputs, c->out));
 		if (st == PA_OK && train)
 			write_header(C);
 		return st;
@@ -530,7 +568,7 @@ static pa_status run_forward(Call *C)
 	size_t total = 0;
 	for (int64_t i = 0; i < C->ng; i++)
 		C->at[i * (ni + 1) + ni] = pa_carve(&total, C->g[i].count * C->heads,
-		                                    C->g[i].k, k->value_dim);
+		                                    rows_of(C, &C->g[i], true), k->value_dim);
 	const size_t scratch = pa_carve(&total, (int64_t)scratch_floats(C, false), 1, 1);
 	float *ws = pa_alloc(total);
 	if (!ws)
@@ -547,9 +585,13 @@ static pa_status run_forward(Call *C)
 		}
 		float *o = ws + C->at[i * (ni + 1) + ni];
 		const int64_t gb = g->count * C->heads;
-		st = train ? k->train(gb, g->k, dense, o, c->saved + g->saved_at)
-		           : k->run(gb, g->k, dense, o);
-		if (st == PA_OK && train)
+		float *saved = train ? c->saved + g->saved_at : NULL;
+		if (C->qk)
+			st = train ? k->train_qk(gb, g->q, g->k, dense, o, saved)
+			           : k->run_qk(gb, g->q, g->k, dense, o);
+		else
+			st = train ? k->train(gb, g->k, dense, o, saved) : k->run(gb, g->k, dense, o);
+		if (st == PA_OK && train && !C->qk)
 			pad_rows(C, g, o, true);
 	}
 	if (st == PA_OK) {
@@ -567,6 +609,10 @@ static pa_status run_backward(Call *C)
 	const pa_kernel_info *k = C->k;
 	const pa_call *c = C->c;
 	const int ni = k->num_inputs;
+	if (plain(C) && C->qk)
+		return k->backward_qk(C->batch * C->heads, C->nq, C->nk, c->inputs, c->out,
+		                      c->saved + C->g[0].saved_at, c->grad_out,
+		                      c->grad_inputs);
 	if (plain(C))
 		return k->backward(C->batch * C->heads, C->nk, c->inputs, c->out,
 		                   c->saved + C->g[0].saved_at, c->grad_out,
@@ -576,7 +622,8 @@ static pa_status run_backward(Call *C)
 		for (int j = 0; j < ni; j++)
 			if (c->grad_inputs[j])
 				C->at[i * (ni + 1) + j] = pa_carve(&total, C->g[i].count * C->heads,
-				                                   C->g[i].k, k->inputs[j].cols);
+				                                   rows_of(C, &C->g[i], is_query(k, j)),
+				                                   k->inputs[j].cols);
 	const size_t scratch = pa_carve(&total, (int64_t)scratch_floats(C, true), 1, 1);
 	float *ws = pa_alloc(total);
 	if (!ws)
@@ -589,18 +636,22 @@ static pa_status run_backward(Call *C)
 		const float *dense[ni > 0 ? ni : 1];
 		float *grads[ni > 0 ? ni : 1];
 		carve_inputs(C, g, &off, at);
-		float *dout = ws + pa_carve(&off, gb, g->k, k->value_dim);
-		float *dgout = ws + pa_carve(&off, gb, g->k, k->value_dim);
+		const int64_t qrows = rows_of(C, g, true);
+		float *dout = ws + pa_carve(&off, gb, qrows, k->value_dim);
+		float *dgout = ws + pa_carve(&off, gb, qrows, k->value_dim);
 		for (int j = 0; j < ni; j++) {
 			gather(C, g, &C->in[j], is_query(k, j), ws + at[j]);
 			dense[j] = ws + at[j];
 			grads[j] = c->grad_inputs[j] ? ws + C->at[i * (ni + 1) + j] : NULL;
 		}
 		gather(C, g, &C->out, true, dout);
-		pad_rows(C, g, dout, false);
+		if (!C->qk)
+			pad_rows(C, g, dout, false);
 		gather(C, g, &C->gout, true, dgout);
-		st = k->backward(gb, g->k, dense, dout, c->saved + g->saved_at, dgout,
-		                 grads);
+		st = C->qk ? k->backward_qk(gb, g->q, g->k, dense, dout, c->saved + g->saved_at,
+		                            dgout, grads)
+		           : k->backward(gb, g->k, dense, dout, c->saved + g->saved_at, dgout,
+		                         grads);
 	}
 	for (int j = 0; j < ni && st == PA_OK; j++)
 		if (c->grad_inputs[j])

@@ -34,26 +34,28 @@
 typedef struct EdgeJob {
 	int dim, dp;             /* columns of q and k; dim rounded up to 16 */
 	int vd, vp;              /* payload columns; vd rounded up to 16 (0) */
-	int64_t n, nq, nb;       /* rows; rows padded to PA_BQ; key panels */
-	const float *qp;         /* nq × dp queries */
+	int64_t nqr, nk;         /* query rows, key rows */
+	int64_t nqp, nb;         /* query rows padded to PA_BQ; key panels */
+	int64_t off;             /* position of query row 0 */
+	const float *qp;         /* nqp × dp queries */
 	const float *kt;         /* nb × dim × PA_BK packed keys (forward's) */
 	const float *kp;         /* nb·PA_BK × dp keys as rows */
 	const float *kb;         /* nb·PA_BK key bias (forward's) */
 	const float *pvt;        /* nb × vp × PA_BK payload, transposed */
-	const float *dmp;        /* nq × vp gradient of the message */
-	const float *lse;        /* nq log-normalizers, +inf past n */
-	const float *dv;         /* nq: ⟨dm, o⟩ − dl */
-	float *dk, *dpv, *dkb;   /* outputs of this batch entry, n rows */
+	const float *dmp;        /* nqp × vp gradient of the message */
+	const float *lse;        /* nqp log-normalizers, +inf past nqr */
+	const float *dv;         /* nqp: ⟨dm, o⟩ − dl */
+	float *dk, *dpv, *dkb;   /* outputs of this batch entry, nk rows */
 	int masked;              /* pairs outside lo ≤ key − query ≤ hi weigh 0 */
 	int64_t lo, hi;
 } EdgeJob;
 
-/* edge_store_panel: the rows of panel jb that are keys (< n) from the
+/* edge_store_panel: the rows of panel jb that are keys (< nk) from the
  * panel's accumulators into the job's outputs. */
 static void edge_store_panel(const EdgeJob *j, int64_t jb, const float *dk,
                              const float *dpv, const float *dkb)
 {
-	for (int r = 0; r < PA_BK && jb * PA_BK + r < j->n; r++) {
+	for (int r = 0; r < PA_BK && jb * PA_BK + r < j->nk; r++) {
 		const int64_t row = jb * PA_BK + r;
 		memcpy(j->dk + row * j->dim, dk + r * j->dp, j->dim * sizeof *dk);
 		if (j->vd)
@@ -68,7 +70,8 @@ static int block_masked(const EdgeJob *j, int64_t i0, int64_t jb)
 {
 	if (!j->masked)
 		return 0;
-	const int64_t dmin = jb * PA_BK - (i0 + PA_BQ - 1), dmax = jb * PA_BK + PA_BK - 1 - i0;
+	const int64_t p0 = i0 + j->off; /* the block's first position */
+	const int64_t dmin = jb * PA_BK - (p0 + PA_BQ - 1), dmax = jb * PA_BK + PA_BK - 1 - p0;
 	if (dmax < j->lo || dmin > j->hi)
 		return 2;
 	return dmin < j->lo || dmax > j->hi;
@@ -80,7 +83,7 @@ static void mask_weights(const EdgeJob *j, int64_t i0, int64_t jb, float *P)
 {
 	for (int r = 0; r < PA_BQ; r++)
 		for (int c = 0; c < PA_BK; c++) {
-			const int64_t d = jb * PA_BK + c - (i0 + r);
+			const int64_t d = jb * PA_BK + c - (i0 + j->off + r);
 			if (d < j->lo || d > j->hi)
 				P[r * PA_BK + c] = 0.0f;
 		}
@@ -165,7 +168,7 @@ static panel_fn choose_panel(void)
 /* Where the repacked buffers of a call live in its workspace. */
 typedef struct EdgeWork {
 	float *qp, *kp, *pvt, *dmp, *lse, *dv; /* batch × their per-entry size */
-	float *dq;               /* threads × batch × nq × dp */
+	float *dq;               /* threads × batch × nqp × dp */
 	float *scratch;          /* threads × per-panel scratch */
 	size_t scratch_floats;   /* per thread */
 } EdgeWork;
@@ -176,15 +179,15 @@ static int pad16(int x)
 	return (x + 15) / 16 * 16;
 }
 
-/* pack_queries: qp, dmp, lse, dv of batch entry b (rows past n padded:
+/* pack_queries: qp, dmp, lse, dv of batch entry b (rows past nq padded:
  * q = dm = 0, lse = +inf, dv = 0; a row the mask left without keys, lse
  * = −inf, gets lse = +inf too, so its weights are 0). */
 static void pack_queries(const pa_edge *e, const EdgeJob *j, int64_t b,
                          float *qp, float *dmp, float *lse, float *dv)
 {
-	for (int64_t r = 0; r < j->nq; r++) {
-		bool real = r < e->n;
-		const int64_t row = b * e->n + r;
+	for (int64_t r = 0; r < j->nqp; r++) {
+		bool real = r < e->nq;
+		const int64_t row = b * e->nq + r;
 		for (int d = 0; d < j->dp; d++)
 			qp[r * j->dp + d] = real && d < j->dim ? e->q[row * j->dim + d] : 0.0f;
 		double dot = 0;
@@ -225,17 +228,17 @@ static EdgeJob job_of(const pa_edge *e, const EdgeJob *shape,
 {
 	EdgeJob j = *shape;
 	const int64_t np = j.nb * PA_BK;
-	j.qp = w->qp + b * j.nq * j.dp;
+	j.qp = w->qp + b * j.nqp * j.dp;
 	j.kt = e->kt + b * np * j.dim;
 	j.kp = w->kp + b * np * j.dp;
 	j.kb = e->kb + b * np;
 	j.pvt = w->pvt + b * np * j.vp;
-	j.dmp = w->dmp + b * j.nq * j.vp;
-	j.lse = w->lse + b * j.nq;
-	j.dv = w->dv + b * j.nq;
-	j.dk = e->dk + b * e->n * j.dim;
-	j.dpv = e->dpv ? e->dpv + b * e->n * j.vd : NULL;
-	j.dkb = e->dkb + b * e->n;
+	j.dmp = w->dmp + b * j.nqp * j.vp;
+	j.lse = w->lse + b * j.nqp;
+	j.dv = w->dv + b * j.nqp;
+	j.dk = e->dk + b * e->nk * j.dim;
+	j.dpv = e->dpv ? e->dpv + b * e->nk * j.vd : NULL;
+	j.dkb = e->dkb + b * e->nk;
 	return j;
 }
 
@@ -247,13 +250,13 @@ static size_t carve_work(const pa_edge *e, const EdgeJob *s, int threads,
 {
 	const int64_t np = s->nb * PA_BK, B = e->batch;
 	size_t total = 0;
-	size_t at_qp = pa_carve(&total, B, s->nq, s->dp);
+	size_t at_qp = pa_carve(&total, B, s->nqp, s->dp);
 	size_t at_kp = pa_carve(&total, B, np, s->dp);
 	size_t at_pvt = pa_carve(&total, B, np, s->vp);
-	size_t at_dmp = pa_carve(&total, B, s->nq, s->vp);
-	size_t at_lse = pa_carve(&total, B, s->nq, 1);
-	size_t at_dv = pa_carve(&total, B, s->nq, 1);
-	size_t at_dq = pa_carve(&total, threads, B * s->nq, s->dp);
+	size_t at_dmp = pa_carve(&total, B, s->nqp, s->vp);
+	size_t at_lse = pa_carve(&total, B, s->nqp, 1);
+	size_t at_dv = pa_carve(&total, B, s->nqp, 1);
+	size_t at_dq = pa_carve(&total, threads, B * s->nqp, s->dp);
 	w->scratch_floats = 2 * PA_BQ * PA_BK + (size_t)PA_GROUP * PA_BK * (s->dp + s->vp + 1);
 	w->scratch_floats = (w->scratch_floats + 15) / 16 * 16;
 	size_t at_scratch = pa_carve(&total, threads, w->scratch_floats, 1);
@@ -269,9 +272,10 @@ static size_t carve_work(const pa_edge *e, const EdgeJob *s, int threads,
 static EdgeJob shape_of(const pa_edge *e)
 {
 	return (EdgeJob){.dim = e->dim, .dp = pad16(e->dim), .vd = e->vd,
-	                 .vp = e->vd ? pad16(e->vd) : 0, .n = e->n,
-	                 .nq = (e->n + PA_BQ - 1) / PA_BQ * PA_BQ,
-	                 .nb = (e->n + PA_BK - 1) / PA_BK, .masked = e->masked,
+	                 .vp = e->vd ? pad16(e->vd) : 0, .nqr = e->nq, .nk = e->nk,
+	                 .nqp = (e->nq + PA_BQ - 1) / PA_BQ * PA_BQ,
+	                 .nb = (e->nk + PA_BK - 1) / PA_BK, .off = e->off,
+	                 .masked = e->masked,
 	                 .lo = e->lo, .hi = e->hi};
 }
 
@@ -293,16 +297,16 @@ size_t pa_edge_floats(const pa_edge *e)
 static void reduce_dq(const pa_edge *e, const EdgeJob *s, const EdgeWork *w,
                       int threads)
 {
-	const size_t per = (size_t)e->batch * s->nq * s->dp;
+	const size_t per = (size_t)e->batch * s->nqp * s->dp;
 	#pragma omp parallel for collapse(2) schedule(static)
 	for (int64_t b = 0; b < e->batch; b++)
-		for (int64_t r = 0; r < e->n; r++)
+		for (int64_t r = 0; r < e->nq; r++)
 			for (int d = 0; d < s->dim; d++) {
-				const size_t at = (b * s->nq + r) * s->dp + d;
+				const size_t at = (b * s->nqp + r) * s->dp + d;
 				float sum = 0.0f;
 				for (int t = 0; t < threads; t++)
 					sum += w->dq[t * per + at];
-				e->dq[(b * e->n + r) * s->dim + d] = sum;
+				e->dq[(b * e->nq + r) * s->dim + d] = sum;
 			}
 }
 
@@ -316,12 +320,12 @@ void pa_edge_backward(const pa_edge *e, float *ws)
 	const int64_t np = s.nb * PA_BK;
 	#pragma omp parallel for schedule(static)
 	for (int64_t b = 0; b < e->batch; b++) {
-		pack_queries(e, &s, b, w.qp + b * s.nq * s.dp, w.dmp + b * s.nq * s.vp,
-		             w.lse + b * s.nq, w.dv + b * s.nq);
+		pack_queries(e, &s, b, w.qp + b * s.nqp * s.dp, w.dmp + b * s.nqp * s.vp,
+		             w.lse + b * s.nqp, w.dv + b * s.nqp);
 		pack_keys(e, &s, b, w.kp + b * np * s.dp, w.pvt + b * np * s.vp);
 	}
 	const panel_fn panel = choose_panel();
-	const size_t per = (size_t)e->batch * s.nq * s.dp;
+	const size_t per = (size_t)e->batch * s.nqp * s.dp;
 	/* every thread's accumulator, also of threads the region may not get */
 	memset(w.dq, 0, threads * per * sizeof *w.dq);
 	#pragma omp parallel num_threads(threads)
@@ -339,7 +343,7 @@ void pa_edge_backward(const pa_edge *e, float *ws)
 				const int64_t jb = g * PA_GROUP;
 				const int count = s.nb - jb < PA_GROUP ? (int)(s.nb - jb) : PA_GROUP;
 				panel(&j, jb, count, w.scratch + t * w.scratch_floats,
-				      dq + b * s.nq * s.dp);
+				      dq + b * s.nqp * s.dp);
 			}
 	}
 	reduce_dq(e, &s, &w, threads);

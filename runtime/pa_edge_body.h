@@ -168,7 +168,7 @@ TARGET static void FN(panels)(const EdgeJob *j, int64_t jb0, int count,
 	const size_t per = (size_t)PA_BK * (dp + vp + 1);
 	float *P = scratch, *dS = P + PA_BQ * PA_BK, *acc = dS + PA_BQ * PA_BK;
 	memset(acc, 0, count * per * sizeof *acc);
-	for (int64_t i0 = 0; i0 < j->nq; i0 += PA_BQ)
+	for (int64_t i0 = 0; i0 < j->nqp; i0 += PA_BQ)
 		for (int g = 0; g < count; g++) {
 			float *dk = acc + g * per, *dpv = dk + PA_BK * dp;
 			FN(block)(j, i0, jb0 + g, P, dS, dq, dk, dpv, dpv + PA_BK * vp);

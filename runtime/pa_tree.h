@@ -29,18 +29,22 @@
  * dl is the gradient reaching lse (the column sums of the parent edge's
  * dS); dm the gradient reaching o.  Nothing n × n is stored: each key
  * panel walks every query block, S and P are recomputed tile by tile.
- * Layouts are the forward's (emit_tree.c): q batch × n × dim; kt packed
- * panels batch × nb × dim × PA_BK; kb batch × np; pv batch × np × vp with
- * vp = value_dim rounded up to 16; o, dm batch × n × vd; lse, dl batch × n.
- * Outputs are batch × n × dim (dq, dk), batch × n × vd (dpv), batch × n
- * (dkb).  vd = 0: the edge carries no payload (pv, o, dm, dpv unused).
- * masked (doc/design.md, "Masks"): query row i sees key j only when lo ≤
- * j − i ≤ hi, as the forward's masked micro-kernel; a block of queries and
- * a panel of keys whose pairs are all masked out are skipped, and a row
- * the forward left without keys (lse = −inf) has no gradient.
+ * The edge has nq query rows and nk key rows (nq < nk for a message into
+ * x1 of a call with fewer queries than keys).  Layouts are the forward's
+ * (emit_tree.c): q batch × nq × dim; kt packed panels batch × nb × dim ×
+ * PA_BK (nb panels of the nk keys); kb batch × np; pv batch × np × vp with
+ * vp = value_dim rounded up to 16; o, dm batch × nq × vd; lse, dl batch ×
+ * nq.  Outputs are batch × nq × dim (dq), batch × nk × dim (dk), batch ×
+ * nk × vd (dpv), batch × nk (dkb).  vd = 0: the edge carries no payload
+ * (pv, o, dm, dpv unused).  masked (doc/design.md, "Masks"): query row i,
+ * at position i + off, sees key j only when lo ≤ j − (i + off) ≤ hi, as
+ * the forward's masked micro-kernel; a block of queries and a panel of
+ * keys whose pairs are all masked out are skipped, and a row the forward
+ * left without keys (lse = −inf) has no gradient.
  */
 typedef struct pa_edge {
-	int64_t batch, n;
+	int64_t batch, nq, nk;   /* batch entries, query rows, key rows */
+	int64_t off;             /* position of query row 0 (nk − nq or 0) */
 	int dim;                 /* columns of q and k */
 	int vd;                  /* value_dim, or 0 */
 	const float *q, *kt, *kb, *pv, *o, *lse;
@@ -84,11 +88,14 @@ typedef struct pa_tree_plan {
  * The reverse message pass: gradients of every input whose grad[i] is not
  * NULL, written (not added to).  k describes the kernel, bufs[j] the
  * rebuilt forward buffers of x_j, out and grad_out the forward's output
- * and dL/dout.  Returns PA_ERR_NOMEM (nothing written) when its scratch
+ * and dL/dout.  x1's inputs, grad_out and the buffers of the messages into
+ * x1 (q, lse, o) have nq rows, query row i at position i + nk − nq; every
+ * other input and buffer has nk rows (K_info.backward_qk).  Returns PA_ERR_NOMEM (nothing written) when its scratch
  * cannot be had.
  */
 pa_status pa_tree_backward(const pa_kernel_info *k, const pa_tree_plan *t,
-                           const pa_tree_bufs *bufs, int64_t batch, int64_t n,
+                           const pa_tree_bufs *bufs, int64_t batch, int64_t nq,
+                           int64_t nk,
                            const float *const in[], const float *grad_out,
                            float *const grad[]);
 

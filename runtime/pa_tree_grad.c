@@ -36,7 +36,7 @@ typedef struct Tree {
 	const pa_kernel_info *k;
 	const pa_tree_plan *t;
 	const pa_tree_bufs *bufs;
-	int64_t batch, n;
+	int64_t batch, nq, nk;          /* x1's rows (queries), the others' */
 	int hd, vd, nvars;
 	const float *const *in;
 	float *const *grad;
@@ -46,8 +46,9 @@ typedef struct Tree {
 	int vin[TG_MAX_VARS + 1];       /* value input of x_j, or -1 */
 	bool subv[TG_MAX_VARS + 1];     /* x_j's subtree carries values */
 	uint32_t kids[TG_MAX_VARS + 1]; /* children of x_j */
-	float *dm[TG_MAX_VARS + 1];     /* batch × n × vd: dL/d(message of x_j) */
-	float *db[TG_MAX_VARS + 1];     /* batch × n: dL/d(key bias of x_j) */
+	float *dm[TG_MAX_VARS + 1];     /* batch × rows × vd: dL/d(message of
+	                                   x_j); rows nq into x1, else nk */
+	float *db[TG_MAX_VARS + 1];     /* batch × nk: dL/d(key bias of x_j) */
 	float *dconst[TG_MAX_VARS + 1]; /* batch × vd: dL/d(constant of root j) */
 	float *dq, *dk, *dpv;           /* one edge's results */
 	float *edge_ws;                 /* the edge backward's workspace */
@@ -85,7 +86,7 @@ static void describe(Tree *T)
 	}
 }
 
-/* row_of: the n-row block of input i for batch entry b. */
+/* row_of: row `row` (batch entries back to back) of input i. */
 static const float *row_of(const Tree *T, int i, int64_t row)
 {
 	return T->in[i] + row * T->k->inputs[i].cols;
@@ -178,7 +179,7 @@ static void key_payload(const Tree *T, int j, int64_t row, Factors *F)
  * bias monomials, dpv split over its payload. */
 static void key_side(const Tree *T, int j, const float *dpv)
 {
-	const int64_t rows = T->batch * T->n;
+	const int64_t rows = T->batch * T->nk;
 	#pragma omp parallel for schedule(static)
 	for (int64_t row = 0; row < rows; row++) {
 		spread_bias(T, j, row, T->db[j][row]);
@@ -202,8 +203,8 @@ static void root_x1(const Tree *T, const float *grad_out)
 		for (int r = 2; r <= T->nvars; r++)
 			for (int c = 0; c < vd; c++)
 				cacc[r][c] = 0.0f;
-		for (int64_t i = 0; i < T->n; i++) {
-			const int64_t row = b * T->n + i;
+		for (int64_t i = 0; i < T->nq; i++) {
+			const int64_t row = b * T->nq + i;
 			Factors F;
 			key_payload(T, 1, row, &F);
 			for (int a = 1; a < T->t->nroots; a++) {
@@ -225,7 +226,7 @@ static void root_x1(const Tree *T, const float *grad_out)
 static void other_root(const Tree *T, int r)
 {
 	const int vd = T->vd, vp = (vd + 15) / 16 * 16;
-	const int64_t n = T->n, np = (n + PA_BK - 1) / PA_BK * PA_BK;
+	const int64_t n = T->nk, np = (n + PA_BK - 1) / PA_BK * PA_BK;
 	#pragma omp parallel for schedule(static)
 	for (int64_t b = 0; b < T->batch; b++) {
 		const float *kb = T->bufs[r].kb + b * np, *pv = T->bufs[r].pv + b * np * vp;
@@ -277,7 +278,9 @@ static pa_edge edge_of(const Tree *T, int j)
 	const int p = T->t->parent[j];
 	const pa_tree_bufs *B = &T->bufs[j];
 	return (pa_edge){
-		.batch = T->batch, .n = T->n, .dim = edge_monomials(T, j, mono) * T->hd,
+		.batch = T->batch, .nq = p == 1 ? T->nq : T->nk, .nk = T->nk,
+		.off = p == 1 ? T->nk - T->nq : 0,
+		.dim = edge_monomials(T, j, mono) * T->hd,
 		.vd = T->subv[j] ? T->vd : 0,
 		.q = B->q, .kt = B->kt, .kb = B->kb, .pv = B->pv, .o = B->o,
 		.lse = B->lse, .dm = T->subv[j] ? T->dm[j] : NULL,
@@ -295,15 +298,19 @@ static void message(const Tree *T, int j)
 	const int blocks = edge_monomials(T, j, mono);
 	const pa_edge e = edge_of(T, j);
 	pa_edge_backward(&e, T->edge_ws);
-	const int64_t rows = T->batch * T->n;
+	/* the query side has the edge's nq rows, the key side nk */
+	const int64_t qrows = T->batch * e.nq, krows = T->batch * e.nk;
 	#pragma omp parallel for schedule(static)
-	for (int64_t row = 0; row < rows; row++)
+	for (int64_t row = 0; row < qrows; row++)
 		for (int a = 0; a < blocks; a++) {
 			int m = mono[a];
 			spread(T, m, p, row, T->dq + row * e.dim + a * hd,
 			       (float)(T->k->scale * T->k->coefficients[m]));
-			spread(T, m, j, row, T->dk + row * e.dim + a * hd, 1.0f);
 		}
+	#pragma omp parallel for schedule(static)
+	for (int64_t row = 0; row < krows; row++)
+		for (int a = 0; a < blocks; a++)
+			spread(T, mono[a], j, row, T->dk + row * e.dim + a * hd, 1.0f);
 	key_side(T, j, T->dpv);
 }
 
@@ -326,7 +333,7 @@ static int edge_sizes(const Tree *T, size_t *ws)
 /* carve: the pass's scratch in one allocation; NULL if it cannot be had. */
 static float *carve(Tree *T)
 {
-	const int64_t B = T->batch, n = T->n;
+	const int64_t B = T->batch, n = T->nk; /* nk ≥ nq rows hold either */
 	size_t edge_ws;
 	const int dim = edge_sizes(T, &edge_ws);
 	size_t total = 0, at_dm[TG_MAX_VARS + 1], at_db[TG_MAX_VARS + 1];
@@ -360,7 +367,7 @@ static float *carve(Tree *T)
 static const float *empty_rows(const Tree *T, const float *grad_out)
 {
 	const int vd = T->vd;
-	const int64_t rows = T->batch * T->n;
+	const int64_t rows = T->batch * T->nq;
 	#pragma omp parallel for schedule(static)
 	for (int64_t row = 0; row < rows; row++) {
 		bool empty = false;
@@ -374,11 +381,11 @@ static const float *empty_rows(const Tree *T, const float *grad_out)
 
 /* pa_tree_backward: see pa_tree.h. */
 pa_status pa_tree_backward(const pa_kernel_info *k, const pa_tree_plan *t,
-                           const pa_tree_bufs *bufs, int64_t batch, int64_t n,
-                           const float *const in[], const float *grad_out,
-                           float *const grad[])
+                           const pa_tree_bufs *bufs, int64_t batch, int64_t nq,
+                           int64_t nk, const float *const in[],
+                           const float *grad_out, float *const grad[])
 {
-	Tree T = {.k = k, .t = t, .bufs = bufs, .batch = batch, .n = n,
+	Tree T = {.k = k, .t = t, .bufs = bufs, .batch = batch, .nq = nq, .nk = nk,
 	          .hd = k->head_dim, .vd = k->value_dim, .nvars = k->num_vars,
 	          .in = in, .grad = grad};
 	if (k->num_vars > TG_MAX_VARS || k->num_monomials > TG_MAX_MONO)
@@ -389,14 +396,15 @@ pa_status pa_tree_backward(const pa_kernel_info *k, const pa_tree_plan *t,
 		return PA_ERR_NOMEM;
 	for (int i = 0; i < k->num_inputs; i++)
 		if (grad[i])
-			memset(grad[i], 0, (size_t)batch * n * k->inputs[i].cols * sizeof(float));
+			memset(grad[i], 0, (size_t)batch * (k->inputs[i].variable == 1 ? nq : nk) *
+			       k->inputs[i].cols * sizeof(float));
 	/* the constants of the other components, kept beside their gradients */
-	const int64_t np = (n + PA_BK - 1) / PA_BK * PA_BK;
+	const int64_t np = (nk + PA_BK - 1) / PA_BK * PA_BK;
 	const int vp = (T.vd + 15) / 16 * 16;
 	for (int a = 1; a < t->nroots; a++)
 		for (int64_t b = 0; b < batch; b++) {
 			const int r = t->root[a];
-			pa_softmax_average(n, bufs[r].kb + b * np, bufs[r].pv + b * np * vp,
+			pa_softmax_average(nk, bufs[r].kb + b * np, bufs[r].pv + b * np * vp,
 			                   vp, T.vd, T.dconst[r] + batch * T.vd + b * T.vd);
 		}
 	root_x1(&T, t->masked ? empty_rows(&T, grad_out) : grad_out);

@@ -101,12 +101,17 @@ typedef pa_status (*pa_backward_qk_fn)(int64_t batch, int64_t nq, int64_t nk,
  *     pa_status K_call(const pa_call *c);          (also K_info.call)
  *     int64_t   K_call_saved_floats(const pa_call *c);
  *
- * A call is reduced to dense calls of K_info.run, .train and .backward:
- * the batch entries with equal (query length, key length) run as one
- * dense call with n = key length, the queries in the last rows of x1's
- * inputs, so query row i of an entry sits at position i + k_len − q_len
- * (bottom-right, as FlashAttention aligns a decoding query).  Without a
- * mask the position of a query does not matter; with one it does.
+ * A call is reduced to dense calls: the batch entries with equal (query
+ * length, key length) run as one dense call, and query row i of an entry
+ * sits at position i + k_len − q_len (bottom-right, as FlashAttention
+ * aligns a decoding query).  A kernel with K_info.run_qk (every exact tree
+ * kernel) runs the group through run_qk, .train_qk, .backward_qk with
+ * nq = q_len and nk = k_len, so a query costs O(k_len) per message it
+ * receives; the others through K_info.run, .train and .backward with
+ * n = k_len, x1's inputs padded with k_len − q_len zero rows at the top
+ * (the queries in the last rows), which costs what k_len queries cost.
+ * Without a mask the position of a query does not matter; with one it
+ * does.
  */
 enum {
 	PA_FORWARD = 0,          /* out from inputs (K_info.run) */
@@ -236,11 +241,16 @@ typedef struct {
 	                                no backward) */
 	/* Dense calls with fewer query rows than key rows, for the plans that
 	 * run them natively (a query costs O(nk) work per message it
-	 * receives, not O(nk²)): x1's inputs and out have nq rows, every
-	 * other input nk ≥ nq rows, and query row i sits at position
-	 * i + nk − nq (as pa_call aligns it).  f_qk(batch, n, n, …) is
-	 * f(batch, n, …).  NULL when the plan has none: the call layer then
-	 * pads x1's inputs to nk rows.  K_call uses them; callers need not. */
+	 * receives, not O(nk²); every exact tree kernel has them, emitted as
+	 * K_run_qk, K_saved_floats_qk, K_train_qk, K_backward_qk): x1's
+	 * inputs, out, grad_out and x1's gradients have nq rows, every other
+	 * input and gradient nk ≥ nq rows, and query row i sits at position
+	 * i + nk − nq (as pa_call aligns it; a mask skips the keys it rules
+	 * out for that position).  Arguments are checked as K checks them,
+	 * with nq < 1 or nk < nq PA_ERR_ARGUMENT.  f_qk(batch, n, n, …) is
+	 * f(batch, n, …) bit for bit.  NULL when the plan has none: the call
+	 * layer then pads x1's inputs to nk rows.  K_call uses them; callers
+	 * need not. */
 	pa_kernel_qk_fn run_qk;
 	int64_t (*saved_floats_qk)(int64_t batch, int64_t nq, int64_t nk);
 	pa_train_qk_fn train_qk;

@@ -1,9 +1,10 @@
 /*
  * check_call.c - the extended entry point K_call (polyattn.h, pa_call) of
- * every kernel of tests/e2e/polys_call.txt (trees, elimination,
- * approximate, auto; built as check_call) or of
- * tests/e2e/polys_call_masked.txt (masked trees and elimination; built as
- * check_call_masked), against pa_reference_call and
+ * every kernel of tests/e2e/polys_call.txt (trees with and without masks,
+ * which run through their _qk entry points, elimination, approximate,
+ * auto; built as check_call) or of tests/e2e/polys_call_masked.txt
+ * (masked trees and elimination; built as check_call_masked), against
+ * pa_reference_call and
  * pa_reference_call_backward (the definition per batch entry, in double)
  * and against the plain entry points.  Each kernel is one test of these
  * loop test cases:
@@ -399,6 +400,10 @@ START_TEST(forward)
 	if (only && *only && strcmp(only, k->name) != 0)
 		return;
 	ck_assert_ptr_nonnull(k->call);
+	/* exact trees run fewer queries than keys natively, not padded */
+	if (strcmp(k->algorithm, "exact-tree") == 0)
+		ck_assert_msg(k->run_qk && k->saved_floats_qk && k->train_qk && k->backward_qk,
+		              "%s: a tree kernel without its _qk entry points", k->name);
 	for (int si = 0; si < shapes_for(k); si++) {
 		char ctx[512];
 		what(ctx, sizeof ctx, _i, si);
