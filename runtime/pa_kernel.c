@@ -77,6 +77,45 @@ pa_status pa_check_args(const pa_kernel_info *k, int64_t batch, int64_t n,
 	return log2_range < PA_RANGE_LOG2 ? PA_OK : PA_ERR_RANGE;
 }
 
+/* pa_check_args_qk: see pa_kernel.h. */
+pa_status pa_check_args_qk(const pa_kernel_info *k, int64_t batch, int64_t nq,
+                           int64_t nk, const float *const inputs[],
+                           const float *out)
+{
+	if (!inputs || !out)
+		return PA_ERR_NULL;
+	for (int i = 0; i < k->num_inputs; i++)
+		if (!inputs[i])
+			return PA_ERR_NULL;
+	if (batch <= 0 || nq <= 0 || nk < nq)
+		return PA_ERR_ARGUMENT;
+	size_t len[k->num_inputs > 0 ? k->num_inputs : 1], out_len;
+	if (__builtin_mul_overflow((size_t)batch, (size_t)nq, &out_len) ||
+	    __builtin_mul_overflow(out_len, (size_t)k->value_dim, &out_len) ||
+	    out_len > SIZE_MAX / sizeof(float))
+		return PA_ERR_ARGUMENT;
+	for (int i = 0; i < k->num_inputs; i++) {
+		int64_t rows = k->inputs[i].variable == 1 ? nq : nk;
+		if (__builtin_mul_overflow((size_t)batch, (size_t)rows, &len[i]) ||
+		    __builtin_mul_overflow(len[i], (size_t)k->inputs[i].cols, &len[i]) ||
+		    len[i] > SIZE_MAX / sizeof(float))
+			return PA_ERR_ARGUMENT;
+	}
+	for (int i = 0; i < k->num_inputs; i++)
+		if (overlaps(out, out_len * sizeof(float), inputs[i],
+		             len[i] * sizeof(float)))
+			return PA_ERR_ARGUMENT;
+	double log2_range = (k->num_vars - 1) * log2((double)nk);
+	for (int i = 0; i < k->num_inputs; i++) {
+		float m = max_abs(inputs[i], len[i]);
+		if (m == INFINITY)
+			return PA_ERR_NONFINITE;
+		if (k->inputs[i].kind == PA_INPUT_VALUE)
+			log2_range += log2((double)m);
+	}
+	return log2_range < PA_RANGE_LOG2 ? PA_OK : PA_ERR_RANGE;
+}
+
 /* pa_check_grad_args: see pa_kernel.h (sizes were checked by
  * pa_check_args). */
 pa_status pa_check_grad_args(const pa_kernel_info *k, int64_t batch, int64_t n,

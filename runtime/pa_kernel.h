@@ -42,6 +42,17 @@ pa_status pa_check_args(const pa_kernel_info *k, int64_t batch, int64_t n,
                         const float *const inputs[], const float *out);
 
 /*
+ * The same checks for a dense call of nq query rows and nk key rows
+ * (pa_kernel_info.run_qk): x1's inputs and out hold batch × nq rows, every
+ * other input batch × nk; nq < 1 or nk < nq gives PA_ERR_ARGUMENT, and the
+ * range bound counts nk^(t-1) tuples.  pa_check_args(k, b, n, …) is
+ * pa_check_args_qk(k, b, n, n, …).
+ */
+pa_status pa_check_args_qk(const pa_kernel_info *k, int64_t batch, int64_t nq,
+                           int64_t nk, const float *const inputs[],
+                           const float *out);
+
+/*
  * The further checks of a backward, after pa_check_args: a NULL saved,
  * grad_out or grad_inputs gives PA_ERR_NULL (entries of grad_inputs may be
  * NULL); a NaN or infinite entry of grad_out PA_ERR_NONFINITE.
