@@ -339,7 +339,7 @@ bool plan_runs_qk(const Plan *p)
 		return false;
 	switch (p->kind) {
 	case PLAN_TREE: return false;
-	case PLAN_ELIM: return false;
+	case PLAN_ELIM: return true;
 	}
 	return false;
 }
