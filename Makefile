@@ -187,6 +187,16 @@ $(E2E)/check_call.o: tests/check_call.c tests/rnd.h
 $(E2E)/check_call: $(E2E)/check_call.o $(E2E)/call/cases.o $(E2E)/call/cases_table.o $(LIBPA)
 	$(CC) $(CFLAGS) $^ $(CHECK_LIBS) -fopenmp -lm -o $@
 
+# The qk entry points (K_info.run_qk, train_qk, backward_qk: fewer
+# queries than keys) of exact elimination kernels against pa_reference_call.
+$(E2E)/qk/cases.poly $(E2E)/qk/cases_table.c: tests/e2e/polys_qk.txt tests/e2e/mkcases.sh
+	sh tests/e2e/mkcases.sh tests/e2e/polys_qk.txt "3 16" "5 17" $(E2E)/qk
+$(E2E)/check_qk.o: tests/check_qk.c tests/rnd.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Iruntime $(CHECK_CFLAGS) -c $< -o $@
+$(E2E)/check_qk: $(E2E)/check_qk.o $(E2E)/qk/cases.o $(E2E)/qk/cases_table.o $(LIBPA)
+	$(CC) $(CFLAGS) $^ $(CHECK_LIBS) -fopenmp -lm -o $@
+
 # Every tree set runs once per code path (PA_ISA forces it; a path this CPU
 # lacks falls back to the widest it has).
 ISAS = generic avx2 avx512
@@ -202,7 +212,7 @@ $(E2E)/check_approx_engine: tests/check_approx_engine.c $(LIBPA)
 e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine $(E2E)/check_approx_grad \
      $(TREE_HEAD_DIMS:%=$(E2E)/grad_tree_h%) $(E2E)/check_wide $(E2E)/grad_wide \
      $(E2E)/grad_general $(E2E)/check_call $(E2E)/check_masked $(E2E)/grad_masked \
-     $(E2E)/check_masked_general $(E2E)/grad_masked_general
+     $(E2E)/check_masked_general $(E2E)/grad_masked_general $(E2E)/check_qk
 	echo "e2e wide"; $(E2E)/check_wide && $(E2E)/grad_wide
 	for i in $(ISAS); do for s in $(TREE_HEAD_DIMS:%=tree_h%); do \
 	  echo "e2e $$s, PA_ISA=$$i"; PA_ISA=$$i $(E2E)/check_$$s || exit 1; done; done
@@ -226,6 +236,9 @@ e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine
 	for i in $(ISAS); do for t in $(GRAD_THREADS); do \
 	  echo "call, PA_ISA=$$i, $$t thread(s)"; \
 	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/check_call || exit 1; done; done
+	for i in $(ISAS); do for t in $(GRAD_THREADS); do \
+	  echo "qk, PA_ISA=$$i, $$t thread(s)"; \
+	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/check_qk || exit 1; done; done
 	for i in $(ISAS); do for t in $(GRAD_THREADS); do \
 	  echo "grad approx, PA_ISA=$$i, $$t thread(s)"; \
 	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/check_approx_grad || exit 1; done; done
