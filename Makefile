@@ -417,7 +417,7 @@ sanitize:
 
 sanitize-run: all $(B)/check_unit $(E2E)/check_tree_h3 $(E2E)/check_general $(E2E)/check_approx \
               $(E2E)/check_approx_engine $(E2E)/grad_tree_h3 $(E2E)/grad_general $(E2E)/check_call \
-              $(E2E)/check_approx_grad $(E2E)/grad_masked_general
+              $(E2E)/check_approx_grad $(E2E)/grad_masked_general $(E2E)/check_qk
 	$(B)/check_unit
 	sh tests/diag/run.sh $(POLYC) tests/diag
 	sh tests/cli/run.sh $(POLYC)
@@ -428,6 +428,7 @@ sanitize-run: all $(B)/check_unit $(E2E)/check_tree_h3 $(E2E)/check_general $(E2
 	CK_FORK=no GRAD_BUDGET=4e6 $(E2E)/grad_masked_general
 	CK_FORK=no $(E2E)/check_approx
 	CK_FORK=no $(E2E)/check_call
+	CK_FORK=no $(E2E)/check_qk
 	$(E2E)/check_approx_engine
 	CK_FORK=no $(E2E)/check_approx_grad
 

@@ -19,7 +19,8 @@
  * per-query steps scale with nq; the score tables and the step without
  * x1 do not): medians and the full call's time over the qk call's.
  *
- * usage: bench_general [KERNEL [N]]   (only the rows of that kernel, at N)
+ * usage: bench_general [KERNEL [N]]   (only the rows of that kernel, at N;
+ *        KERNEL qk: only the rows of fewer queries)
  */
 #include <cblas.h>
 #include <stdbool.h>
