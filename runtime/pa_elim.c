@@ -1181,17 +1181,19 @@ static bool run_queries(Elim *E, float *out)
 /* alloc_tables: edge tables and the messages of steps that run once. */
 static bool alloc_tables(Elim *E)
 {
-	if (!(E->sides = malloc((size_t)(2 * E->n * E->hd) * sizeof(float))))
+	if (!(E->sides = pa_alloc((size_t)(2 * E->n * E->hd))))
 		return false;
 	for (int e = 0; e < E->p->nedges; e++)
-		if (!(E->etab[e] = malloc((size_t)edge_size(E, e) * sizeof(float))))
+		if (!(E->etab[e] = pa_alloc((size_t)edge_size(E, e))))
 			return false;
 	for (int s = 0; s < E->p->nsteps; s++) {
 		int e = E->step[s].rowkey;
 		int64_t nr = (E->n + ROWS - 1) / ROWS * ROWS;
-		if (e >= 0 && (!(E->eexp[e] = malloc((size_t)(E->n * E->n + E->n) * sizeof(float))) ||
-		               !(E->epack[e] = calloc((size_t)(nr * E->n), sizeof(float)))))
+		if (e >= 0 && (!(E->eexp[e] = pa_alloc((size_t)(E->n * E->n + E->n))) ||
+		               !(E->epack[e] = pa_alloc((size_t)(nr * E->n)))))
 			return false;
+		if (e >= 0)
+			memset(E->epack[e], 0, (size_t)(nr * E->n) * sizeof(float));
 	}
 	for (int s = 0; s < E->p->nsteps; s++)
 		if (!E->step[s].per_query) {
@@ -1207,11 +1209,11 @@ static bool alloc_tables(Elim *E)
 static void free_tables(Elim *E)
 {
 	for (int e = 0; e < E->p->nedges; e++)
-		free(E->etab[e]), free(E->eexp[e]), free(E->epack[e]);
+		pa_free(E->etab[e]), pa_free(E->eexp[e]), pa_free(E->epack[e]);
 	for (int s = 0; s < E->p->nsteps; s++)
 		free(E->lse[s]), free(E->o[s]);
 	free(E->mono);
-	free(E->sides);
+	pa_free(E->sides);
 }
 
 /* pa_elim_run: see pa_elim.h. */
