@@ -322,6 +322,25 @@ static void table_rows(const Elim *E, int64_t na, const float *as,
 	}
 }
 
+/* side_rows: x[r·hd + l] = w · side(E, m, v, true, NULL, r, l) for r < rows
+ * and l < head_dim: the same products in the same order, whole rows at a
+ * time. */
+static void side_rows(const Elim *E, int m, int v, float w, int64_t rows, float *x)
+{
+	const Mono *mo = &E->mono[m];
+	const int64_t len = rows * E->hd;
+	for (int64_t e = 0; e < len; e++)
+		x[e] = 1.0f;
+	for (int q = 0; q < mo->degree; q++)
+		if (E->k->inputs[mo->first + q].variable == v) {
+			const float *f = E->in[mo->first + q];
+			for (int64_t e = 0; e < len; e++)
+				x[e] *= f[e];
+		}
+	for (int64_t e = 0; w != 1.0f && e < len; e++)
+		x[e] = w * x[e];
+}
+
 /* edge_table: etab[ℓa·n + ℓj] = the edge's score for x_a at ℓa (its row;
  * nq of them for x1) and the eliminated x_j at ℓj; computed from both
  * sides of every monomial (none for an edge of the mask alone), then
@@ -336,12 +355,8 @@ static void edge_table(Elim *E, int e, int a)
 	memset(t, 0, (size_t)(na * n) * sizeof *t);
 	for (int i = 0; i < ed->nmono; i++) {
 		int m = ed->mono[i];
-		for (int64_t r = 0; r < n; r++)
-			for (int l = 0; l < hd; l++) {
-				if (r < na)
-					as[r * hd + l] = E->mono[m].weight * side(E, m, a, true, NULL, r, l);
-				bs[r * hd + l] = side(E, m, j, true, NULL, r, l);
-			}
+		side_rows(E, m, a, E->mono[m].weight, na, as);
+		side_rows(E, m, j, 1.0f, n, bs);
 		for (int l = 0; bt && l < hd; l++)
 			for (int64_t r = 0; r < np; r++)
 				bt[l * np + r] = r < n ? bs[r * hd + l] : 0.0f;
