@@ -212,6 +212,15 @@ $(E2E)/check_qk.o: tests/check_qk.c tests/rnd.h
 $(E2E)/check_qk: $(E2E)/check_qk.o $(E2E)/qk/cases.o $(E2E)/qk/cases_table.o $(LIBPA)
 	$(CC) $(CFLAGS) $^ $(CHECK_LIBS) -fopenmp -lm -o $@
 
+# The same entry points of exact elimination kernels.
+$(E2E)/qk_elim/cases.poly $(E2E)/qk_elim/cases_table.c: tests/e2e/polys_qk_elim.txt tests/e2e/mkcases.sh
+	sh tests/e2e/mkcases.sh tests/e2e/polys_qk_elim.txt "3 16" "5 17" $(E2E)/qk_elim
+$(E2E)/check_qk_elim.o: tests/check_qk_elim.c tests/rnd.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Iruntime $(CHECK_CFLAGS) -c $< -o $@
+$(E2E)/check_qk_elim: $(E2E)/check_qk_elim.o $(E2E)/qk_elim/cases.o $(E2E)/qk_elim/cases_table.o $(LIBPA)
+	$(CC) $(CFLAGS) $^ $(CHECK_LIBS) -fopenmp -lm -o $@
+
 # Every tree set runs once per code path (PA_ISA forces it; a path this CPU
 # lacks falls back to the widest it has).
 ISAS = generic avx2 avx512
@@ -228,7 +237,7 @@ e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine
      $(TREE_HEAD_DIMS:%=$(E2E)/grad_tree_h%) $(E2E)/check_wide $(E2E)/grad_wide \
      $(E2E)/grad_general $(E2E)/check_call $(E2E)/check_call_masked $(E2E)/check_masked $(E2E)/grad_masked \
      $(E2E)/check_masked_general $(E2E)/grad_masked_general \
-     $(E2E)/check_approx_masked $(E2E)/grad_approx_masked $(E2E)/check_qk
+     $(E2E)/check_approx_masked $(E2E)/grad_approx_masked $(E2E)/check_qk $(E2E)/check_qk_elim
 	echo "e2e wide"; $(E2E)/check_wide && $(E2E)/grad_wide
 	for i in $(ISAS); do for s in $(TREE_HEAD_DIMS:%=tree_h%); do \
 	  echo "e2e $$s, PA_ISA=$$i"; PA_ISA=$$i $(E2E)/check_$$s || exit 1; done; done
@@ -255,7 +264,8 @@ e2e: $(E2E_SETS:%=$(E2E)/check_%) $(E2E)/check_approx $(E2E)/check_approx_engine
 	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/check_call_masked || exit 1; done; done
 	for i in $(ISAS); do for t in $(GRAD_THREADS); do \
 	  echo "qk, PA_ISA=$$i, $$t thread(s)"; \
-	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/check_qk || exit 1; done; done
+	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/check_qk || exit 1; \
+	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/check_qk_elim || exit 1; done; done
 	for i in $(ISAS); do for t in $(GRAD_THREADS); do \
 	  echo "grad approx, PA_ISA=$$i, $$t thread(s)"; \
 	  PA_ISA=$$i OMP_NUM_THREADS=$$t $(E2E)/check_approx_grad || exit 1; done; done
@@ -439,7 +449,7 @@ sanitize:
 sanitize-run: all $(B)/check_unit $(E2E)/check_tree_h3 $(E2E)/check_general $(E2E)/check_approx \
               $(E2E)/check_approx_engine $(E2E)/grad_tree_h3 $(E2E)/grad_general $(E2E)/check_call \
               $(E2E)/check_call_masked $(E2E)/check_approx_grad $(E2E)/grad_masked_general \
-              $(E2E)/check_approx_masked $(E2E)/check_qk
+              $(E2E)/check_approx_masked $(E2E)/check_qk $(E2E)/check_qk_elim
 	$(B)/check_unit
 	sh tests/diag/run.sh $(POLYC) tests/diag
 	sh tests/cli/run.sh $(POLYC)
@@ -453,6 +463,7 @@ sanitize-run: all $(B)/check_unit $(E2E)/check_tree_h3 $(E2E)/check_general $(E2
 	CK_FORK=no $(E2E)/check_call
 	CK_FORK=no $(E2E)/check_call_masked
 	CK_FORK=no $(E2E)/check_qk
+	CK_FORK=no $(E2E)/check_qk_elim
 	$(E2E)/check_approx_engine
 	CK_FORK=no $(E2E)/check_approx_grad
 

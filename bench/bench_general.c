@@ -14,7 +14,13 @@
  * runs; "% peak" is the kernel's GFLOP/s over the FMA peak measured just
  * before it, "× sgemm" over sgemm's GFLOP/s measured just after it.
  *
- * usage: bench_general [KERNEL [N]]   (only the rows of that kernel, at N)
+ * Then fewer queries than keys: Strassen's run_qk with nq = 1 and nq = 64
+ * queries against nk = 512 keys, beside its full 512 × 512 call (the
+ * per-query steps scale with nq; the score tables and the step without
+ * x1 do not): medians and the full call's time over the qk call's.
+ *
+ * usage: bench_general [KERNEL [N]]   (only the rows of that kernel, at N;
+ *        KERNEL qk: only the rows of fewer queries)
  */
 #include <cblas.h>
 #include <stdbool.h>
@@ -59,6 +65,34 @@ static double time_kernel(const pa_kernel_info *k, int n)
 	while (reps < MAX_REPS && (reps < 3 || spent < 0.5)) {
 		double t0 = now();
 		pa_status st = k->run(1, n, (const float *const *)in, out);
+		t[reps] = now() - t0;
+		spent += t[reps++];
+		if (st != PA_OK) {
+			fprintf(stderr, "%s: %s\n", k->name, pa_strerror(st));
+			exit(1);
+		}
+	}
+	for (int i = 0; i < k->num_inputs; i++)
+		free(in[i]);
+	free(out);
+	return median(t, reps);
+}
+
+/* time_qk = median seconds of run_qk calls of k, nq queries against nk
+ * keys, as time_kernel. */
+static double time_qk(const pa_kernel_info *k, int nq, int nk)
+{
+	float *in[64], *out = malloc(sizeof(float) * nq * k->value_dim);
+	unsigned seed = 7;
+	for (int i = 0; i < k->num_inputs; i++)
+		in[i] = filled((size_t)(k->inputs[i].variable == 1 ? nq : nk) * k->inputs[i].cols,
+		               0.3f, &seed);
+	double t[MAX_REPS], spent = 0;
+	int reps = 0;
+	k->run_qk(1, nq, nk, (const float *const *)in, out);  /* warm-up */
+	while (reps < MAX_REPS && (reps < 3 || spent < 0.5)) {
+		double t0 = now();
+		pa_status st = k->run_qk(1, nq, nk, (const float *const *)in, out);
 		t[reps] = now() - t0;
 		spent += t[reps++];
 		if (st != PA_OK) {
@@ -126,6 +160,19 @@ int main(int argc, char **argv)
 			row(&strassen_info, n, 2 * nn * nn * nn * (vd + 1) + 3 * 2 * nn * nn * hd);
 		if (wanted(argc, argv, &tensor3_info, n))
 			row(&tensor3_info, n, 2 * nn * nn * nn * (hd + vd));
+	}
+	if (argc >= 2 && strcmp(argv[1], "qk") != 0 && strcmp(argv[1], strassen_info.name) != 0)
+		return 0;
+	const int nk = 512;
+	printf("\nfewer queries than keys (run_qk, medians): strassen, nk = %d keys\n", nk);
+	printf("%-9s %5s %5s %10s %12s %8s\n", "kernel", "nq", "nk", "seconds",
+	       "full nk × nk", "ratio");
+	double full = time_kernel(&strassen_info, nk);
+	for (int nq = 1; nq <= 64; nq *= 64) {
+		double tq = time_qk(&strassen_info, nq, nk);
+		printf("%-9s %5d %5d %10.5f %12.5f %8.1f\n", strassen_info.name, nq, nk, tq,
+		       full, full / tq);
+		fflush(stdout);
 	}
 	return 0;
 }

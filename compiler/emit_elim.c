@@ -4,7 +4,10 @@
  * runtime's engine (runtime/pa_elim.c) runs.  Edges come first as the
  * graph has them, then one bias edge per variable with one-variable
  * monomials (x1's cancel and are left out); each step lists the edges and
- * the earlier messages it reads.
+ * the earlier messages it reads.  An exact kernel (plan_runs_qk) also gets
+ * K_run_qk, K_saved_floats_qk, K_train_qk and K_backward_qk, the engine's
+ * entries with nq queries and nk keys; K and its training pair are the
+ * same engine calls at nq = nk = n.
  */
 #include "polyc.h"
 
@@ -124,6 +127,35 @@ static void emit_training(Emitter *E, const Plan *p, const char *entry)
 	emit_line(E, "");
 }
 
+/* emit_qk: K_run_qk, K_saved_floats_qk, K_train_qk and K_backward_qk, the
+ * engine's entries with nq query rows and nk key rows (K_info.run_qk …). */
+static void emit_qk(Emitter *E, const Plan *p)
+{
+	const char *kn = p->g->k->name;
+	emit_line(E, "/* nq queries (x1's rows) against nk keys, query row i at position i + nk - nq */");
+	emit_line(E, "pa_status %s_run_qk(int64_t batch, int64_t nq, int64_t nk, const float *const inputs[],", kn);
+	emit_open(E, "\tfloat *out)");
+	emit_line(E, "return pa_elim_run_qk(&%s_info, &%s_plan, batch, nq, nk, inputs, out);", kn, kn);
+	emit_close(E);
+	emit_line(E, "");
+	emit_line(E, "int64_t %s_saved_floats_qk(int64_t batch, int64_t nq, int64_t nk)", kn);
+	emit_open(E, "");
+	emit_line(E, "return pa_elim_saved_floats_qk(&%s_info, &%s_plan, batch, nq, nk);", kn, kn);
+	emit_close(E);
+	emit_line(E, "");
+	emit_line(E, "pa_status %s_train_qk(int64_t batch, int64_t nq, int64_t nk, const float *const inputs[],", kn);
+	emit_open(E, "\tfloat *out, float *saved)");
+	emit_line(E, "return pa_elim_train_qk(&%s_info, &%s_plan, batch, nq, nk, inputs, out, saved);", kn, kn);
+	emit_close(E);
+	emit_line(E, "");
+	emit_line(E, "pa_status %s_backward_qk(int64_t batch, int64_t nq, int64_t nk, const float *const inputs[],", kn);
+	emit_open(E, "\tconst float *out, const float *saved, const float *grad_out, float *const grad_inputs[])");
+	emit_line(E, "return pa_elim_backward_qk(&%s_info, &%s_plan, batch, nq, nk, inputs, out, saved,", kn, kn);
+	emit_line(E, "                           grad_out, grad_inputs);");
+	emit_close(E);
+	emit_line(E, "");
+}
+
 /* emit_elim_kernel: the tables, the plan and the entry point; with
  * entry, a static entry point of that name and no K_info (another plan's
  * exact part). */
@@ -163,6 +195,8 @@ void emit_elim_kernel(Emitter *E, const Plan *p, const char *entry)
 	emit_line(E, "");
 	if (plan_trains(p) && plan_exact_trains(p))
 		emit_training(E, p, entry);
+	if (!entry && plan_runs_qk(p))
+		emit_qk(E, p);
 	if (!entry)
 		emit_info(E, p);
 }

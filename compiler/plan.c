@@ -402,7 +402,7 @@ bool plan_runs_qk(const Plan *p)
 		return false;
 	switch (p->kind) {
 	case PLAN_TREE: return true;  /* emit_tree.c */
-	case PLAN_ELIM: return false;
+	case PLAN_ELIM: return true;  /* emit_elim.c */
 	}
 	return false;
 }

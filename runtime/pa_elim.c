@@ -15,6 +15,13 @@
  * variable: weights exp(w - max w), where w adds the edge scores and the
  * log-normalizers of the consumed messages; the payload multiplies the
  * variable's values and the consumed messages' value vectors.
+ *
+ * With nq queries against nk keys (pa_elim_run_qk) only x1 has nq rows: a
+ * table of an edge over x1 is nq × nk, the per-query steps run for nq
+ * positions (their cost scales with nq), and everything else (the steps
+ * without x1, their messages, the other tables) is as at n = nk.  Tuples
+ * hold x1's row, pos[1] = ℓ1 < nq; the masks see its position
+ * ℓ1 + nk − nq.
  */
 #include "pa_elim.h"
 
@@ -74,7 +81,9 @@ typedef struct Thread {
 typedef struct Elim {
 	const pa_kernel_info *k;
 	const pa_elim_plan *p;
-	int64_t n;
+	int64_t n;               /* keys: rows of every input but x1's */
+	int64_t nq, off;         /* queries (x1's rows, out's), at positions
+	                            off + ℓ1 with off = n − nq */
 	int hd, vd, qdim;        /* qdim: widest query side of a high edge */
 	int vdp;                 /* value_dim rounded up to 16 */
 	int64_t np16;            /* n rounded up to 16 */
@@ -234,17 +243,18 @@ static bool ruled_out(const pa_kernel_info *k, pa_mask c, int64_t la, int64_t lb
 }
 
 /* pa_elim_mask: see pa_elim.h. */
-void pa_elim_mask(const pa_kernel_info *k, int64_t n, int64_t ld, int a, int j,
-                  float *t)
+void pa_elim_mask(const pa_kernel_info *k, int64_t na, int64_t n, int64_t off,
+                  int64_t ld, int a, int j, float *t)
 {
 	for (int i = 0; i < k->num_masks; i++) {
 		const pa_mask c = k->masks[i];
 		if (!((c.a == a && c.b == j) || (c.a == j && c.b == a)))
 			continue;
 		#pragma omp parallel for schedule(static)
-		for (int64_t ra = 0; ra < n; ra++)
+		for (int64_t ra = 0; ra < na; ra++)
 			for (int64_t rj = 0; rj < n; rj++) {
-				if (ruled_out(k, c, c.a == a ? ra : rj, c.a == a ? rj : ra))
+				int64_t la = ra + off;
+				if (ruled_out(k, c, c.a == a ? la : rj, c.a == a ? rj : la))
 					t[ra * ld + rj] = -PA_MASKED;
 			}
 	}
@@ -265,36 +275,38 @@ static bool enforces(const pa_elim_plan *p, int e, int a, int b)
 
 /* pa_elim_mask_high: see pa_elim.h. */
 void pa_elim_mask_high(const pa_kernel_info *k, const pa_elim_plan *p, int e,
-                       int j, const int64_t *pos, int64_t n, float *w)
+                       int j, const int64_t *pos, int64_t n, int64_t off, float *w)
 {
 	for (int i = 0; i < k->num_masks; i++) {
 		const pa_mask c = k->masks[i];
 		if (!enforces(p, e, c.a, c.b))
 			continue;
 		bool fixed = c.a != j && c.b != j;
-		if (fixed && !ruled_out(k, c, pos[c.a], pos[c.b]))
+		int64_t la = pos[c.a] + (c.a == 1 ? off : 0);
+		int64_t lb = pos[c.b] + (c.b == 1 ? off : 0);
+		if (fixed && !ruled_out(k, c, la, lb))
 			continue;
 		for (int64_t r = 0; r < n; r++)
-			if (fixed || ruled_out(k, c, c.a == j ? r : pos[c.a], c.b == j ? r : pos[c.b]))
+			if (fixed || ruled_out(k, c, c.a == j ? r : la, c.b == j ? r : lb))
 				w[r] -= PA_MASKED;
 	}
 }
 
 /* table_rows: t[ra·n + rj] += as[ra] · bs[rj] (rows of hd) for every rj
- * and ra < n: ROWS rows of as at a time as one matrix product with bt (bs
+ * < n and ra < na: ROWS rows of as at a time as one matrix product with bt (bs
  * by column, np16 wide), by dots where bt or the scratch is missing and
  * for the last rows. */
-static void table_rows(const Elim *E, const float *as, const float *bs,
-                       const float *bt, float *t)
+static void table_rows(const Elim *E, int64_t na, const float *as,
+                       const float *bs, const float *bt, float *t)
 {
 	int hd = E->hd;
 	int64_t n = E->n, np = E->np16;
-	#pragma omp parallel if (n * n * hd > 16 * SMALL_WORK)
+	#pragma omp parallel if (na * n * hd > 16 * SMALL_WORK)
 	{
 		float *acc = bt ? malloc((size_t)(ROWS * (np + hd)) * sizeof *acc) : NULL;
 		#pragma omp for schedule(static)
-		for (int64_t r0 = 0; r0 < n; r0 += ROWS) {
-			int rows = n - r0 < ROWS ? (int)(n - r0) : ROWS;
+		for (int64_t r0 = 0; r0 < na; r0 += ROWS) {
+			int rows = na - r0 < ROWS ? (int)(na - r0) : ROWS;
 			if (acc && rows == ROWS) {
 				gemm(as + r0 * hd, hd, bt, (int)np, hd, acc, acc + ROWS * np);
 				for (int i = 0; i < ROWS; i++)
@@ -310,31 +322,48 @@ static void table_rows(const Elim *E, const float *as, const float *bs,
 	}
 }
 
-/* edge_table: etab[ℓa·n + ℓj] = the edge's score for x_a at ℓa and the
- * eliminated x_j at ℓj; computed from both sides of every monomial (none
- * for an edge of the mask alone), then masked (pa_elim_mask). */
+/* side_rows: x[r·hd + l] = w · side(E, m, v, true, NULL, r, l) for r < rows
+ * and l < head_dim: the same products in the same order, whole rows at a
+ * time. */
+static void side_rows(const Elim *E, int m, int v, float w, int64_t rows, float *x)
+{
+	const Mono *mo = &E->mono[m];
+	const int64_t len = rows * E->hd;
+	for (int64_t e = 0; e < len; e++)
+		x[e] = 1.0f;
+	for (int q = 0; q < mo->degree; q++)
+		if (E->k->inputs[mo->first + q].variable == v) {
+			const float *f = E->in[mo->first + q];
+			for (int64_t e = 0; e < len; e++)
+				x[e] *= f[e];
+		}
+	for (int64_t e = 0; w != 1.0f && e < len; e++)
+		x[e] = w * x[e];
+}
+
+/* edge_table: etab[ℓa·n + ℓj] = the edge's score for x_a at ℓa (its row;
+ * nq of them for x1) and the eliminated x_j at ℓj; computed from both
+ * sides of every monomial (none for an edge of the mask alone), then
+ * masked (pa_elim_mask). */
 static void edge_table(Elim *E, int e, int a)
 {
 	const pa_elim_edge *ed = &E->p->edges[e];
 	int j = E->consumer[e], hd = E->hd;
-	int64_t n = E->n, np = E->np16;
+	int64_t n = E->n, np = E->np16, na = a == 1 ? E->nq : n;
 	float *t = E->etab[e], *as = E->sides, *bs = E->sides + n * hd;
 	float *bt = malloc((size_t)(hd * np) * sizeof *bt);
-	memset(t, 0, (size_t)(n * n) * sizeof *t);
+	memset(t, 0, (size_t)(na * n) * sizeof *t);
 	for (int i = 0; i < ed->nmono; i++) {
 		int m = ed->mono[i];
-		for (int64_t r = 0; r < n; r++)
-			for (int l = 0; l < hd; l++) {
-				as[r * hd + l] = E->mono[m].weight * side(E, m, a, true, NULL, r, l);
-				bs[r * hd + l] = side(E, m, j, true, NULL, r, l);
-			}
+		side_rows(E, m, a, E->mono[m].weight, na, as);
+		side_rows(E, m, j, 1.0f, n, bs);
 		for (int l = 0; bt && l < hd; l++)
 			for (int64_t r = 0; r < np; r++)
 				bt[l * np + r] = r < n ? bs[r * hd + l] : 0.0f;
-		table_rows(E, as, bs, bt, t);
+		table_rows(E, na, as, bs, bt, t);
 	}
 	free(bt);
-	pa_elim_mask(E->k, n, n, a, j, t);
+	pa_elim_mask(E->k, na, n, a == 1 ? E->off : 0, n, a, j, t);
 }
 
 /* edge_keys: etab[(i·hd + l)·np16 + ℓj] = x_j's side of the edge's i-th
@@ -359,6 +388,8 @@ static int64_t edge_size(const Elim *E, int e)
 	uint32_t others = E->p->edges[e].vars & ~(1u << E->consumer[e]);
 	if (!others)
 		return E->n;
+	if (others == 2u)
+		return E->nq * E->n;
 	if (__builtin_popcount(others) == 1)
 		return E->n * E->n;
 	return E->np16 * E->p->edges[e].nmono * E->hd;
@@ -914,7 +945,7 @@ static void run_block(const Elim *E, Thread *T, int s, int64_t t0, int rows,
 		for (int a = 0; E->k->num_masks && a < ps->nedges; a++)
 			if (is_high(E, ps->edges[a]))
 				pa_elim_mask_high(E->k, E->p, ps->edges[a], ps->var, pos, n,
-				                  T->w + i * n);
+				                  E->off, T->w + i * n);
 		den[i] = weigh(E, T, s, pos, T->w + i * n, &lse[t0 + i]);
 		if (ps->values && !E->step[s].key_payload) {
 			build_payload(E, T, s, pos, T->pay);
@@ -1139,7 +1170,7 @@ static bool run_queries(Elim *E, float *out)
 		Thread T;
 		ok = thread_alloc(E, &T);
 		#pragma omp for schedule(dynamic, 1)
-		for (int64_t l1 = 0; l1 < E->n; l1++) {
+		for (int64_t l1 = 0; l1 < E->nq; l1++) {
 			if (!ok)
 				continue;
 			int64_t pos[MAXV + 1] = {0};
@@ -1165,17 +1196,19 @@ static bool run_queries(Elim *E, float *out)
 /* alloc_tables: edge tables and the messages of steps that run once. */
 static bool alloc_tables(Elim *E)
 {
-	if (!(E->sides = malloc((size_t)(2 * E->n * E->hd) * sizeof(float))))
+	if (!(E->sides = pa_alloc((size_t)(2 * E->n * E->hd))))
 		return false;
 	for (int e = 0; e < E->p->nedges; e++)
-		if (!(E->etab[e] = malloc((size_t)edge_size(E, e) * sizeof(float))))
+		if (!(E->etab[e] = pa_alloc((size_t)edge_size(E, e))))
 			return false;
 	for (int s = 0; s < E->p->nsteps; s++) {
 		int e = E->step[s].rowkey;
 		int64_t nr = (E->n + ROWS - 1) / ROWS * ROWS;
-		if (e >= 0 && (!(E->eexp[e] = malloc((size_t)(E->n * E->n + E->n) * sizeof(float))) ||
-		               !(E->epack[e] = calloc((size_t)(nr * E->n), sizeof(float)))))
+		if (e >= 0 && (!(E->eexp[e] = pa_alloc((size_t)(E->n * E->n + E->n))) ||
+		               !(E->epack[e] = pa_alloc((size_t)(nr * E->n)))))
 			return false;
+		if (e >= 0)
+			memset(E->epack[e], 0, (size_t)(nr * E->n) * sizeof(float));
 	}
 	for (int s = 0; s < E->p->nsteps; s++)
 		if (!E->step[s].per_query) {
@@ -1191,11 +1224,11 @@ static bool alloc_tables(Elim *E)
 static void free_tables(Elim *E)
 {
 	for (int e = 0; e < E->p->nedges; e++)
-		free(E->etab[e]), free(E->eexp[e]), free(E->epack[e]);
+		pa_free(E->etab[e]), pa_free(E->eexp[e]), pa_free(E->epack[e]);
 	for (int s = 0; s < E->p->nsteps; s++)
 		free(E->lse[s]), free(E->o[s]);
 	free(E->mono);
-	free(E->sides);
+	pa_free(E->sides);
 }
 
 /* pa_elim_run: see pa_elim.h. */
@@ -1203,15 +1236,23 @@ pa_status pa_elim_run(const pa_kernel_info *k, const pa_elim_plan *p,
                       int64_t batch, int64_t n, const float *const inputs[],
                       float *out)
 {
-	pa_status st = pa_check_args(k, batch, n, inputs, out);
+	return pa_elim_run_qk(k, p, batch, n, n, inputs, out);
+}
+
+/* pa_elim_run_qk: see pa_elim.h. */
+pa_status pa_elim_run_qk(const pa_kernel_info *k, const pa_elim_plan *p,
+                         int64_t batch, int64_t nq, int64_t n,
+                         const float *const inputs[], float *out)
+{
+	pa_status st = pa_check_args_qk(k, batch, nq, n, inputs, out);
 	if (st != PA_OK)
 		return st;
 	if (pa_tensor3_takes(k, p))
-		return pa_tensor3_run(k, batch, n, inputs, out);
+		return pa_tensor3_run(k, batch, nq, n, inputs, out);
 	Elim *E = calloc(1, sizeof *E);
 	if (!E)
 		return PA_ERR_NOMEM;
-	*E = (Elim){.k = k, .p = p, .n = n, .hd = k->head_dim, .vd = k->value_dim,
+	*E = (Elim){.k = k, .p = p, .n = n, .nq = nq, .off = n - nq, .hd = k->head_dim, .vd = k->value_dim,
 	            .vdp = (k->value_dim + 15) / 16 * 16, .np16 = (n + 15) / 16 * 16};
 	E->mono = calloc(k->num_monomials, sizeof *E->mono);
 	if (!setup_steps(E))
@@ -1220,9 +1261,10 @@ pa_status pa_elim_run(const pa_kernel_info *k, const pa_elim_plan *p,
 		st = PA_ERR_NOMEM;
 	for (int64_t b = 0; b < batch && st == PA_OK; b++) {
 		for (int i = 0; i < k->num_inputs; i++)
-			E->in[i] = inputs[i] + b * n * k->inputs[i].cols;
+			E->in[i] = inputs[i] + b * (k->inputs[i].variable == 1 ? nq : n) *
+			                       k->inputs[i].cols;
 		prepare_edges(E);
-		if (!run_global(E) || !run_queries(E, out + b * n * k->value_dim))
+		if (!run_global(E) || !run_queries(E, out + b * nq * k->value_dim))
 			st = PA_ERR_NOMEM;
 	}
 	free_tables(E);

@@ -53,24 +53,34 @@ typedef struct pa_elim_plan {
  * backward, its gradient too. */
 #define PA_MASKED 1e30f
 
-/* pa_elim_mask: t[ℓa·ld + ℓj] = -PA_MASKED, for ℓa, ℓj < n, where a
- * constraint of k's mask between x_a and x_j, or its window, rules the
- * pair out (the table of a two-variable edge, rows for x_a). */
-void pa_elim_mask(const pa_kernel_info *k, int64_t n, int64_t ld, int a, int j,
-                  float *t);
+/* pa_elim_mask: t[ra·ld + ℓj] = -PA_MASKED, for ra < na, ℓj < n, where a
+ * constraint of k's mask between x_a and x_j, or its window, rules out x_a
+ * at position ra + off with x_j at ℓj (the table of a two-variable edge,
+ * rows for x_a: off is nk − nq for x1's nq rows, else 0). */
+void pa_elim_mask(const pa_kernel_info *k, int64_t na, int64_t n, int64_t off,
+                  int64_t ld, int a, int j, float *t);
 
 /* pa_elim_mask_high: w[ℓj] += -PA_MASKED, for ℓj < n, where a constraint
  * of k's mask or its window rules out the tuple pos with x_j at ℓj, for
  * the constraints edge e of p (three or more variables, x_j among them)
  * enforces: those whose pair is no two-variable edge of p (its table is
- * masked) and lies in no edge before e. */
+ * masked) and lies in no edge before e.  pos[1] is x1's row, at position
+ * pos[1] + off (off = nk − nq). */
 void pa_elim_mask_high(const pa_kernel_info *k, const pa_elim_plan *p, int e,
-                       int j, const int64_t *pos, int64_t n, float *w);
+                       int j, const int64_t *pos, int64_t n, int64_t off,
+                       float *w);
 
 /* Run the plan p of kernel k: the kernel's whole computation. */
 pa_status pa_elim_run(const pa_kernel_info *k, const pa_elim_plan *p,
                       int64_t batch, int64_t n, const float *const inputs[],
                       float *out);
+
+/* The same with nq query rows (x1's inputs and out) and nk ≥ nq key rows
+ * (every other input), query row i at position i + nk − nq
+ * (K_info.run_qk); pa_elim_run(…, n, …) is pa_elim_run_qk(…, n, n, …). */
+pa_status pa_elim_run_qk(const pa_kernel_info *k, const pa_elim_plan *p,
+                         int64_t batch, int64_t nq, int64_t nk,
+                         const float *const inputs[], float *out);
 
 /*
  * Training (doc/training.md §6; runtime/pa_elim_grad.c).  saved holds, per
@@ -95,5 +105,22 @@ pa_status pa_elim_backward(const pa_kernel_info *k, const pa_elim_plan *p,
                            int64_t batch, int64_t n, const float *const inputs[],
                            const float *out, const float *saved,
                            const float *grad_out, float *const grad_inputs[]);
+
+/* The same three with nq query rows and nk ≥ nq key rows, as
+ * pa_elim_run_qk (K_info.saved_floats_qk, train_qk, backward_qk): x1's
+ * inputs, out, grad_out and x1's gradients have nq rows.  saved holds
+ * what it holds at n = nk (no message of a step that runs once holds x1);
+ * pa_elim_saved_floats_qk is -1 for nq < 1 or nq > nk too.  Each with
+ * nq = nk = n is the entry above. */
+int64_t pa_elim_saved_floats_qk(const pa_kernel_info *k, const pa_elim_plan *p,
+                                int64_t batch, int64_t nq, int64_t nk);
+pa_status pa_elim_train_qk(const pa_kernel_info *k, const pa_elim_plan *p,
+                           int64_t batch, int64_t nq, int64_t nk,
+                           const float *const inputs[], float *out, float *saved);
+pa_status pa_elim_backward_qk(const pa_kernel_info *k, const pa_elim_plan *p,
+                              int64_t batch, int64_t nq, int64_t nk,
+                              const float *const inputs[], const float *out,
+                              const float *saved, const float *grad_out,
+                              float *const grad_inputs[]);
 
 #endif /* PA_ELIM_H */

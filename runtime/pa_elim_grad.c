@@ -39,6 +39,13 @@
  * and with it its dw, is exactly 0 and nothing reaches the factors
  * through it; a query the mask leaves no tuple (output 0) takes no
  * gradient.
+ *
+ * Fewer queries than keys (pa_elim_train_qk, pa_elim_backward_qk): x1's
+ * inputs, out and grad_out have nq rows, query row ℓ1 at position
+ * ℓ1 + nk − nq (the masks shift it so).  Only what is indexed by ℓ1
+ * shrinks: the tables whose rows are x1's (nq rows; their sides' rows
+ * past nq are 0), the per-query loop and x1's gradients; the steps that
+ * run once, and so saved, are those of n = nk.
  */
 #include "pa_elim.h"
 
@@ -104,7 +111,8 @@ typedef struct Sink {
 typedef struct Grad {
 	const pa_kernel_info *k;
 	const pa_elim_plan *p;
-	int64_t n, np;           /* np: n rounded up to 16 */
+	int64_t n, np;           /* keys; np: n rounded up to 16 */
+	int64_t nq, off;         /* queries (x1's rows), at positions off + ℓ1 */
 	int64_t entry;           /* batch entry being run, from 1 */
 	int hd, vd, nin, threads;
 	int hdp, vdp, qtotp, dimw; /* rounded up to 16; qtotp: Σ dimp; dimw: widest dimp */
@@ -134,6 +142,12 @@ static bool rows_of(int64_t n, int k, int64_t *rows)
 			return false;
 	*rows = r;
 	return true;
+}
+
+/* in_rows: the rows input i has in one batch entry (nq for x1's). */
+static int64_t in_rows(const Grad *G, int i)
+{
+	return G->k->inputs[i].variable == 1 ? G->nq : G->n;
 }
 
 /* setup_steps: enumeration of every step; false if a message is too large. */
@@ -350,18 +364,20 @@ static void spread(const Grad *G, float *const *df, int m, int v, bool want,
 }
 
 /* sides: sa = x_a's side of monomial m (times its weight), sb = x_j's,
- * each n × hdp (zeros past head_dim), and sbt = sb transposed (hd × np). */
+ * each n × hdp (zeros past head_dim, and past nq rows of sa for x1), and
+ * sbt = sb transposed (hd × np). */
 static void sides(Grad *G, int m, int a, int j)
 {
 	const int hd = G->hd, hdp = G->hdp;
-	const int64_t n = G->n, np = G->np;
+	const int64_t n = G->n, np = G->np, na = a == 1 ? G->nq : n;
 	#pragma omp parallel for schedule(static) num_threads(G->threads)
 	for (int64_t r = 0; r < np; r++)
 		for (int l = 0; l < hdp; l++) {
 			bool in = r < n && l < hd;
 			float b = in ? side(G, m, j, true, NULL, r, l) : 0.0f;
 			if (r < n) {
-				G->sa[r * hdp + l] = in ? G->weight[m] * side(G, m, a, true, NULL, r, l) : 0.0f;
+				G->sa[r * hdp + l] = in && r < na ?
+					G->weight[m] * side(G, m, a, true, NULL, r, l) : 0.0f;
 				G->sb[r * hdp + l] = b;
 			}
 			if (l < hd)
@@ -375,7 +391,7 @@ static void prepare_edge(Grad *G, int e)
 {
 	const pa_elim_edge *pe = &G->p->edges[e];
 	const Edge *ed = &G->edge[e];
-	const int64_t n = G->n, np = G->np;
+	const int64_t n = G->n, np = G->np, na = ed->shared ? G->nq : n;
 	const int hd = G->hd;
 	float *t = G->etab[e];
 	if (ed->kind == EK_TABLE) {
@@ -388,11 +404,11 @@ static void prepare_edge(Grad *G, int e)
 				memcpy(G->shside[e] + (2 * i + 1) * len, G->sb, len * sizeof(float));
 			}
 			#pragma omp parallel for schedule(static) num_threads(G->threads)
-			for (int64_t r0 = 0; r0 < n; r0 += 16)
-				mm(n - r0 < 16 ? n - r0 : 16, np, hd, G->sa + r0 * G->hdp, G->hdp, 1,
+			for (int64_t r0 = 0; r0 < na; r0 += 16)
+				mm(na - r0 < 16 ? na - r0 : 16, np, hd, G->sa + r0 * G->hdp, G->hdp, 1,
 				   G->sbt, np, t + r0 * np, np);
 		}
-		pa_elim_mask(G->k, n, np, ed->other, ed->var, t);
+		pa_elim_mask(G->k, na, n, ed->shared ? G->off : 0, np, ed->other, ed->var, t);
 		return;
 	}
 	#pragma omp parallel for schedule(static) num_threads(G->threads)
@@ -499,7 +515,7 @@ static void scores(const Grad *G, const Sink *S, int s, const int64_t *pos,
 			w[r] += dot;
 		}
 		if (G->k->num_masks)
-			pa_elim_mask_high(G->k, G->p, e, ps->var, pos, n, w);
+			pa_elim_mask_high(G->k, G->p, e, ps->var, pos, n, G->off, w);
 		q += ed->dimp;
 	}
 	for (int i = 0; i < ps->nmsgs; i++) {
@@ -1094,7 +1110,7 @@ static size_t sink_layout(const Grad *G, Sink *S, float *base, bool grads)
 	for (int e = 0; grads && e < G->p->nedges; e++)
 		S->dedge[e] = piece(base, &total, grad_len(G, e));
 	for (int i = 0; grads && i < G->nin; i++)
-		S->df[i] = piece(base, &total, n * G->k->inputs[i].cols);
+		S->df[i] = piece(base, &total, in_rows(G, i) * G->k->inputs[i].cols);
 	return total;
 }
 
@@ -1159,12 +1175,13 @@ static void grad_free(Grad *G)
 	free(G->first), free(G->degree), free(G->weight);
 }
 
-/* grad_init: G for kernel k, plan p at length n; PA_OK, PA_ERR_ARGUMENT
- * (a message too large, as the forward says) or PA_ERR_NOMEM. */
+/* grad_init: G for kernel k, plan p at nq queries and n keys; PA_OK,
+ * PA_ERR_ARGUMENT (a message too large, as the forward says) or
+ * PA_ERR_NOMEM. */
 static pa_status grad_init(Grad *G, const pa_kernel_info *k, const pa_elim_plan *p,
-                           int64_t n, bool grads)
+                           int64_t nq, int64_t n, bool grads)
 {
-	*G = (Grad){.k = k, .p = p, .n = n, .np = UP16(n), .hd = k->head_dim,
+	*G = (Grad){.k = k, .p = p, .n = n, .np = UP16(n), .nq = nq, .off = n - nq, .hd = k->head_dim,
 	            .vd = k->value_dim, .hdp = UP16(k->head_dim), .vdp = UP16(k->value_dim),
 	            .nin = k->num_inputs, .threads = pa_max_threads()};
 	if (k->num_vars > GV || p->nedges > GE || p->nsteps > GV)
@@ -1196,6 +1213,16 @@ static int64_t saved_layout(const Grad *G, int64_t *at)
 int64_t pa_elim_saved_floats(const pa_kernel_info *k, const pa_elim_plan *p,
                              int64_t batch, int64_t n)
 {
+	return pa_elim_saved_floats_qk(k, p, batch, n, n);
+}
+
+/* pa_elim_saved_floats_qk: see pa_elim.h; what is kept does not depend
+ * on nq. */
+int64_t pa_elim_saved_floats_qk(const pa_kernel_info *k, const pa_elim_plan *p,
+                                int64_t batch, int64_t nq, int64_t n)
+{
+	if (nq <= 0 || nq > n)
+		return -1;
 	Grad G = {.k = k, .p = p, .n = n, .vd = k->value_dim};
 	int64_t at[GV], per, total;
 	if (batch <= 0 || n <= 0 || p->nsteps > GV || !setup_steps(&G) ||
@@ -1224,7 +1251,7 @@ static void prepare(Grad *G, const float *const inputs[], int64_t b)
 {
 	G->entry = b + 1;
 	for (int i = 0; i < G->nin; i++)
-		G->in[i] = inputs[i] + b * G->n * G->k->inputs[i].cols;
+		G->in[i] = inputs[i] + b * in_rows(G, i) * G->k->inputs[i].cols;
 	for (int e = 0; e < G->p->nedges; e++)
 		prepare_edge(G, e);
 }
@@ -1252,7 +1279,15 @@ pa_status pa_elim_train(const pa_kernel_info *k, const pa_elim_plan *p,
                         int64_t batch, int64_t n, const float *const inputs[],
                         float *out, float *saved)
 {
-	pa_status st = pa_check_args(k, batch, n, inputs, out);
+	return pa_elim_train_qk(k, p, batch, n, n, inputs, out, saved);
+}
+
+/* pa_elim_train_qk: see pa_elim.h. */
+pa_status pa_elim_train_qk(const pa_kernel_info *k, const pa_elim_plan *p,
+                           int64_t batch, int64_t nq, int64_t n,
+                           const float *const inputs[], float *out, float *saved)
+{
+	pa_status st = pa_check_args_qk(k, batch, nq, n, inputs, out);
 	if (st != PA_OK)
 		return st;
 	if (!saved)
@@ -1263,15 +1298,15 @@ pa_status pa_elim_train(const pa_kernel_info *k, const pa_elim_plan *p,
 		return PA_ERR_ARGUMENT;
 	if (saved_layout(&G, at) == 0) {
 		saved[0] = 0.0f;     /* nothing runs once: the one float kept */
-		return k->run(batch, n, inputs, out);
+		return pa_elim_run_qk(k, p, batch, nq, n, inputs, out);
 	}
-	st = grad_init(&G, k, p, n, false);
+	st = grad_init(&G, k, p, nq, n, false);
 	for (int64_t b = 0; b < batch && st == PA_OK; b++) {
 		prepare(&G, inputs, b);
 		save_global(&G, saved, b);
 	}
 	grad_free(&G);
-	return st == PA_OK ? k->run(batch, n, inputs, out) : st;
+	return st == PA_OK ? pa_elim_run_qk(k, p, batch, nq, n, inputs, out) : st;
 }
 
 /* ------------------------------------------------------- backward */
@@ -1308,7 +1343,6 @@ static void sum_msg(Grad *G, int s)
 /* zero_sinks: every thread's gradient sums and the shared tables at 0. */
 static void zero_sinks(Grad *G)
 {
-	const int64_t n = G->n;
 	for (int t = 0; t < G->threads; t++) {
 		Sink *S = &G->sink[t];
 		for (int s = 0; s < G->p->nsteps; s++)
@@ -1318,7 +1352,7 @@ static void zero_sinks(Grad *G)
 			if (grad_len(G, e))
 				memset(S->dedge[e], 0, (size_t)grad_len(G, e) * sizeof(float));
 		for (int i = 0; i < G->nin; i++)
-			memset(S->df[i], 0, (size_t)(n * G->k->inputs[i].cols) * sizeof(float));
+			memset(S->df[i], 0, (size_t)(in_rows(G, i) * G->k->inputs[i].cols) * sizeof(float));
 	}
 	for (int e = 0; e < G->p->nedges; e++)
 		(void)e;
@@ -1328,12 +1362,11 @@ static void zero_sinks(Grad *G)
  * once in reverse order, then every thread's sums into thread 0's. */
 static void run_reverse(Grad *G, const float *grad_out)
 {
-	const int64_t n = G->n;
 	#pragma omp parallel num_threads(G->threads)
 	{
 		Sink *S = &G->sink[pa_thread_num()];
 		#pragma omp for schedule(static)
-		for (int64_t l1 = 0; l1 < n; l1++)
+		for (int64_t l1 = 0; l1 < G->nq; l1++)
 			query(G, S, l1, grad_out + l1 * G->vd);
 		for (int s = G->p->nsteps - 1; s >= 0; s--) {
 			const Step *st = &G->step[s];
@@ -1349,7 +1382,7 @@ static void run_reverse(Grad *G, const float *grad_out)
 			if (!G->edge[e].shared)
 				sum_threads(G, G->sink[0].dedge[e], false, e, grad_len(G, e));
 		for (int i = 0; i < G->nin; i++)
-			sum_threads(G, G->sink[0].df[i], true, i, n * G->k->inputs[i].cols);
+			sum_threads(G, G->sink[0].df[i], true, i, in_rows(G, i) * G->k->inputs[i].cols);
 	}
 }
 
@@ -1420,23 +1453,36 @@ pa_status pa_elim_backward(const pa_kernel_info *k, const pa_elim_plan *p,
                            const float *out, const float *saved,
                            const float *grad_out, float *const grad_inputs[])
 {
-	pa_status st = pa_check_args(k, batch, n, inputs, out);
+	return pa_elim_backward_qk(k, p, batch, n, n, inputs, out, saved, grad_out,
+	                           grad_inputs);
+}
+
+/* pa_elim_backward_qk: see pa_elim.h. */
+pa_status pa_elim_backward_qk(const pa_kernel_info *k, const pa_elim_plan *p,
+                              int64_t batch, int64_t nq, int64_t n,
+                              const float *const inputs[], const float *out,
+                              const float *saved, const float *grad_out,
+                              float *const grad_inputs[])
+{
+	pa_status st = pa_check_args_qk(k, batch, nq, n, inputs, out);
 	if (st == PA_OK)
-		st = pa_check_grad_args(k, batch, n, saved, grad_out, grad_inputs);
+		st = pa_check_grad_args(k, batch, nq, saved, grad_out, grad_inputs);
 	if (st != PA_OK)
 		return st;
 	Grad G;
-	st = grad_init(&G, k, p, n, true);
+	st = grad_init(&G, k, p, nq, n, true);
 	for (int64_t b = 0; b < batch && st == PA_OK; b++) {
 		prepare(&G, inputs, b);
 		point_saved(&G, saved, b);
 		zero_sinks(&G);
-		run_reverse(&G, grad_out + b * n * G.vd);
+		run_reverse(&G, grad_out + b * nq * G.vd);
 		edge_grads(&G);
-		for (int i = 0; i < G.nin; i++)
+		for (int i = 0; i < G.nin; i++) {
+			int64_t len = in_rows(&G, i) * k->inputs[i].cols;
 			if (grad_inputs[i])
-				memcpy(grad_inputs[i] + b * n * k->inputs[i].cols, G.sink[0].df[i],
-				       (size_t)(n * k->inputs[i].cols) * sizeof(float));
+				memcpy(grad_inputs[i] + b * len, G.sink[0].df[i],
+				       (size_t)len * sizeof(float));
+		}
 	}
 	grad_free(&G);
 	return st;

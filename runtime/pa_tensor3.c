@@ -19,6 +19,10 @@
  * Every sum holds its largest term as 1, so scores of 10⁴ stay finite and
  * exact.  The work is 2·n³·(head_dim + value_dim) flops in the two
  * products and n³ vector exps; query positions are spread over threads.
+ * With nq queries against nk keys (pa_elim_run_qk) the pairs are (i, j)
+ * for i < nq and j < nk: 2·nq·nk²·(head_dim + value_dim) flops.  The
+ * kernel has no mask (pa_tensor3_takes), so where a query sits does not
+ * matter.
  * AVX-512, AVX2 and portable forms of the tiles, chosen by pa_isa.
  */
 #include "pa_tensor3.h"
@@ -37,7 +41,8 @@
 
 /* One call: sizes, inputs of the current batch entry, packed keys. */
 typedef struct T3 {
-	int64_t n, np;           /* np: n rounded up to T3_KT */
+	int64_t n, np;           /* keys; np: n rounded up to T3_KT */
+	int64_t nq;              /* queries (rows of x1's inputs and out) */
 	int hd, vd, vdp;         /* vdp: value_dim rounded up to 16 */
 	float w;                 /* scale · coefficient */
 	int fin[4], vin[4];      /* input index of x_v's factor, values (-1) */
@@ -438,10 +443,11 @@ static Pairs pairs_at(const T3 *T, float *scratch, size_t per, int t)
 	return P;
 }
 
-/* setup: sizes, weight and input indices of kernel k at length n. */
-static void setup(T3 *T, const pa_kernel_info *k, int64_t n)
+/* setup: sizes, weight and input indices of kernel k, nq queries and n
+ * keys. */
+static void setup(T3 *T, const pa_kernel_info *k, int64_t nq, int64_t n)
 {
-	*T = (T3){.n = n, .np = (n + T3_KT - 1) / T3_KT * T3_KT, .hd = k->head_dim,
+	*T = (T3){.n = n, .nq = nq, .np = (n + T3_KT - 1) / T3_KT * T3_KT, .hd = k->head_dim,
 	          .vd = k->value_dim, .vdp = (k->value_dim + 15) / 16 * 16,
 	          .w = (float)(k->scale * k->coefficients[0])};
 	for (int v = 0; v < 4; v++)
@@ -455,11 +461,11 @@ static void setup(T3 *T, const pa_kernel_info *k, int64_t n)
 }
 
 /* pa_tensor3_run: see pa_tensor3.h. */
-pa_status pa_tensor3_run(const pa_kernel_info *k, int64_t batch, int64_t n,
-                         const float *const inputs[], float *out)
+pa_status pa_tensor3_run(const pa_kernel_info *k, int64_t batch, int64_t nq,
+                         int64_t n, const float *const inputs[], float *out)
 {
 	T3 T;
-	setup(&T, k, n);
+	setup(&T, k, nq, n);
 	const T3Isa *isa = isa_tiles();
 	int threads = pa_max_threads();
 	size_t per = (size_t)(T3_ROWS * (T.hd + T3_KC + T.vdp) + T.vdp + 15) / 16 * 16;
@@ -469,16 +475,17 @@ pa_status pa_tensor3_run(const pa_kernel_info *k, int64_t batch, int64_t n,
 	pa_status st = T.bt && T.v3 && scratch ? PA_OK : PA_ERR_NOMEM;
 	for (int64_t b = 0; b < batch && st == PA_OK; b++) {
 		for (int v = 1; v <= 3; v++) {
-			T.f[v] = inputs[T.fin[v]] + b * n * T.hd;
-			T.v[v] = T.vin[v] >= 0 ? inputs[T.vin[v]] + b * n * T.vd : NULL;
+			int64_t rows = v == 1 ? nq : n;
+			T.f[v] = inputs[T.fin[v]] + b * rows * T.hd;
+			T.v[v] = T.vin[v] >= 0 ? inputs[T.vin[v]] + b * rows * T.vd : NULL;
 		}
 		pack_keys(&T);
-		float *ob = out + b * n * T.vd;
+		float *ob = out + b * nq * T.vd;
 		#pragma omp parallel
 		{
 			Pairs P = pairs_at(&T, scratch, per, pa_thread_num());
 			#pragma omp for schedule(dynamic, 1)
-			for (int64_t i = 0; i < n; i++)
+			for (int64_t i = 0; i < nq; i++)
 				query(&T, isa, &P, i, ob + i * T.vd);
 		}
 	}

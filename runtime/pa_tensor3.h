@@ -16,8 +16,9 @@
  * three variables, each once. */
 bool pa_tensor3_takes(const pa_kernel_info *k, const pa_elim_plan *p);
 
-/* The kernel's whole computation, after pa_check_args. */
-pa_status pa_tensor3_run(const pa_kernel_info *k, int64_t batch, int64_t n,
-                         const float *const inputs[], float *out);
+/* The kernel's whole computation, after pa_check_args_qk: nq query rows
+ * (x1's inputs, out) and n key rows (x2's and x3's). */
+pa_status pa_tensor3_run(const pa_kernel_info *k, int64_t batch, int64_t nq,
+                         int64_t n, const float *const inputs[], float *out);
 
 #endif /* PA_TENSOR3_H */
