@@ -674,7 +674,8 @@ static void emit_backward(Emitter *E, const Plan *p, const Buf *b, int nb,
 	emit_open(E, "\tconst float *out, const float *saved, const float *grad_out, float *const grad_inputs[])");
 	emit_line(E, "pa_status st = pa_check_args_qk(&%s_info, batch, nq, nk, inputs, out);", k->name);
 	emit_line(E, "if (st == PA_OK)");
-	emit_line(E, "\tst = pa_check_grad_args_qk(&%s_info, batch, nq, nk, saved, grad_out, grad_inputs);", k->name);
+	emit_line(E, "\tst = pa_check_grad_args_qk(&%s_info, batch, nq, nk, inputs, out, saved,", k->name);
+	emit_line(E, "\t\t%s_saved_floats_qk(batch, nq, nk), grad_out, grad_inputs);", name);
 	emit_line(E, "if (st != PA_OK)");
 	emit_line(E, "\treturn st;");
 	emit_line(E, "const int64_t np = (nk + PA_BK - 1) / PA_BK * PA_BK;");

@@ -1206,7 +1206,8 @@ pa_status compose3_backward_qk(int64_t batch, int64_t nq, int64_t nk, const floa
 	const float *out, const float *saved, const float *grad_out, float *const grad_inputs[]) {
 	pa_status st = pa_check_args_qk(&compose3_info, batch, nq, nk, inputs, out);
 	if (st == PA_OK)
-		st = pa_check_grad_args_qk(&compose3_info, batch, nq, nk, saved, grad_out, grad_inputs);
+		st = pa_check_grad_args_qk(&compose3_info, batch, nq, nk, inputs, out, saved,
+			compose3_saved_floats_qk(batch, nq, nk), grad_out, grad_inputs);
 	if (st != PA_OK)
 		return st;
 	const int64_t np = (nk + PA_BK - 1) / PA_BK * PA_BK;

@@ -1028,7 +1028,8 @@ pa_status self_attention_backward_qk(int64_t batch, int64_t nq, int64_t nk, cons
 	const float *out, const float *saved, const float *grad_out, float *const grad_inputs[]) {
 	pa_status st = pa_check_args_qk(&self_attention_info, batch, nq, nk, inputs, out);
 	if (st == PA_OK)
-		st = pa_check_grad_args_qk(&self_attention_info, batch, nq, nk, saved, grad_out, grad_inputs);
+		st = pa_check_grad_args_qk(&self_attention_info, batch, nq, nk, inputs, out, saved,
+			self_attention_saved_floats_qk(batch, nq, nk), grad_out, grad_inputs);
 	if (st != PA_OK)
 		return st;
 	const int64_t np = (nk + PA_BK - 1) / PA_BK * PA_BK;

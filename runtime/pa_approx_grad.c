@@ -1153,7 +1153,9 @@ pa_status pa_approx_backward(const pa_kernel_info *k, const pa_approx_plan *p,
 {
 	pa_status st = pa_check_args(k, batch, n, inputs, out);
 	if (st == PA_OK)
-		st = pa_check_grad_args(k, batch, n, saved, grad_out, grad_inputs);
+		st = pa_check_grad_args(k, batch, n, inputs, out, saved,
+		                        pa_approx_saved_floats(p, batch, n), grad_out,
+		                        grad_inputs);
 	if (st != PA_OK)
 		return st;
 	int way = path(k, p, batch, n, inputs);

@@ -1466,7 +1466,9 @@ pa_status pa_elim_backward_qk(const pa_kernel_info *k, const pa_elim_plan *p,
 {
 	pa_status st = pa_check_args_qk(k, batch, nq, n, inputs, out);
 	if (st == PA_OK)
-		st = pa_check_grad_args(k, batch, nq, saved, grad_out, grad_inputs);
+		st = pa_check_grad_args_qk(k, batch, nq, n, inputs, out, saved,
+		                           pa_elim_saved_floats_qk(k, p, batch, nq, n),
+		                           grad_out, grad_inputs);
 	if (st != PA_OK)
 		return st;
 	Grad G;

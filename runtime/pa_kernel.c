@@ -87,29 +87,61 @@ pa_status pa_check_args(const pa_kernel_info *k, int64_t batch, int64_t n,
 	return pa_check_args_qk(k, batch, n, n, inputs, out);
 }
 
+/* span_floats = batch · rows · cols, or SIZE_MAX on overflow. */
+static size_t span_floats(int64_t batch, int64_t rows, int64_t cols)
+{
+	size_t len;
+	if (__builtin_mul_overflow((size_t)batch, (size_t)rows, &len) ||
+	    __builtin_mul_overflow(len, (size_t)cols, &len) ||
+	    len > SIZE_MAX / sizeof(float))
+		return SIZE_MAX;
+	return len;
+}
+
 /* pa_check_grad_args_qk: see pa_kernel.h (sizes were checked by
  * pa_check_args_qk). */
 pa_status pa_check_grad_args_qk(const pa_kernel_info *k, int64_t batch,
-                                int64_t nq, int64_t nk, const float *saved,
-                                const float *grad_out,
-                                float *const grad_inputs[])
+                                int64_t nq, int64_t nk,
+                                const float *const inputs[], const float *out,
+                                const float *saved, int64_t saved_len,
+                                const float *grad_out, float *const grad_inputs[])
 {
-	(void)nk;
 	if (!saved || !grad_out || !grad_inputs)
 		return PA_ERR_NULL;
-	size_t len;
-	if (__builtin_mul_overflow((size_t)batch, (size_t)nq, &len) ||
-	    __builtin_mul_overflow(len, (size_t)k->value_dim, &len))
+	const size_t out_len = span_floats(batch, nq, k->value_dim);
+	if (out_len == SIZE_MAX || saved_len < 0)
 		return PA_ERR_ARGUMENT;
-	return max_abs(grad_out, len) < INFINITY ? PA_OK : PA_ERR_NONFINITE;
+	/* a gradient written over what the backward reads, or over another
+	 * gradient, would give wrong numbers: refused */
+	for (int i = 0; i < k->num_inputs; i++) {
+		if (!grad_inputs[i])
+			continue;
+		const int64_t rows = k->inputs[i].variable == 1 ? nq : nk;
+		const size_t bytes = span_floats(batch, rows, k->inputs[i].cols) * sizeof(float);
+		bool bad = overlaps(grad_inputs[i], bytes, out, out_len * sizeof(float)) ||
+		           overlaps(grad_inputs[i], bytes, grad_out, out_len * sizeof(float)) ||
+		           overlaps(grad_inputs[i], bytes, saved, (size_t)saved_len * sizeof(float));
+		for (int j = 0; j < k->num_inputs && !bad; j++) {
+			const int64_t rj = k->inputs[j].variable == 1 ? nq : nk;
+			const size_t bj = span_floats(batch, rj, k->inputs[j].cols) * sizeof(float);
+			bad = overlaps(grad_inputs[i], bytes, inputs[j], bj) ||
+			      (j != i && grad_inputs[j] && overlaps(grad_inputs[i], bytes,
+			                                            grad_inputs[j], bj));
+		}
+		if (bad)
+			return PA_ERR_ARGUMENT;
+	}
+	return max_abs(grad_out, out_len) < INFINITY ? PA_OK : PA_ERR_NONFINITE;
 }
 
 /* pa_check_grad_args: see pa_kernel.h. */
 pa_status pa_check_grad_args(const pa_kernel_info *k, int64_t batch, int64_t n,
-                             const float *saved, const float *grad_out,
-                             float *const grad_inputs[])
+                             const float *const inputs[], const float *out,
+                             const float *saved, int64_t saved_len,
+                             const float *grad_out, float *const grad_inputs[])
 {
-	return pa_check_grad_args_qk(k, batch, n, n, saved, grad_out, grad_inputs);
+	return pa_check_grad_args_qk(k, batch, n, n, inputs, out, saved, saved_len,
+	                             grad_out, grad_inputs);
 }
 
 /* pa_carve: see pa_kernel.h. */

@@ -55,17 +55,23 @@ pa_status pa_check_args_qk(const pa_kernel_info *k, int64_t batch, int64_t nq,
 /*
  * The further checks of a backward, after pa_check_args: a NULL saved,
  * grad_out or grad_inputs gives PA_ERR_NULL (entries of grad_inputs may be
- * NULL); a NaN or infinite entry of grad_out PA_ERR_NONFINITE.
+ * NULL); a saved_len below 0 (the backward's own size of saved failed)
+ * or a gradient overlapping an input, out, saved (saved_len floats),
+ * grad_out or another gradient PA_ERR_ARGUMENT (it would be written over
+ * what the backward reads); a NaN or infinite entry of grad_out
+ * PA_ERR_NONFINITE.
  */
 pa_status pa_check_grad_args(const pa_kernel_info *k, int64_t batch, int64_t n,
-                             const float *saved, const float *grad_out,
-                             float *const grad_inputs[]);
+                             const float *const inputs[], const float *out,
+                             const float *saved, int64_t saved_len,
+                             const float *grad_out, float *const grad_inputs[]);
 
-/* The same after pa_check_args_qk: grad_out has nq rows. */
+/* The same after pa_check_args_qk: out and grad_out have nq rows. */
 pa_status pa_check_grad_args_qk(const pa_kernel_info *k, int64_t batch,
-                                int64_t nq, int64_t nk, const float *saved,
-                                const float *grad_out,
-                                float *const grad_inputs[]);
+                                int64_t nq, int64_t nk,
+                                const float *const inputs[], const float *out,
+                                const float *saved, int64_t saved_len,
+                                const float *grad_out, float *const grad_inputs[]);
 
 /*
  * Reserve a*b*c floats in a workspace of *total floats, rounded up to a

@@ -10,8 +10,10 @@ const char *pa_strerror(pa_status s)
 	switch (s) {
 	case PA_OK: return "success";
 	case PA_ERR_ARGUMENT: return "bad argument: batch or n is not positive, "
-	                             "the sizes overflow, or out overlaps an "
-	                             "input";
+	                             "the sizes overflow, or a buffer written "
+	                             "overlaps one read (out an input, a "
+	                             "gradient an input, out, saved, grad_out "
+	                             "or another gradient)";
 	case PA_ERR_NULL: return "a NULL pointer was passed for inputs, an input "
 	                         "or out";
 	case PA_ERR_NOMEM: return "out of memory allocating the workspace";

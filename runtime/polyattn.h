@@ -34,7 +34,9 @@ extern "C" {
 typedef enum pa_status {
 	PA_OK = 0,               /* success */
 	PA_ERR_ARGUMENT = -1,    /* batch or n ≤ 0, a size that overflows, or
-	                            out overlapping an input */
+	                            a buffer written overlapping one read (out
+	                            an input; a gradient an input, out, saved,
+	                            grad_out or another gradient) */
 	PA_ERR_NULL = -2,        /* a NULL inputs, input or out pointer */
 	PA_ERR_NOMEM = -3,       /* workspace allocation failed */
 	PA_ERR_BOUND = -4,       /* an input exceeds the approximation's bound */
@@ -69,7 +71,9 @@ typedef pa_status (*pa_kernel_fn)(int64_t batch, int64_t n,
  * out and saved of that call and grad_out = dL/dout (batch × n ×
  * value_dim) and writes (does not add to) grad_inputs[i] = dL/dinputs[i],
  * shaped as inputs[i], for every non-NULL entry.  Arguments are checked as
- * the forward checks them; grad_out holding NaN or Inf gives
+ * the forward checks them; a gradient overlapping an input, out, saved,
+ * grad_out or another gradient gives PA_ERR_ARGUMENT (it would be written
+ * over what the backward reads); grad_out holding NaN or Inf gives
  * PA_ERR_NONFINITE.  Nothing is written when the status is not PA_OK.
  */
 typedef pa_status (*pa_train_fn)(int64_t batch, int64_t n,

@@ -22,6 +22,8 @@
  *             or past the end of another;
  *   statuses  NULL saved, grad_out or grad_inputs give PA_ERR_NULL, NaN or
  *             Inf in grad_out PA_ERR_NONFINITE, bad sizes PA_ERR_ARGUMENT,
+ *             a gradient over an input, out, saved, grad_out or another
+ *             gradient PA_ERR_ARGUMENT,
  *             and in each case no gradient is written;
  *   nomem     (once per binary) the first kernel's backward with too
  *             little address space returns PA_ERR_NOMEM, writes no gradient
@@ -569,6 +571,31 @@ START_TEST(statuses)
 		refused(&S, batch, n, ptrs, S.saved, S.grad_out, S.grad, PA_ERR_NONFINITE,
 		        ctx, "a non-finite grad_out");
 		S.grad_out[at] = keep;
+	}
+	/* a gradient over what the backward reads, or over another gradient:
+	 * refused, and neither it nor what it points into written */
+	float *alias[256];
+	for (int w = 0; w < 5; w++) {
+		for (int i = 0; i < k->num_inputs; i++)
+			alias[i] = S.grad[i];
+		static const char *const over[] = {
+			"gradient 0 over its input", "gradient 0 over out",
+			"gradient 0 over the last float of saved", "gradient 0 over grad_out",
+			"gradient 0 over gradient 1",
+		};
+		float *target = w == 0 ? in.buf[0] : w == 1 ? S.out
+		              : w == 2 ? S.saved + S.saved_len - 1 : w == 3 ? S.grad_out : S.grad[1];
+		size_t len = w == 0 ? inputs_len(&in, 0) : w == 2 ? 1 : w == 4 ? inputs_len(&in, 1)
+		           : S.out_len;
+		float *copy = malloc(len * sizeof *copy);
+		ck_assert_ptr_nonnull(copy);
+		memcpy(copy, target, len * sizeof *copy);
+		alias[0] = target;
+		refused(&S, batch, n, ptrs, S.saved, S.grad_out, alias, PA_ERR_ARGUMENT, ctx, over[w]);
+		if (w != 4)          /* refused checks the gradients themselves */
+			ck_assert_msg(memcmp(copy, target, len * sizeof *copy) == 0,
+			              "%s: %s wrote into it", ctx, over[w]);
+		free(copy);
 	}
 	float keep = in.buf[0][3 % inputs_len(&in, 0)];
 	in.buf[0][3 % inputs_len(&in, 0)] = NAN;
