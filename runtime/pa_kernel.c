@@ -280,6 +280,49 @@ void pa_free(float *p)
 	free(drop);
 }
 
+/* pa_split_parts: see pa_kernel.h. */
+int64_t pa_split_parts(int64_t tasks, int64_t nb)
+{
+	const int64_t threads = pa_max_threads();
+	if (tasks <= 0 || tasks >= threads)
+		return 1;
+	int64_t parts = threads / tasks;
+	parts = parts < nb / 2 ? parts : nb / 2;
+	return parts > 1 ? parts : 1;
+}
+
+/* pa_merge_parts: see pa_kernel.h.  Sums in double, the parts in order. */
+void pa_merge_parts(int64_t parts, int rows, int dv, const float *part,
+                    size_t stride, float *o, float *lse)
+{
+	for (int i = 0; i < rows; i++) {
+		float top = -INFINITY;
+		for (int64_t r = 0; r < parts; r++)
+			top = part[r * stride + i] > top ? part[r * stride + i] : top;
+		if (top == -INFINITY) {   /* the mask left the row no key */
+			for (int c = 0; c < dv; c++)
+				o[i * dv + c] = 0.0f;
+			lse[i] = -INFINITY;
+			continue;
+		}
+		double den = 0, num[dv > 0 ? dv : 1];
+		for (int c = 0; c < dv; c++)
+			num[c] = 0;
+		for (int64_t r = 0; r < parts; r++) {
+			const float *pr = part + r * stride;
+			if (pr[i] == -INFINITY)
+				continue;
+			const double wgt = exp((double)pr[i] - top);
+			den += wgt;
+			for (int c = 0; c < dv; c++)
+				num[c] += wgt * pr[PA_TQ + i * dv + c];
+		}
+		for (int c = 0; c < dv; c++)
+			o[i * dv + c] = (float)(num[c] / den);
+		lse[i] = (float)(top + log(den));
+	}
+}
+
 /* pa_softmax_average: see pa_kernel.h.  Accumulates in double. */
 void pa_softmax_average(int64_t n, const float *w, const float *rows,
                         int stride, int dim, float *out)
