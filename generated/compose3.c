@@ -52,6 +52,11 @@ static void compose3_attend_d64_v64_generic(int64_t nb, int rows,
 	const float *restrict pv, float *restrict o, float *restrict lse,
 	float *restrict scratch)
 {
+	if (rows == 1) {
+		/* one query (a decoding step): lanes over keys */
+		pa_attend_row(nb, 0, -PA_UNBOUNDED, PA_UNBOUNDED, 64, 64, 64, q, kt, kb, pv, o, lse);
+		return;
+	}
 	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0;
 	 * qt and the payload sums acc are the task's scratch */
 	float (*const qt)[PA_TQ] = (float (*)[PA_TQ])scratch;
@@ -349,6 +354,11 @@ static __attribute__((target("avx2,fma"))) void compose3_attend_d64_v64_avx2(int
 	const float *restrict pv, float *restrict o, float *restrict lse,
 	float *restrict scratch)
 {
+	if (rows == 1) {
+		/* one query (a decoding step): lanes over keys */
+		pa_attend_row(nb, 0, -PA_UNBOUNDED, PA_UNBOUNDED, 64, 64, 64, q, kt, kb, pv, o, lse);
+		return;
+	}
 	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0;
 	 * qt and the payload sums acc are the task's scratch */
 	float (*const qt)[PA_TQ] = (float (*)[PA_TQ])scratch;
@@ -569,6 +579,11 @@ static __attribute__((target("avx512f"))) void compose3_attend_d64_v64_avx512(in
 	const float *restrict pv, float *restrict o, float *restrict lse,
 	float *restrict scratch)
 {
+	if (rows == 1) {
+		/* one query (a decoding step): lanes over keys */
+		pa_attend_row(nb, 0, -PA_UNBOUNDED, PA_UNBOUNDED, 64, 64, 64, q, kt, kb, pv, o, lse);
+		return;
+	}
 	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0;
 	 * qt and the payload sums acc are the task's scratch */
 	float (*const qt)[PA_TQ] = (float (*)[PA_TQ])scratch;

@@ -40,6 +40,11 @@ static void self_attention_attend_d64_v64_generic(int64_t nb, int rows,
 	const float *restrict pv, float *restrict o, float *restrict lse,
 	float *restrict scratch)
 {
+	if (rows == 1) {
+		/* one query (a decoding step): lanes over keys */
+		pa_attend_row(nb, 0, -PA_UNBOUNDED, PA_UNBOUNDED, 64, 64, 64, q, kt, kb, pv, o, lse);
+		return;
+	}
 	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0;
 	 * qt and the payload sums acc are the task's scratch */
 	float (*const qt)[PA_TQ] = (float (*)[PA_TQ])scratch;
@@ -337,6 +342,11 @@ static __attribute__((target("avx2,fma"))) void self_attention_attend_d64_v64_av
 	const float *restrict pv, float *restrict o, float *restrict lse,
 	float *restrict scratch)
 {
+	if (rows == 1) {
+		/* one query (a decoding step): lanes over keys */
+		pa_attend_row(nb, 0, -PA_UNBOUNDED, PA_UNBOUNDED, 64, 64, 64, q, kt, kb, pv, o, lse);
+		return;
+	}
 	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0;
 	 * qt and the payload sums acc are the task's scratch */
 	float (*const qt)[PA_TQ] = (float (*)[PA_TQ])scratch;
@@ -557,6 +567,11 @@ static __attribute__((target("avx512f"))) void self_attention_attend_d64_v64_avx
 	const float *restrict pv, float *restrict o, float *restrict lse,
 	float *restrict scratch)
 {
+	if (rows == 1) {
+		/* one query (a decoding step): lanes over keys */
+		pa_attend_row(nb, 0, -PA_UNBOUNDED, PA_UNBOUNDED, 64, 64, 64, q, kt, kb, pv, o, lse);
+		return;
+	}
 	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0;
 	 * qt and the payload sums acc are the task's scratch */
 	float (*const qt)[PA_TQ] = (float (*)[PA_TQ])scratch;

@@ -102,6 +102,16 @@ int64_t pa_call_saved_floats(const pa_kernel_info *k, const pa_call *c);
 int pa_max_threads(void);
 int pa_thread_num(void);
 
+/* pa_attend_row: a message's micro-kernel (pa_attend_mask_fn) for a
+ * single query row at position pos (lo = -PA_UNBOUNDED, hi = PA_UNBOUNDED
+ * without a mask) over nb panels of keys with dim columns and a payload
+ * of vp columns (dv of them written to o; vp = dv = 0: none, pv and o
+ * unused): lanes run over keys, not queries, so one query costs what its
+ * keys cost.  The generated micro-kernels call it for rows = 1. */
+void pa_attend_row(int64_t nb, int64_t pos, int64_t lo, int64_t hi, int dim, int vp,
+                   int dv, const float *q, const float *kt, const float *kb,
+                   const float *pv, float *o, float *lse);
+
 /* Loops over fewer rows than this (a decoding step's queries and output)
  * run on the calling thread: starting a parallel region costs more. */
 #define PA_PAR_ROWS 256
