@@ -78,7 +78,7 @@ $(B)/%.o: %.c
 
 # The elimination engine spreads its loops over threads.
 $(B)/runtime/pa_elim.o $(B)/runtime/pa_elim_grad.o $(B)/runtime/pa_approx.o $(B)/runtime/pa_edge.o \
-$(B)/runtime/pa_tree_grad.o $(B)/runtime/pa_threads.o $(B)/runtime/pa_call.o \
+$(B)/runtime/pa_tree_grad.o $(B)/runtime/pa_threads.o $(B)/runtime/pa_call.o $(B)/runtime/pa_kernel.o \
 $(B)/runtime/pa_tensor3.o $(B)/runtime/pa_approx_grad.o $(B)/runtime/pa_approx_tree.o: override CFLAGS += -fopenmp
 # The backward's micro-kernels and the one-query kernel want their small loops unrolled.
 $(B)/runtime/pa_edge.o $(B)/runtime/pa_approx_grad.o $(B)/runtime/pa_attend_row.o: override CFLAGS += -O3

@@ -72,6 +72,38 @@ static float max_abs(const float *x, size_t len)
 	return bad ? INFINITY : m;
 }
 
+/* PA_SCAN_SPLIT: inputs of more floats than this in all are scanned by
+ * every thread, a slice of each input per thread (a decoding step scans
+ * megabytes; a parallel region costs a few microseconds). */
+#define PA_SCAN_SPLIT (1 << 18)
+
+/* max_abs_all: top[i] = max_abs(x[i], len[i]) for the n inputs. */
+static void max_abs_all(int n, const float *const x[], const size_t len[], float top[])
+{
+	size_t total = 0;
+	for (int i = 0; i < n; i++)
+		total += len[i];
+	const int threads = total > PA_SCAN_SPLIT ? pa_max_threads() : 1;
+	if (threads <= 1) {
+		for (int i = 0; i < n; i++)
+			top[i] = max_abs(x[i], len[i]);
+		return;
+	}
+	float part[threads][n > 0 ? n : 1];
+	#pragma omp parallel for num_threads(threads) schedule(static)
+	for (int t = 0; t < threads; t++)
+		for (int i = 0; i < n; i++) {
+			const size_t a = len[i] / threads * t;
+			const size_t b = t + 1 < threads ? len[i] / threads * (t + 1) : len[i];
+			part[t][i] = max_abs(x[i] + a, b - a);
+		}
+	for (int i = 0; i < n; i++) {
+		top[i] = 0.0f;
+		for (int t = 0; t < threads; t++)
+			top[i] = part[t][i] > top[i] ? part[t][i] : top[i];
+	}
+}
+
 /* overlaps: the byte ranges [a, a + na) and [b, b + nb) share a byte. */
 static bool overlaps(const void *a, size_t na, const void *b, size_t nb)
 {
@@ -113,8 +145,10 @@ pa_status pa_check_args_qk(const pa_kernel_info *k, int64_t batch, int64_t nq,
 		             len[i] * sizeof(float)))
 			return PA_ERR_ARGUMENT;
 	double log2_range = (k->num_vars - 1) * log2((double)nk);
+	float top[k->num_inputs > 0 ? k->num_inputs : 1];
+	max_abs_all(k->num_inputs, inputs, len, top);
 	for (int i = 0; i < k->num_inputs; i++) {
-		float m = max_abs(inputs[i], len[i]);
+		float m = top[i];
 		if (m == INFINITY)
 			return PA_ERR_NONFINITE;
 		if (k->inputs[i].kind == PA_INPUT_VALUE)
