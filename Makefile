@@ -36,7 +36,7 @@ GRAMMAR_SRC  = $(B)/grammar/parser.c $(B)/grammar/lexer.c
 RUNTIME_SRC  = runtime/pa_status.c runtime/pa_reference.c runtime/pa_kernel.c \
                runtime/pa_elim.c runtime/pa_elim_grad.c runtime/pa_approx.c runtime/pa_approx_grad.c \
                runtime/pa_approx_tree.c runtime/pa_edge.c runtime/pa_tree_grad.c runtime/pa_threads.c runtime/pa_tensor3.c \
-               runtime/pa_call.c runtime/pa_reference_call.c
+               runtime/pa_call.c runtime/pa_reference_call.c runtime/pa_attend_row.c
 TEST_SRC     = tests/check_main.c tests/check_parse.c tests/check_runtime.c \
                tests/check_graph.c tests/check_reference_grad.c tests/check_workspace.c \
                tests/check_elim_paths.c
@@ -78,10 +78,10 @@ $(B)/%.o: %.c
 
 # The elimination engine spreads its loops over threads.
 $(B)/runtime/pa_elim.o $(B)/runtime/pa_elim_grad.o $(B)/runtime/pa_approx.o $(B)/runtime/pa_edge.o \
-$(B)/runtime/pa_tree_grad.o $(B)/runtime/pa_threads.o $(B)/runtime/pa_call.o \
+$(B)/runtime/pa_tree_grad.o $(B)/runtime/pa_threads.o $(B)/runtime/pa_call.o $(B)/runtime/pa_kernel.o \
 $(B)/runtime/pa_tensor3.o $(B)/runtime/pa_approx_grad.o $(B)/runtime/pa_approx_tree.o: override CFLAGS += -fopenmp
-# The backward's micro-kernels want their small loops unrolled.
-$(B)/runtime/pa_edge.o $(B)/runtime/pa_approx_grad.o: override CFLAGS += -O3
+# The backward's micro-kernels and the one-query kernel want their small loops unrolled.
+$(B)/runtime/pa_edge.o $(B)/runtime/pa_approx_grad.o $(B)/runtime/pa_attend_row.o: override CFLAGS += -O3
 
 $(B)/compiler/main.o: CPPFLAGS += -DPOLYC_INCLUDE_DIR='"$(CURDIR)/runtime"'
 

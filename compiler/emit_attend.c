@@ -426,6 +426,12 @@ static void emit_variant(Emitter *E, const Attend *a)
 	emit_line(E, "\tconst float *restrict pv, float *restrict o, float *restrict lse,");
 	emit_line(E, "\tfloat *restrict scratch)");
 	emit_open(E, "");
+	emit_open(E, "if (rows == 1)");
+	emit_line(E, "/* one query (a decoding step): lanes over keys */");
+	emit_line(E, "pa_attend_row(nb, %s, %d, %d, %d, q, kt, kb, pv, o, lse);",
+	          a->masked ? "row0, lo, hi" : "0, -PA_UNBOUNDED, PA_UNBOUNDED", a->dim, a->dvp, a->dv);
+	emit_line(E, "return;");
+	emit_close(E);
 	emit_prologue(E, a);
 	if (a->masked)
 		emit_panel_range(E);

@@ -92,6 +92,8 @@ typedef struct Buf {
 	                            or "1" */
 	int cols;
 	bool kept;               /* training keeps it for the backward (saved) */
+	int direct;              /* a payload that is this value input's rows
+	                            themselves when nk fills whole panels, or -1 */
 } Buf;
 
 /* padded = a payload's row stride: value_dim rounded up to 16 floats,
@@ -108,6 +110,7 @@ static void add_buf(Buf *b, int *nb, const char *pre, int j, const char *rows,
 	snprintf(b[*nb].name, sizeof b[*nb].name, "%s%d", pre, j);
 	b[*nb].rows = rows;
 	b[*nb].kept = false;
+	b[*nb].direct = -1;
 	b[(*nb)++].cols = cols;
 }
 
@@ -116,6 +119,21 @@ static void add_buf(Buf *b, int *nb, const char *pre, int j, const char *rows,
 static const char *query_rows(const Message *msg)
 {
 	return msg->parent == 1 ? "nq" : "nk";
+}
+
+/* direct_payload = the input whose rows are x_j's payload as they stand
+ * (x_j has values, no child sends it values, and value_dim needs no
+ * padding), or -1.  Its message then reads the value rows in place of a
+ * copy when nk is a multiple of PA_BK (no padding keys). */
+static int direct_payload(const Plan *p, int j)
+{
+	const Kernel *k = p->g->k;
+	if (!((k->values >> j) & 1) || padded(k->value_dim) != k->value_dim)
+		return -1;
+	for (uint32_t r = children(p, j); r; r &= r - 1)
+		if (p->sub_values[__builtin_ctz(r)])
+			return -1;
+	return value_input(k, j);
 }
 
 /* work_buffers: every buffer the kernel of p needs, in workspace order:
@@ -135,6 +153,7 @@ static int work_buffers(const Plan *p, Buf *b)
 		b[nb - 1].kept = true;
 		if (m->values) {
 			add_buf(b, &nb, "pv", m->var, "np", padded(vd));
+			b[nb - 1].direct = direct_payload(p, m->var);
 			add_buf(b, &nb, "o", m->var, rows, vd);
 			b[nb - 1].kept = true;
 		}
@@ -160,6 +179,16 @@ static int scratch_cols(const Plan *p)
 	return widest;
 }
 
+/* into_x1: some message of p goes into x1 (its send may split key
+ * ranges, which needs the split buffer). */
+static bool into_x1(const Plan *p)
+{
+	for (int i = 0; i < p->nmsg; i++)
+		if (p->msg[i].parent == 1)
+			return true;
+	return false;
+}
+
 /* emit_work: the struct of workspace pointers. */
 static void emit_work(Emitter *E, const Plan *p, const Buf *b, int nb)
 {
@@ -172,6 +201,9 @@ static void emit_work(Emitter *E, const Plan *p, const Buf *b, int nb)
 	if (p->nmsg)
 		emit_line(E, "float *scratch; /* threads x PA_TQ x %d: the micro-kernels' tasks */",
 		          scratch_cols(p));
+	if (into_x1(p))
+		emit_line(E, "float *split; /* threads x PA_TQ x %d: key ranges' lse and o */",
+		          p->g->k->value_dim + 1);
 	if (!nb)
 		emit_line(E, "char unused;");
 	E->indent--;
@@ -335,13 +367,19 @@ static void emit_prepare(Emitter *E, const Plan *p, int j, const Message *msg)
 	char kb[32];
 	snprintf(kb, sizeof kb, "w->kb%d", j);
 	emit_key_bias(E, p, j, kb);
-	if (vals)
+	if (vals && msg && direct_payload(p, j) >= 0) {
+		emit_line(E, "/* the payload, unless it is the value rows themselves (see run) */");
+		emit_open(E, "if (w->pv%d != in[%d])", j, direct_payload(p, j));
 		emit_payload_row(E, p, j, "pv");
+		emit_close(E);
+	} else if (vals) {
+		emit_payload_row(E, p, j, "pv");
+	}
 	emit_close(E);
 	emit_close(E);
 	if (x1_queries) {
 		emit_line(E, "/* the queries: x1's nq rows */");
-		emit_line(E, "#pragma omp parallel for collapse(2) schedule(static)");
+		emit_line(E, "#pragma omp parallel for collapse(2) schedule(static) if (batch * nq >= PA_PAR_ROWS)");
 		emit_open(E, "for (int64_t b = 0; b < batch; b++)");
 		emit_open(E, "for (int64_t r = 0; r < nq; r++)");
 		emit_line(E, "const int64_t row = b * nq + r;");
@@ -362,6 +400,65 @@ const char *emit_mask_bound(char *buf, size_t size, int64_t x)
 	else
 		snprintf(buf, size, "%lld", (long long)x);
 	return buf;
+}
+
+/* emit_split: in the send of a message into x1, the path for fewer query
+ * tasks than threads (a decoding step): each task's key panels split
+ * into ranges (pa_split_parts), a thread attends a task's queries over
+ * one range into w->split, then the ranges' partial messages merge
+ * (pa_merge_parts). */
+static void emit_split(Emitter *E, const Plan *p, const Message *msg)
+{
+	const Kernel *k = p->g->k;
+	int dv = msg->values ? k->value_dim : 0;
+	emit_line(E, "const int64_t parts = pa_split_parts(batch * tasks, nb);");
+	emit_open(E, "if (parts > 1)");
+	emit_line(E, "/* fewer query tasks than threads: part r of a task attends over");
+	emit_line(E, " * panels [nb r / parts, nb (r + 1) / parts), then the parts merge */");
+	emit_line(E, "const size_t stride = PA_TQ * %d;", k->value_dim + 1);
+	emit_line(E, "#pragma omp parallel");
+	emit_open(E, "");
+	emit_line(E, "float *const scratch = w->scratch + (size_t)pa_thread_num() * PA_TQ * %d;",
+	          scratch_cols(p));
+	emit_line(E, "#pragma omp for schedule(static)");
+	emit_open(E, "for (int64_t u = 0; u < batch * tasks * parts; u++)");
+	emit_line(E, "const int64_t b = u / (tasks * parts), t = u / parts %% tasks, r = u %% parts;");
+	emit_line(E, "const int64_t end = (t + 1) * PA_TQ < rows ? (t + 1) * PA_TQ : rows;");
+	emit_line(E, "const int64_t i = t * PA_TQ, p0 = nb * r / parts, p1 = nb * (r + 1) / parts;");
+	emit_line(E, "float *const part = w->split + u * stride;");
+	if (k->nmasks) {
+		char lo[32], hi[32];
+		emit_line(E, "/* positions relative to the range's first key */");
+		emit_line(E, "attend(p1 - p0, (int)(end - i), i + off - p0 * PA_BK, %s, %s,",
+		          emit_mask_bound(lo, sizeof lo, msg->lo), emit_mask_bound(hi, sizeof hi, msg->hi));
+		emit_line(E, "\tw->q%d + (b * rows + i) * %d,", msg->var, msg->dim);
+	} else {
+		emit_line(E, "attend(p1 - p0, (int)(end - i), w->q%d + (b * rows + i) * %d,", msg->var,
+		          msg->dim);
+	}
+	emit_line(E, "\tw->kt%d + (b * np + p0 * PA_BK) * %d, w->kb%d + b * np + p0 * PA_BK,",
+	          msg->var, msg->dim, msg->var);
+	if (dv)
+		emit_line(E, "\tw->pv%d + (b * np + p0 * PA_BK) * %d, part + PA_TQ, part, scratch);",
+		          msg->var, padded(dv));
+	else
+		emit_line(E, "\tNULL, NULL, part, scratch);");
+	emit_close(E);
+	emit_line(E, "#pragma omp for schedule(static)");
+	emit_open(E, "for (int64_t bt = 0; bt < batch * tasks; bt++)");
+	emit_line(E, "const int64_t b = bt / tasks, i = bt %% tasks * PA_TQ;");
+	emit_line(E, "const int64_t end = i + PA_TQ < rows ? i + PA_TQ : rows;");
+	emit_line(E, "pa_merge_parts(parts, (int)(end - i), %d, w->split + bt * parts * stride, stride,",
+	          dv);
+	if (dv)
+		emit_line(E, "\tw->o%d + (b * rows + i) * %d, w->lse%d + b * rows + i);", msg->var, dv,
+		          msg->var);
+	else
+		emit_line(E, "\tNULL, w->lse%d + b * rows + i);", msg->var);
+	emit_close(E);
+	emit_close(E);
+	emit_line(E, "return;");
+	emit_close(E);
 }
 
 /* emit_send: the stage that runs message x_j -> parent over query tiles. */
@@ -388,6 +485,8 @@ static void emit_send(Emitter *E, const Plan *p, const Message *msg)
 		          k->name, msg->dim, dv);
 	else
 		emit_line(E, "const pa_attend_fn attend = %s_attend_d%d_v%d();", k->name, msg->dim, dv);
+	if (msg->parent == 1)
+		emit_split(E, p, msg);
 	emit_line(E, "#pragma omp parallel");
 	emit_open(E, "");
 	emit_line(E, "float *const scratch = w->scratch + (size_t)pa_thread_num() * PA_TQ * %d;",
@@ -455,7 +554,7 @@ static void emit_finish(Emitter *E, const Plan *p)
 		emit_line(E, "\tpa_softmax_average(nk, w->kb%d + b * np, w->pv%d + b * np * %d, %d, %d, w->c%d + b * %d);",
 		          x, x, padded(vd), padded(vd), vd, x, vd);
 	}
-	emit_line(E, "#pragma omp parallel for collapse(2) schedule(static)");
+	emit_line(E, "#pragma omp parallel for collapse(2) schedule(static) if (batch * nq >= PA_PAR_ROWS)");
 	emit_open(E, "for (int64_t b = 0; b < batch; b++)");
 	emit_open(E, "for (int64_t r = 0; r < nq; r++)");
 	emit_line(E, "const int64_t row = b * nq + r;");
@@ -496,6 +595,9 @@ static void emit_carves(Emitter *E, const Plan *p, const Buf *b, int nb,
 	if (!only_kept && p->nmsg)
 		emit_line(E, "const size_t at_scratch = pa_carve(&total, pa_max_threads(), PA_TQ, %d);",
 		          scratch_cols(p));
+	if (!only_kept && into_x1(p))
+		emit_line(E, "const size_t at_split = pa_carve(&total, pa_max_threads(), PA_TQ, %d);",
+		          p->g->k->value_dim + 1);
 }
 
 /* any_buf: some buffer of b[0..nb) has rows `rows` (NULL: any), and is
@@ -523,10 +625,16 @@ static void emit_workspace(Emitter *E, const Plan *p, const Buf *b, int nb,
 		emit_line(E, "(void)base; /* no buffer is kept */");
 	emit_open(E, "const struct %s_work w =", p->g->k->name);
 	for (int i = 0; i < nb; i++)
-		emit_line(E, ".%s = %s + at_%s,", b[i].name, b[i].kept ? "base" : "ws",
-		          b[i].name);
+		if (b[i].direct >= 0)
+			emit_line(E, ".%s = nk %% PA_BK == 0 ? (float *)inputs[%d] : ws + at_%s, /* no padding key: the rows, read only */",
+			          b[i].name, b[i].direct, b[i].name);
+		else
+			emit_line(E, ".%s = %s + at_%s,", b[i].name, b[i].kept ? "base" : "ws",
+			          b[i].name);
 	if (p->nmsg)
 		emit_line(E, ".scratch = ws + at_scratch,");
+	if (into_x1(p))
+		emit_line(E, ".split = ws + at_split,");
 	E->indent--;
 	emit_line(E, "};");
 }

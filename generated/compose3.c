@@ -38,6 +38,7 @@ struct compose3_work {
 	float *pv2; /* batch x np x 64 */
 	float *o2; /* batch x nq x 64 */
 	float *scratch; /* threads x PA_TQ x 128: the micro-kernels' tasks */
+	float *split; /* threads x PA_TQ x 65: key ranges' lse and o */
 };
 
 /*
@@ -51,6 +52,11 @@ static void compose3_attend_d64_v64_generic(int64_t nb, int rows,
 	const float *restrict pv, float *restrict o, float *restrict lse,
 	float *restrict scratch)
 {
+	if (rows == 1) {
+		/* one query (a decoding step): lanes over keys */
+		pa_attend_row(nb, 0, -PA_UNBOUNDED, PA_UNBOUNDED, 64, 64, 64, q, kt, kb, pv, o, lse);
+		return;
+	}
 	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0;
 	 * qt and the payload sums acc are the task's scratch */
 	float (*const qt)[PA_TQ] = (float (*)[PA_TQ])scratch;
@@ -348,6 +354,11 @@ static __attribute__((target("avx2,fma"))) void compose3_attend_d64_v64_avx2(int
 	const float *restrict pv, float *restrict o, float *restrict lse,
 	float *restrict scratch)
 {
+	if (rows == 1) {
+		/* one query (a decoding step): lanes over keys */
+		pa_attend_row(nb, 0, -PA_UNBOUNDED, PA_UNBOUNDED, 64, 64, 64, q, kt, kb, pv, o, lse);
+		return;
+	}
 	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0;
 	 * qt and the payload sums acc are the task's scratch */
 	float (*const qt)[PA_TQ] = (float (*)[PA_TQ])scratch;
@@ -568,6 +579,11 @@ static __attribute__((target("avx512f"))) void compose3_attend_d64_v64_avx512(in
 	const float *restrict pv, float *restrict o, float *restrict lse,
 	float *restrict scratch)
 {
+	if (rows == 1) {
+		/* one query (a decoding step): lanes over keys */
+		pa_attend_row(nb, 0, -PA_UNBOUNDED, PA_UNBOUNDED, 64, 64, 64, q, kt, kb, pv, o, lse);
+		return;
+	}
 	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0;
 	 * qt and the payload sums acc are the task's scratch */
 	float (*const qt)[PA_TQ] = (float (*)[PA_TQ])scratch;
@@ -906,8 +922,11 @@ static void compose3_prepare_x4(int64_t batch, int64_t nq, int64_t nk,
 			}
 			float bias = 0.0f;
 			w->kb4[b * np + r] = bias;
-			for (int v = 0; v < 64; v++)
-				pv[v] = in[6][row * 64 + v];
+			/* the payload, unless it is the value rows themselves (see run) */
+			if (w->pv4 != in[6]) {
+				for (int v = 0; v < 64; v++)
+					pv[v] = in[6][row * 64 + v];
+			}
 		}
 	}
 }
@@ -1037,7 +1056,7 @@ static void compose3_prepare_x2(int64_t batch, int64_t nq, int64_t nk,
 		}
 	}
 	/* the queries: x1's nq rows */
-	#pragma omp parallel for collapse(2) schedule(static)
+	#pragma omp parallel for collapse(2) schedule(static) if (batch * nq >= PA_PAR_ROWS)
 	for (int64_t b = 0; b < batch; b++) {
 		for (int64_t r = 0; r < nq; r++) {
 			const int64_t row = b * nq + r;
@@ -1060,6 +1079,34 @@ static void compose3_send_x2(int64_t batch, int64_t nq, int64_t nk, const struct
 	const int64_t rows = nq;
 	const int64_t tasks = (rows + PA_TQ - 1) / PA_TQ;
 	const pa_attend_fn attend = compose3_attend_d64_v64();
+	const int64_t parts = pa_split_parts(batch * tasks, nb);
+	if (parts > 1) {
+		/* fewer query tasks than threads: part r of a task attends over
+		 * panels [nb r / parts, nb (r + 1) / parts), then the parts merge */
+		const size_t stride = PA_TQ * 65;
+		#pragma omp parallel
+		{
+			float *const scratch = w->scratch + (size_t)pa_thread_num() * PA_TQ * 128;
+			#pragma omp for schedule(static)
+			for (int64_t u = 0; u < batch * tasks * parts; u++) {
+				const int64_t b = u / (tasks * parts), t = u / parts % tasks, r = u % parts;
+				const int64_t end = (t + 1) * PA_TQ < rows ? (t + 1) * PA_TQ : rows;
+				const int64_t i = t * PA_TQ, p0 = nb * r / parts, p1 = nb * (r + 1) / parts;
+				float *const part = w->split + u * stride;
+				attend(p1 - p0, (int)(end - i), w->q2 + (b * rows + i) * 64,
+					w->kt2 + (b * np + p0 * PA_BK) * 64, w->kb2 + b * np + p0 * PA_BK,
+					w->pv2 + (b * np + p0 * PA_BK) * 64, part + PA_TQ, part, scratch);
+			}
+			#pragma omp for schedule(static)
+			for (int64_t bt = 0; bt < batch * tasks; bt++) {
+				const int64_t b = bt / tasks, i = bt % tasks * PA_TQ;
+				const int64_t end = i + PA_TQ < rows ? i + PA_TQ : rows;
+				pa_merge_parts(parts, (int)(end - i), 64, w->split + bt * parts * stride, stride,
+					w->o2 + (b * rows + i) * 64, w->lse2 + b * rows + i);
+			}
+		}
+		return;
+	}
 	#pragma omp parallel
 	{
 		float *const scratch = w->scratch + (size_t)pa_thread_num() * PA_TQ * 128;
@@ -1082,7 +1129,7 @@ static void compose3_finish(int64_t batch, int64_t nq, int64_t nk, const float *
 	const struct compose3_work *w, float *out) {
 	const int64_t np = (nk + PA_BK - 1) / PA_BK * PA_BK;
 	(void)in, (void)w, (void)np;
-	#pragma omp parallel for collapse(2) schedule(static)
+	#pragma omp parallel for collapse(2) schedule(static) if (batch * nq >= PA_PAR_ROWS)
 	for (int64_t b = 0; b < batch; b++) {
 		for (int64_t r = 0; r < nq; r++) {
 			const int64_t row = b * nq + r;
@@ -1119,6 +1166,7 @@ static pa_status compose3_run(int64_t batch, int64_t nq, int64_t nk, const float
 	const size_t at_pv2 = pa_carve(&total, batch, np, 64);
 	const size_t at_o2 = pa_carve(keep, batch, nq, 64);
 	const size_t at_scratch = pa_carve(&total, pa_max_threads(), PA_TQ, 128);
+	const size_t at_split = pa_carve(&total, pa_max_threads(), PA_TQ, 65);
 	if (total == SIZE_MAX || kept == SIZE_MAX)
 		return PA_ERR_ARGUMENT;
 	float *ws = pa_alloc(total);
@@ -1130,7 +1178,7 @@ static pa_status compose3_run(int64_t batch, int64_t nq, int64_t nk, const float
 		.kt4 = ws + at_kt4,
 		.kb4 = ws + at_kb4,
 		.lse4 = base + at_lse4,
-		.pv4 = ws + at_pv4,
+		.pv4 = nk % PA_BK == 0 ? (float *)inputs[6] : ws + at_pv4, /* no padding key: the rows, read only */
 		.o4 = base + at_o4,
 		.q3 = ws + at_q3,
 		.kt3 = ws + at_kt3,
@@ -1145,6 +1193,7 @@ static pa_status compose3_run(int64_t batch, int64_t nq, int64_t nk, const float
 		.pv2 = ws + at_pv2,
 		.o2 = base + at_o2,
 		.scratch = ws + at_scratch,
+		.split = ws + at_split,
 	};
 	compose3_prepare_x4(batch, nq, nk, inputs, &w);
 	compose3_send_x4(batch, nq, nk, &w);
@@ -1232,6 +1281,7 @@ pa_status compose3_backward_qk(int64_t batch, int64_t nq, int64_t nk, const floa
 	const size_t at_pv2 = pa_carve(&total, batch, np, 64);
 	const size_t at_o2 = pa_carve(keep, batch, nq, 64);
 	const size_t at_scratch = pa_carve(&total, pa_max_threads(), PA_TQ, 128);
+	const size_t at_split = pa_carve(&total, pa_max_threads(), PA_TQ, 65);
 	(void)np, (void)keep;
 	/* the prepare stages only read what saved holds */
 	float *const kept_base = (float *)saved;
@@ -1246,7 +1296,7 @@ pa_status compose3_backward_qk(int64_t batch, int64_t nq, int64_t nk, const floa
 		.kt4 = ws + at_kt4,
 		.kb4 = ws + at_kb4,
 		.lse4 = base + at_lse4,
-		.pv4 = ws + at_pv4,
+		.pv4 = nk % PA_BK == 0 ? (float *)inputs[6] : ws + at_pv4, /* no padding key: the rows, read only */
 		.o4 = base + at_o4,
 		.q3 = ws + at_q3,
 		.kt3 = ws + at_kt3,
@@ -1261,6 +1311,7 @@ pa_status compose3_backward_qk(int64_t batch, int64_t nq, int64_t nk, const floa
 		.pv2 = ws + at_pv2,
 		.o2 = base + at_o2,
 		.scratch = ws + at_scratch,
+		.split = ws + at_split,
 	};
 	compose3_prepare_x4(batch, nq, nk, inputs, &w);
 	compose3_prepare_x3(batch, nq, nk, inputs, &w);

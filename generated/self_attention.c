@@ -26,6 +26,7 @@ struct self_attention_work {
 	float *pv2; /* batch x np x 64 */
 	float *o2; /* batch x nq x 64 */
 	float *scratch; /* threads x PA_TQ x 128: the micro-kernels' tasks */
+	float *split; /* threads x PA_TQ x 65: key ranges' lse and o */
 };
 
 /*
@@ -39,6 +40,11 @@ static void self_attention_attend_d64_v64_generic(int64_t nb, int rows,
 	const float *restrict pv, float *restrict o, float *restrict lse,
 	float *restrict scratch)
 {
+	if (rows == 1) {
+		/* one query (a decoding step): lanes over keys */
+		pa_attend_row(nb, 0, -PA_UNBOUNDED, PA_UNBOUNDED, 64, 64, 64, q, kt, kb, pv, o, lse);
+		return;
+	}
 	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0;
 	 * qt and the payload sums acc are the task's scratch */
 	float (*const qt)[PA_TQ] = (float (*)[PA_TQ])scratch;
@@ -336,6 +342,11 @@ static __attribute__((target("avx2,fma"))) void self_attention_attend_d64_v64_av
 	const float *restrict pv, float *restrict o, float *restrict lse,
 	float *restrict scratch)
 {
+	if (rows == 1) {
+		/* one query (a decoding step): lanes over keys */
+		pa_attend_row(nb, 0, -PA_UNBOUNDED, PA_UNBOUNDED, 64, 64, 64, q, kt, kb, pv, o, lse);
+		return;
+	}
 	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0;
 	 * qt and the payload sums acc are the task's scratch */
 	float (*const qt)[PA_TQ] = (float (*)[PA_TQ])scratch;
@@ -556,6 +567,11 @@ static __attribute__((target("avx512f"))) void self_attention_attend_d64_v64_avx
 	const float *restrict pv, float *restrict o, float *restrict lse,
 	float *restrict scratch)
 {
+	if (rows == 1) {
+		/* one query (a decoding step): lanes over keys */
+		pa_attend_row(nb, 0, -PA_UNBOUNDED, PA_UNBOUNDED, 64, 64, 64, q, kt, kb, pv, o, lse);
+		return;
+	}
 	/* lanes are queries: qt[d][i] = q_i[d]; rows past the last are 0;
 	 * qt and the payload sums acc are the task's scratch */
 	float (*const qt)[PA_TQ] = (float (*)[PA_TQ])scratch;
@@ -886,12 +902,15 @@ static void self_attention_prepare_x2(int64_t batch, int64_t nq, int64_t nk,
 			}
 			float bias = 0.0f;
 			w->kb2[b * np + r] = bias;
-			for (int v = 0; v < 64; v++)
-				pv[v] = in[2][row * 64 + v];
+			/* the payload, unless it is the value rows themselves (see run) */
+			if (w->pv2 != in[2]) {
+				for (int v = 0; v < 64; v++)
+					pv[v] = in[2][row * 64 + v];
+			}
 		}
 	}
 	/* the queries: x1's nq rows */
-	#pragma omp parallel for collapse(2) schedule(static)
+	#pragma omp parallel for collapse(2) schedule(static) if (batch * nq >= PA_PAR_ROWS)
 	for (int64_t b = 0; b < batch; b++) {
 		for (int64_t r = 0; r < nq; r++) {
 			const int64_t row = b * nq + r;
@@ -914,6 +933,34 @@ static void self_attention_send_x2(int64_t batch, int64_t nq, int64_t nk, const 
 	const int64_t rows = nq;
 	const int64_t tasks = (rows + PA_TQ - 1) / PA_TQ;
 	const pa_attend_fn attend = self_attention_attend_d64_v64();
+	const int64_t parts = pa_split_parts(batch * tasks, nb);
+	if (parts > 1) {
+		/* fewer query tasks than threads: part r of a task attends over
+		 * panels [nb r / parts, nb (r + 1) / parts), then the parts merge */
+		const size_t stride = PA_TQ * 65;
+		#pragma omp parallel
+		{
+			float *const scratch = w->scratch + (size_t)pa_thread_num() * PA_TQ * 128;
+			#pragma omp for schedule(static)
+			for (int64_t u = 0; u < batch * tasks * parts; u++) {
+				const int64_t b = u / (tasks * parts), t = u / parts % tasks, r = u % parts;
+				const int64_t end = (t + 1) * PA_TQ < rows ? (t + 1) * PA_TQ : rows;
+				const int64_t i = t * PA_TQ, p0 = nb * r / parts, p1 = nb * (r + 1) / parts;
+				float *const part = w->split + u * stride;
+				attend(p1 - p0, (int)(end - i), w->q2 + (b * rows + i) * 64,
+					w->kt2 + (b * np + p0 * PA_BK) * 64, w->kb2 + b * np + p0 * PA_BK,
+					w->pv2 + (b * np + p0 * PA_BK) * 64, part + PA_TQ, part, scratch);
+			}
+			#pragma omp for schedule(static)
+			for (int64_t bt = 0; bt < batch * tasks; bt++) {
+				const int64_t b = bt / tasks, i = bt % tasks * PA_TQ;
+				const int64_t end = i + PA_TQ < rows ? i + PA_TQ : rows;
+				pa_merge_parts(parts, (int)(end - i), 64, w->split + bt * parts * stride, stride,
+					w->o2 + (b * rows + i) * 64, w->lse2 + b * rows + i);
+			}
+		}
+		return;
+	}
 	#pragma omp parallel
 	{
 		float *const scratch = w->scratch + (size_t)pa_thread_num() * PA_TQ * 128;
@@ -936,7 +983,7 @@ static void self_attention_finish(int64_t batch, int64_t nq, int64_t nk, const f
 	const struct self_attention_work *w, float *out) {
 	const int64_t np = (nk + PA_BK - 1) / PA_BK * PA_BK;
 	(void)in, (void)w, (void)np;
-	#pragma omp parallel for collapse(2) schedule(static)
+	#pragma omp parallel for collapse(2) schedule(static) if (batch * nq >= PA_PAR_ROWS)
 	for (int64_t b = 0; b < batch; b++) {
 		for (int64_t r = 0; r < nq; r++) {
 			const int64_t row = b * nq + r;
@@ -961,6 +1008,7 @@ static pa_status self_attention_run(int64_t batch, int64_t nq, int64_t nk, const
 	const size_t at_pv2 = pa_carve(&total, batch, np, 64);
 	const size_t at_o2 = pa_carve(keep, batch, nq, 64);
 	const size_t at_scratch = pa_carve(&total, pa_max_threads(), PA_TQ, 128);
+	const size_t at_split = pa_carve(&total, pa_max_threads(), PA_TQ, 65);
 	if (total == SIZE_MAX || kept == SIZE_MAX)
 		return PA_ERR_ARGUMENT;
 	float *ws = pa_alloc(total);
@@ -972,9 +1020,10 @@ static pa_status self_attention_run(int64_t batch, int64_t nq, int64_t nk, const
 		.kt2 = ws + at_kt2,
 		.kb2 = ws + at_kb2,
 		.lse2 = base + at_lse2,
-		.pv2 = ws + at_pv2,
+		.pv2 = nk % PA_BK == 0 ? (float *)inputs[2] : ws + at_pv2, /* no padding key: the rows, read only */
 		.o2 = base + at_o2,
 		.scratch = ws + at_scratch,
+		.split = ws + at_split,
 	};
 	self_attention_prepare_x2(batch, nq, nk, inputs, &w);
 	self_attention_send_x2(batch, nq, nk, &w);
@@ -1042,6 +1091,7 @@ pa_status self_attention_backward_qk(int64_t batch, int64_t nq, int64_t nk, cons
 	const size_t at_pv2 = pa_carve(&total, batch, np, 64);
 	const size_t at_o2 = pa_carve(keep, batch, nq, 64);
 	const size_t at_scratch = pa_carve(&total, pa_max_threads(), PA_TQ, 128);
+	const size_t at_split = pa_carve(&total, pa_max_threads(), PA_TQ, 65);
 	(void)np, (void)keep;
 	/* the prepare stages only read what saved holds */
 	float *const kept_base = (float *)saved;
@@ -1056,9 +1106,10 @@ pa_status self_attention_backward_qk(int64_t batch, int64_t nq, int64_t nk, cons
 		.kt2 = ws + at_kt2,
 		.kb2 = ws + at_kb2,
 		.lse2 = base + at_lse2,
-		.pv2 = ws + at_pv2,
+		.pv2 = nk % PA_BK == 0 ? (float *)inputs[2] : ws + at_pv2, /* no padding key: the rows, read only */
 		.o2 = base + at_o2,
 		.scratch = ws + at_scratch,
+		.split = ws + at_split,
 	};
 	self_attention_prepare_x2(batch, nq, nk, inputs, &w);
 	static const pa_tree_plan plan = {

@@ -11,22 +11,97 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* MAX_ABS_BODY: top = the largest |x[i]| of x[0..len) as bits, bad = whether
+ * some entry is NaN or infinite (exponent bits all ones); an integer scan
+ * of the bits, so it vectorizes without fast-math.  The same loop is
+ * compiled for each ISA: the plain x86-64 build has no unsigned 32-bit
+ * max and runs it at a quarter of AVX2's speed, and a decoding step scans
+ * every key and value row. */
+#define MAX_ABS_BODY(x, len, top, bad) \
+	for (size_t i = 0; i < (len); i++) { \
+		uint32_t bits; \
+		memcpy(&bits, (x) + i, sizeof bits); \
+		bits &= 0x7fffffffu; \
+		(bad) |= bits >= 0x7f800000u; \
+		(top) = bits > (top) ? bits : (top); \
+	}
+
+static uint32_t max_abs_generic(const float *x, size_t len, uint32_t *bad)
+{
+	uint32_t top = 0, b = 0;
+	MAX_ABS_BODY(x, len, top, b)
+	*bad |= b;
+	return top;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) static uint32_t
+max_abs_avx2(const float *x, size_t len, uint32_t *bad)
+{
+	uint32_t top = 0, b = 0;
+	MAX_ABS_BODY(x, len, top, b)
+	*bad |= b;
+	return top;
+}
+
+__attribute__((target("avx512f"))) static uint32_t
+max_abs_avx512(const float *x, size_t len, uint32_t *bad)
+{
+	uint32_t top = 0, b = 0;
+	MAX_ABS_BODY(x, len, top, b)
+	*bad |= b;
+	return top;
+}
+#endif
+
 /* max_abs = the largest |x[i]| of x[0..len), or INFINITY when some entry
- * is NaN or infinite (exponent bits all ones); an integer scan of the
- * bits, so it vectorizes without fast-math. */
+ * is NaN or infinite; the scan for pa_isa(). */
 static float max_abs(const float *x, size_t len)
 {
-	uint32_t bad = 0, top = 0;
-	for (size_t i = 0; i < len; i++) {
-		uint32_t bits;
-		memcpy(&bits, x + i, sizeof bits);
-		bits &= 0x7fffffffu;
-		bad |= bits >= 0x7f800000u;
-		top = bits > top ? bits : top;
-	}
+	uint32_t bad = 0, top;
+#if defined(__x86_64__)
+	if (pa_isa() == PA_ISA_AVX512)
+		top = max_abs_avx512(x, len, &bad);
+	else if (pa_isa() == PA_ISA_AVX2)
+		top = max_abs_avx2(x, len, &bad);
+	else
+#endif
+		top = max_abs_generic(x, len, &bad);
 	float m;
 	memcpy(&m, &top, sizeof m);
 	return bad ? INFINITY : m;
+}
+
+/* PA_SCAN_SPLIT: inputs of more floats than this in all are scanned by
+ * every thread, a slice of each input per thread (a decoding step scans
+ * megabytes; a parallel region costs a few microseconds). */
+#define PA_SCAN_SPLIT (1 << 18)
+
+/* max_abs_all: top[i] = max_abs(x[i], len[i]) for the n inputs. */
+static void max_abs_all(int n, const float *const x[], const size_t len[], float top[])
+{
+	size_t total = 0;
+	for (int i = 0; i < n; i++)
+		total += len[i];
+	const int threads = total > PA_SCAN_SPLIT ? pa_max_threads() : 1;
+	if (threads <= 1) {
+		for (int i = 0; i < n; i++)
+			top[i] = max_abs(x[i], len[i]);
+		return;
+	}
+	float part[threads][n > 0 ? n : 1];
+	#pragma omp parallel for num_threads(threads) schedule(static)
+	for (int t = 0; t < threads; t++)
+		for (int i = 0; i < n; i++) {
+			const size_t a = len[i] / threads * t;
+			const size_t b = t + 1 < threads ? len[i] / threads * (t + 1) : len[i];
+			part[t][i] = max_abs(x[i] + a, b - a);
+		}
+	for (int i = 0; i < n; i++) {
+		top[i] = 0.0f;
+		for (int t = 0; t < threads; t++)
+			top[i] = part[t][i] > top[i] ? part[t][i] : top[i];
+	}
 }
 
 /* overlaps: the byte ranges [a, a + na) and [b, b + nb) share a byte. */
@@ -70,8 +145,10 @@ pa_status pa_check_args_qk(const pa_kernel_info *k, int64_t batch, int64_t nq,
 		             len[i] * sizeof(float)))
 			return PA_ERR_ARGUMENT;
 	double log2_range = (k->num_vars - 1) * log2((double)nk);
+	float top[k->num_inputs > 0 ? k->num_inputs : 1];
+	max_abs_all(k->num_inputs, inputs, len, top);
 	for (int i = 0; i < k->num_inputs; i++) {
-		float m = max_abs(inputs[i], len[i]);
+		float m = top[i];
 		if (m == INFINITY)
 			return PA_ERR_NONFINITE;
 		if (k->inputs[i].kind == PA_INPUT_VALUE)
@@ -267,6 +344,49 @@ void pa_free(float *p)
 	}
 	cache_unlock();
 	free(drop);
+}
+
+/* pa_split_parts: see pa_kernel.h. */
+int64_t pa_split_parts(int64_t tasks, int64_t nb)
+{
+	const int64_t threads = pa_max_threads();
+	if (tasks <= 0 || tasks >= threads)
+		return 1;
+	int64_t parts = threads / tasks;
+	parts = parts < nb / 2 ? parts : nb / 2;
+	return parts > 1 ? parts : 1;
+}
+
+/* pa_merge_parts: see pa_kernel.h.  Sums in double, the parts in order. */
+void pa_merge_parts(int64_t parts, int rows, int dv, const float *part,
+                    size_t stride, float *o, float *lse)
+{
+	for (int i = 0; i < rows; i++) {
+		float top = -INFINITY;
+		for (int64_t r = 0; r < parts; r++)
+			top = part[r * stride + i] > top ? part[r * stride + i] : top;
+		if (top == -INFINITY) {   /* the mask left the row no key */
+			for (int c = 0; c < dv; c++)
+				o[i * dv + c] = 0.0f;
+			lse[i] = -INFINITY;
+			continue;
+		}
+		double den = 0, num[dv > 0 ? dv : 1];
+		for (int c = 0; c < dv; c++)
+			num[c] = 0;
+		for (int64_t r = 0; r < parts; r++) {
+			const float *pr = part + r * stride;
+			if (pr[i] == -INFINITY)
+				continue;
+			const double wgt = exp((double)pr[i] - top);
+			den += wgt;
+			for (int c = 0; c < dv; c++)
+				num[c] += wgt * pr[PA_TQ + i * dv + c];
+		}
+		for (int c = 0; c < dv; c++)
+			o[i * dv + c] = (float)(num[c] / den);
+		lse[i] = (float)(top + log(den));
+	}
 }
 
 /* pa_softmax_average: see pa_kernel.h.  Accumulates in double. */

@@ -108,6 +108,35 @@ int64_t pa_call_saved_floats(const pa_kernel_info *k, const pa_call *c);
 int pa_max_threads(void);
 int pa_thread_num(void);
 
+/* pa_attend_row: a message's micro-kernel (pa_attend_mask_fn) for a
+ * single query row at position pos (lo = -PA_UNBOUNDED, hi = PA_UNBOUNDED
+ * without a mask) over nb panels of keys with dim columns and a payload
+ * of vp columns (dv of them written to o; vp = dv = 0: none, pv and o
+ * unused): lanes run over keys, not queries, so one query costs what its
+ * keys cost.  The generated micro-kernels call it for rows = 1. */
+void pa_attend_row(int64_t nb, int64_t pos, int64_t lo, int64_t hi, int dim, int vp,
+                   int dv, const float *q, const float *kt, const float *kb,
+                   const float *pv, float *o, float *lse);
+
+/* Loops over fewer rows than this (a decoding step's queries and output)
+ * run on the calling thread: starting a parallel region costs more. */
+#define PA_PAR_ROWS 256
+
+/* Split key ranges (flash-decoding) for a message into x1 whose `tasks`
+ * query tasks (PA_TQ rows each, over the whole batch) are fewer than the
+ * threads: pa_split_parts = how many ranges of its nb key panels each
+ * task splits into (1: no split), at most a thread per (task, range) and
+ * at least 2 panels a range.  Range r of a task attends over its panels
+ * into its own (o, lse), and pa_merge_parts combines a task's `parts`
+ * partial messages of `rows` rows (part r's lse at part + r·stride, its
+ * dv-column rows o after PA_TQ floats) into o and lse:
+ * lse = log Σ_r e^lse_r, o = Σ_r e^(lse_r − lse) o_r (a row no range saw
+ * gets o = 0, lse = −inf).  The sum is exact; its rounding depends on
+ * the number of threads only. */
+int64_t pa_split_parts(int64_t tasks, int64_t nb);
+void pa_merge_parts(int64_t parts, int rows, int dv, const float *part,
+                    size_t stride, float *o, float *lse);
+
 /* A tree message's micro-kernel (see emit_attend.c in polyc); scratch is
  * the task's own (dim + payload columns rounded up to 16) · PA_TQ floats,
  * 64-byte aligned: its queries transposed and its payload sums. */

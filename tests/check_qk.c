@@ -6,7 +6,10 @@
  * kernel is one test of these loop test cases:
  *   forward   every shape of `shapes` below (one query against many keys,
  *             odd sizes, nq = nk, query blocks and key panels cut
- *             unevenly, scores of order 1 and larger): run_qk's out
+ *             unevenly, scores of order 1 and larger; batch 1 with one
+ *             query task and several key panels, which with two threads
+ *             or more split their key panels across threads and merge
+ *             the ranges, see pa_split_parts): run_qk's out
  *             within TOL of pa_reference_call of the same call (query row
  *             i at position i + nk − nq), nothing written past out;
  *   train     the same shapes: train_qk's out is run_qk's bit for bit and
@@ -58,6 +61,7 @@ static const Shape shapes[] = {
 	{1, 1, 1, 1}, {2, 1, 37, 1}, {1, 1, 130, 1}, {3, 5, 5, 1},
 	{2, 3, 70, 1}, {1, 64, 97, 1}, {2, 17, 33, 1}, {1, 65, 66, 1},
 	{2, 1, 9, 3}, {1, 13, 40, 3}, {1, 7, 200, 1}, {2, 2, 3, 1},
+	{1, 1, 100, 3}, {1, 33, 110, 1}, {1, 1, 96, 1}, {1, 64, 128, 3},
 };
 
 /* skip: E2E_KERNEL names another kernel. */

@@ -309,6 +309,48 @@ START_TEST(test_check_args)
 }
 END_TEST
 
+/* test_check_args_large: inputs large enough that every thread scans a
+ * slice of each (PA_SCAN_SPLIT in pa_kernel.c, with two threads or more):
+ * a NaN or an infinity in the first, a middle or the last entry of any
+ * input, or a value entry large enough for PA_ERR_RANGE in the last
+ * slice, is found. */
+START_TEST(test_check_args_large)
+{
+	enum { N = 40000 };
+	float *f = malloc(sizeof(float) * N * 2), *v = malloc(sizeof(float) * N * 3);
+	float *out = malloc(sizeof(float) * N * 3);
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(v);
+	ck_assert_ptr_nonnull(out);
+	for (int i = 0; i < N * 2; i++)
+		f[i] = sinf((float)i);
+	for (int i = 0; i < N * 3; i++)
+		v[i] = cosf((float)i);
+	float *g = malloc(sizeof(float) * N * 2);
+	ck_assert_ptr_nonnull(g);
+	memcpy(g, f, sizeof(float) * N * 2);
+	const float *in[] = {f, f, g, f, v, v};
+	ck_assert_int_eq(pa_check_args(&path_info, 1, N, in, out), PA_OK);
+	const size_t at[] = {0, 1, N - 1, N, N + 1, 2 * N - 1};
+	for (int a = 0; a < 6; a++) {
+		const size_t e = at[a];
+		const float keep_g = g[e], keep_v = v[e * 3 / 2];
+		g[e] = NAN;
+		ck_assert_int_eq(pa_check_args(&path_info, 1, N, in, out), PA_ERR_NONFINITE);
+		g[e] = keep_g, v[e * 3 / 2] = INFINITY;
+		ck_assert_int_eq(pa_check_args(&path_info, 1, N, in, out), PA_ERR_NONFINITE);
+		v[e * 3 / 2] = keep_v;
+	}
+	v[N * 3 - 1] = INFINITY;
+	ck_assert_int_eq(pa_check_args(&path_info, 1, N, in, out), PA_ERR_NONFINITE);
+	v[N * 3 - 1] = 1e30f;
+	ck_assert_int_eq(pa_check_args(&path_info, 1, N, in, out), PA_ERR_RANGE);
+	v[N * 3 - 1] = 0.5f;
+	ck_assert_int_eq(pa_check_args(&path_info, 1, N, in, out), PA_OK);
+	free(f), free(g), free(v), free(out);
+}
+END_TEST
+
 /* test_isa_unknown: PA_ISA naming no code path is said on stderr (once
  * per process: the test runs in a process of its own, CK_FORK). */
 START_TEST(test_isa_unknown)
@@ -344,6 +386,7 @@ Suite *runtime_suite(void)
 	tcase_add_test(tc, test_expf_scalar);
 	tcase_add_test(tc, test_exp_vector);
 	tcase_add_test(tc, test_carve);
+	tcase_add_test(tc, test_check_args_large);
 	tcase_add_test(tc, test_softmax_average);
 	tcase_add_test(tc, test_reference_zero_scores);
 	tcase_add_test(tc, test_reference_closed_form);
