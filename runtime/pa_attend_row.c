@@ -67,6 +67,8 @@ row(int64_t nb, int64_t pos, int64_t lo, int64_t hi, int dim, int vp, int dv,
 			l += s[j];
 		sum = sum * r + l;
 		mx = m;
+		if (!vp)
+			continue;       /* a message of its log-normalizer alone: pv NULL */
 		const float *pp = pv + jb * PA_BK * vp;
 		for (int c = 0; c < vp; c++)
 			acc[c] *= r;
